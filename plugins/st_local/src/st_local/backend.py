@@ -1,0 +1,191 @@
+"""The embedded local backend: a repository in a directory on this machine.
+
+Writes are atomic and create-only: bytes go to a temporary file in the target directory, are
+fsynced, then hard-linked into place (``link`` fails if the name exists, which is the create-only
+check, done by the kernel, race-free between processes), and the directory is fsynced so the
+new name survives a crash.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from stcore.errors import (
+    AccessDeniedError,
+    BackendError,
+    ContainerNotFoundError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+)
+from stcore.interfaces import ObjectInfo
+
+TEMP_PREFIX = ".tmp-"
+
+
+def path_from_url(url: str) -> Path:
+    """``/srv/repo``, ``file:///srv/repo`` or ``local:///srv/repo`` -> ``/srv/repo``."""
+    if "://" not in url:
+        return Path(url).expanduser()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("file", "local"):
+        raise BackendError(f"the local backend cannot open {url!r}")
+    return Path(unquote(parsed.netloc + parsed.path)).expanduser()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBackend:
+    """Objects as files under a root directory; ``data/ab/abcd...`` is a file at that path."""
+
+    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+        self.root = root
+        self.location = str(root)
+        self._fsync = fsync
+        self._known_dirs: set[Path] = set()
+
+    @classmethod
+    def open(
+        cls, url: str, *, options: Mapping[str, Any] | None = None, create: bool = False
+    ) -> LocalBackend:
+        root = path_from_url(url).absolute()
+        if not root.is_dir():
+            if root.exists():
+                raise ContainerNotFoundError(f"{root} exists but is not a directory")
+            if not create:
+                raise ContainerNotFoundError(
+                    f"repository directory {root} does not exist; run `stcore init --repo {root}`"
+                )
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _map_os_error(exc, root) from exc
+        fsync = bool((options or {}).get("fsync", True))
+        return cls(root, fsync=fsync)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        parts = key.split("/")
+        if not key or any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) for p in parts):
+            raise BackendError(f"invalid object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._known_dirs:
+            return
+        missing = []
+        current = directory
+        while not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+            except FileExistsError:
+                pass
+            if self._fsync:
+                _fsync_dir(path.parent)
+        self._known_dirs.add(directory)
+
+    # --- Backend protocol -----------------------------------------------------------------------
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            self._ensure_dir(path.parent)
+            temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                with os.fdopen(fd, "wb", closefd=True) as handle:
+                    handle.write(data)
+                    handle.flush()
+                    if self._fsync:
+                        os.fsync(handle.fileno())
+                try:
+                    os.link(temp, path)
+                except FileExistsError:
+                    raise ObjectExistsError(f"{key} already exists in {self.location}") from None
+            finally:
+                temp.unlink(missing_ok=True)
+            if self._fsync:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _map_os_error(exc, path) from exc
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:
+                if offset:
+                    handle.seek(offset)
+                return handle.read() if length is None else handle.read(length)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{key} does not exist in {self.location}") from None
+        except OSError as exc:
+            raise _map_os_error(exc, path) from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            return ObjectInfo(key=key, size=path.stat().st_size)
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{key} does not exist in {self.location}") from None
+        except OSError as exc:
+            raise _map_os_error(exc, path) from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        # Walk only the directory the prefix names, not the whole repository.
+        directory, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*directory.split("/")) if directory else self.root
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            relative = os.path.relpath(dirpath, self.root)
+            base = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+            for filename in sorted(filenames):
+                if filename.startswith(TEMP_PREFIX):
+                    continue
+                key = base + filename
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    size = os.stat(os.path.join(dirpath, filename)).st_size
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield ObjectInfo(key=key, size=size)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"{key} does not exist in {self.location}") from None
+        except OSError as exc:
+            raise _map_os_error(exc, path) from exc
+
+    def close(self) -> None:
+        self._known_dirs.clear()
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self.location!r})"
+
+
+def _map_os_error(exc: OSError, path: Path) -> BackendError:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return AccessDeniedError(f"permission denied writing or reading {path}: {exc.strerror}")
+    if exc.errno == errno.ENOSPC:
+        return BackendError(f"no space left on the device holding {path}")
+    return BackendError(f"local storage error at {path}: {exc}")

@@ -1,0 +1,85 @@
+"""st-local against the backend contract, plus what only a local directory can show."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from st_local.backend import LocalBackend
+
+from stcore.errors import AccessDeniedError, BackendError, ContainerNotFoundError
+from stcore.plugins import make_plugin_manager
+from stcore.testing import BackendContract
+
+
+class TestLocalBackendContract(BackendContract):
+    @pytest.fixture
+    def backend(self, tmp_path: Path) -> Iterator[LocalBackend]:
+        backend = LocalBackend.open(str(tmp_path / "repo"), options={}, create=True)
+        yield backend
+        backend.close()
+
+
+def test_is_registered_through_the_entry_point() -> None:
+    host = make_plugin_manager()
+    assert "local" in host.backends
+    assert host.backends.by_scheme("file") == "local"
+    plugin = next(p for p in host.plugins() if p.name == "local")
+    assert plugin.distribution == "st-local"
+
+
+def test_missing_directory_without_create_says_how_to_init(tmp_path: Path) -> None:
+    with pytest.raises(ContainerNotFoundError, match="stcore init"):
+        LocalBackend.open(str(tmp_path / "absent"), options={})
+
+
+def test_file_urls_are_accepted(tmp_path: Path) -> None:
+    backend = LocalBackend.open(f"file://{tmp_path}", options={})
+    backend.write("k", b"v")
+    assert (tmp_path / "k").read_bytes() == b"v"
+
+
+def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    for key in ("../outside", "data/../../x", "", "/abs", "a//b"):
+        with pytest.raises(BackendError, match="invalid object key"):
+            backend.write(key, b"x")
+
+
+def test_no_temporary_file_is_left_behind_after_a_failed_write(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    backend.write("data/aa/x", b"1")
+    with pytest.raises(BackendError):
+        backend.write("data/aa/x", b"2")
+    assert sorted(os.listdir(tmp_path / "data" / "aa")) == ["x"]
+    assert [o.key for o in backend.list()] == ["data/aa/x"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_directory_gives_access_denied(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(AccessDeniedError):
+            backend.write("x", b"1")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_full_disk_is_reported_without_losing_existing_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    backend.write("kept", b"safe")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(BackendError, match="no space left"):
+        backend.write("new", b"data")
+    monkeypatch.undo()
+    assert backend.read("kept") == b"safe"
+    assert [o.key for o in backend.list()] == ["kept"]

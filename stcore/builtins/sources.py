@@ -1,0 +1,309 @@
+"""Built-in sources: ``files`` (a directory tree), ``json`` (documents) and ``sqlite`` (a live DB).
+
+Each is a class whose constructor takes ``(name, options)``; see :mod:`stcore.interfaces` for the
+contract and ``docs/sources.md`` for the options.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from stcore.errors import ConfigError, SourceError
+from stcore.interfaces import ErrorReporter, SourceEntry
+
+
+def _open_binary(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+def _as_list(value: Any, option: str, source: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(f"source {source!r}: option {option!r} must be a string or a list of strings")
+
+
+def _require_path(name: str, options: Mapping[str, Any]) -> Path:
+    raw = options.get("path")
+    if not isinstance(raw, str | os.PathLike) or not str(raw):
+        raise ConfigError(f"source {name!r} needs a `path` option")
+    path = Path(raw).expanduser()
+    if not path.exists() and not path.is_symlink():
+        raise SourceError(f"source {name!r}: {path} does not exist")
+    return path.absolute()
+
+
+def _matches(patterns: list[str], relative: str) -> bool:
+    """A pattern with no ``/`` matches the name anywhere; one with ``/`` the whole path."""
+    name = relative.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        target = relative if "/" in pattern.strip("/") else name
+        if fnmatch.fnmatchcase(target, pattern.strip("/")):
+            return True
+    return False
+
+
+def _entry_for(path: str, parts: tuple[str, ...], st: os.stat_result) -> SourceEntry | None:
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        return SourceEntry(path=parts, kind="dir", mode=mode, mtime_ns=st.st_mtime_ns)
+    if stat.S_ISLNK(st.st_mode):
+        return SourceEntry(
+            path=parts,
+            kind="symlink",
+            mode=mode,
+            mtime_ns=st.st_mtime_ns,
+            target=os.readlink(path),
+        )
+    if stat.S_ISREG(st.st_mode):
+        return SourceEntry(
+            path=parts,
+            kind="file",
+            mode=mode,
+            mtime_ns=st.st_mtime_ns,
+            size=st.st_size,
+            opener=partial(_open_binary, path),
+        )
+    return None  # sockets, FIFOs and devices are not backed up
+
+
+class FilesSource:
+    """A directory tree (or a single file) with include/exclude globs.
+
+    Keeps modes, mtimes, symlinks (as links, never followed), empty directories and any file name
+    the file system allows.
+    """
+
+    type_name = "files"
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.root = _require_path(name, options)
+        self.include = _as_list(options.get("include"), "include", name)
+        self.exclude = _as_list(options.get("exclude"), "exclude", name)
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.root), "include": self.include, "exclude": self.exclude}
+
+    def scan(self, report_error: ErrorReporter) -> Iterator[SourceEntry]:
+        try:
+            st = os.lstat(self.root)
+        except OSError as exc:
+            raise SourceError(f"source {self.name!r}: cannot read {self.root}: {exc}") from exc
+        if not stat.S_ISDIR(st.st_mode):
+            entry = _entry_for(str(self.root), (self.root.name,), st)
+            if entry is not None:
+                yield entry
+            return
+        try:
+            os.scandir(self.root).close()
+        except OSError as exc:
+            raise SourceError(f"source {self.name!r}: cannot list {self.root}: {exc}") from exc
+        yield from self._walk(str(self.root), (), report_error)
+
+    def _walk(
+        self, directory: str, parts: tuple[str, ...], report_error: ErrorReporter
+    ) -> Iterator[SourceEntry]:
+        try:
+            with os.scandir(directory) as iterator:
+                children = sorted(iterator, key=lambda e: e.name)
+        except OSError as exc:
+            report_error(directory, exc)
+            return
+        for child in children:
+            child_parts = (*parts, child.name)
+            relative = "/".join(child_parts)
+            if self.exclude and _matches(self.exclude, relative):
+                continue
+            try:
+                st = child.stat(follow_symlinks=False)
+            except OSError as exc:
+                report_error(child.path, exc)
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if self.include and not is_dir and not _matches(self.include, relative):
+                continue
+            try:
+                entry = _entry_for(child.path, child_parts, st)
+            except OSError as exc:
+                report_error(child.path, exc)
+                continue
+            if entry is None:
+                continue
+            yield entry
+            if is_dir:
+                yield from self._walk(child.path, child_parts, report_error)
+
+    def close(self) -> None:
+        pass
+
+
+class JsonSource:
+    """One or more JSON (or JSON-lines) documents, readable back as parsed data.
+
+    ``path`` names one document; ``paths`` several files or directories (whose ``*.json`` and
+    ``*.jsonl`` files are taken, recursively). Invalid JSON is reported as an error (exit 3) but
+    its bytes are still stored, so nothing is lost.
+    """
+
+    type_name = "json"
+    suffixes = (".json", ".jsonl")
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        paths = _as_list(options.get("paths"), "paths", name)
+        if options.get("path") is not None:
+            paths.insert(0, str(options["path"]))
+        if not paths:
+            raise ConfigError(f"source {name!r} needs a `path` or `paths` option")
+        self.single = len(paths) == 1 and not Path(paths[0]).expanduser().is_dir()
+        self.paths = [_require_path(name, {"path": p}) for p in paths]
+        self._documents = self._collect()
+
+    def _collect(self) -> dict[tuple[str, ...], Path]:
+        documents: dict[tuple[str, ...], Path] = {}
+        for path in self.paths:
+            if path.is_dir():
+                found = [
+                    p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix in self.suffixes
+                ]
+                pairs = [(tuple(p.relative_to(path.parent).parts), p) for p in found]
+            else:
+                pairs = [((path.name,), path)]
+            for key, file in pairs:
+                if key in documents:
+                    raise ConfigError(
+                        f"source {self.name!r}: {documents[key]} and {file} would both be stored "
+                        f"as {'/'.join(key)}; list them in separate sources"
+                    )
+                documents[key] = file
+        return documents
+
+    def describe(self) -> dict[str, Any]:
+        return {"paths": [str(p) for p in self.paths], "single": self.single}
+
+    def scan(self, report_error: ErrorReporter) -> Iterator[SourceEntry]:
+        emitted: set[tuple[str, ...]] = set()
+        for key in sorted(self._documents):
+            file = self._documents[key]
+            for depth in range(1, len(key)):
+                directory = key[:depth]
+                if directory not in emitted:
+                    emitted.add(directory)
+                    yield SourceEntry(path=directory, kind="dir", mode=0o755)
+            try:
+                st = file.stat()
+                body = file.read_bytes()
+            except OSError as exc:
+                report_error(str(file), exc)
+                continue
+            try:
+                if file.suffix == ".jsonl":
+                    for line in body.splitlines():
+                        if line.strip():
+                            json.loads(line)
+                else:
+                    json.loads(body)
+            except ValueError as exc:
+                report_error(str(file), ValueError(f"not valid JSON ({exc}); stored as bytes"))
+            yield SourceEntry(
+                path=key,
+                kind="file",
+                mode=stat.S_IMODE(st.st_mode),
+                mtime_ns=st.st_mtime_ns,
+                size=st.st_size,
+                opener=partial(_open_binary, str(file)),
+            )
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def read_data(view: Any) -> Any:
+        """The parsed document (single ``path``) or ``{relative path: parsed document}``."""
+        documents: dict[str, Any] = {}
+        for info in view.files():
+            if info.kind != "file":
+                continue
+            body = view.read_bytes(info.path)
+            if info.path.endswith(".jsonl"):
+                documents[info.path] = [json.loads(x) for x in body.splitlines() if x.strip()]
+            else:
+                documents[info.path] = json.loads(body)
+        if view.summary.options.get("single") and len(documents) == 1:
+            return next(iter(documents.values()))
+        return documents
+
+
+class SqliteSource:
+    """A consistent copy of a live SQLite database, taken with sqlite3's online backup API.
+
+    The copy is made into a private temporary directory when the scan starts and removed by
+    :meth:`close`; writers in other processes may keep writing meanwhile. The entry carries the
+    database's page size so the chunker can cut on page boundaries.
+    """
+
+    type_name = "sqlite"
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.path = _require_path(name, options)
+        if not self.path.is_file():
+            raise SourceError(f"source {name!r}: {self.path} is not a database file")
+        self._tempdir: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path)}
+
+    def _copy(self) -> tuple[str, int]:
+        self._tempdir = tempfile.mkdtemp(prefix="stcore-sqlite-")
+        copy_path = os.path.join(self._tempdir, self.path.name)
+        try:
+            source = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                target = sqlite3.connect(copy_path)
+                try:
+                    source.backup(target)
+                    page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
+                    # The copy must be one self-contained file: fold any WAL back into it.
+                    target.execute("PRAGMA journal_mode=DELETE")
+                finally:
+                    target.close()
+            finally:
+                source.close()
+        except sqlite3.Error as exc:
+            raise SourceError(
+                f"source {self.name!r}: cannot copy SQLite database {self.path}: {exc}"
+            ) from exc
+        return copy_path, page_size
+
+    def scan(self, report_error: ErrorReporter) -> Iterator[SourceEntry]:
+        st = self.path.stat()
+        copy_path, page_size = self._copy()
+        yield SourceEntry(
+            path=(self.path.name,),
+            kind="file",
+            mode=stat.S_IMODE(st.st_mode),
+            mtime_ns=st.st_mtime_ns,
+            size=os.path.getsize(copy_path),
+            opener=partial(_open_binary, copy_path),
+            page_size=page_size,
+        )
+
+    def close(self) -> None:
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None

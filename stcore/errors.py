@@ -1,0 +1,115 @@
+"""The exceptions stcore raises: one hierarchy, each with a message that says how to fix it.
+
+Every expected failure derives from :class:`StcoreError`; the CLI prints its message on one line
+and exits with :attr:`StcoreError.exit_code` instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+
+class StcoreError(Exception):
+    """Base class of every error stcore raises on purpose."""
+
+    exit_code: int = 1
+
+
+# --- plugins -----------------------------------------------------------------------------------
+
+
+class PluginError(StcoreError):
+    """A plugin could not be found, loaded or registered."""
+
+
+class UnknownPluginError(PluginError):
+    """A name was asked for that no installed plugin provides."""
+
+
+class DuplicatePluginError(PluginError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin is installed but failed to import or load."""
+
+
+# --- configuration and sources -----------------------------------------------------------------
+
+
+class ConfigError(StcoreError):
+    """stcore.toml, the environment or command-line options are invalid."""
+
+
+class SourceError(StcoreError):
+    """A data source cannot be read at all (missing path, bad options)."""
+
+
+# --- repository ----------------------------------------------------------------------------------
+
+
+class RepositoryError(StcoreError):
+    """The repository cannot be used as asked."""
+
+
+class RepositoryNotFoundError(RepositoryError):
+    """No repository exists at the given location."""
+
+
+class RepositoryExistsError(RepositoryError):
+    """``init`` was asked to create a repository where one already exists."""
+
+
+class FormatVersionError(RepositoryError):
+    """The repository was written by a newer stcore with a format this one cannot read."""
+
+
+class SnapshotNotFoundError(RepositoryError):
+    """A snapshot reference matched no snapshot, or more than one."""
+
+
+class CorruptObjectError(RepositoryError):
+    """Stored bytes do not match their hash or cannot be decoded."""
+
+
+class RestoreError(RepositoryError):
+    """A restore was refused (for example, a path would escape the target)."""
+
+
+# --- backends ------------------------------------------------------------------------------------
+
+
+class BackendError(StcoreError):
+    """A storage backend failed."""
+
+
+class ObjectNotFoundError(BackendError):
+    """The requested object does not exist in the backend."""
+
+
+class ObjectExistsError(BackendError):
+    """A create-only write found the object already present."""
+
+
+class ContainerNotFoundError(BackendError):
+    """The bucket, container or directory holding the repository does not exist."""
+
+
+class AccessDeniedError(BackendError):
+    """The credentials are valid but not allowed to do this."""
+
+
+class AuthenticationError(BackendError):
+    """The credentials were rejected."""
+
+
+class TransientBackendError(BackendError):
+    """A failure that may succeed when retried (timeouts, 5xx, dropped connections)."""
+
+
+class BackendUnavailableError(BackendError):
+    """The endpoint cannot be reached at all."""
+
+
+class PartialBackupError(StcoreError):
+    """A backup finished but some entries could not be read; the snapshot holds the rest."""
+
+    exit_code = 3

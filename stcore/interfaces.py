@@ -1,0 +1,192 @@
+"""The contracts plugins implement: Backend, Compressor, Encryptor and Source.
+
+These are structural (:class:`typing.Protocol`): a plugin needs no stcore base class, only the
+methods below. :mod:`stcore.testing` holds the contract tests that check an implementation
+behaves as these docstrings say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
+
+import attrs
+
+# --- backends ------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class ObjectInfo:
+    """What a backend knows about one stored object."""
+
+    key: str
+    size: int
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Key -> bytes storage: small enough to implement in an afternoon.
+
+    Keys are ``/``-separated relative names such as ``data/3f/3fa2...``. Every write is
+    create-only: writing a key that exists raises :class:`~stcore.errors.ObjectExistsError` and
+    leaves the stored object untouched. A write is atomic: readers see the whole object or none.
+    """
+
+    #: Where the objects live, for messages; never contains credentials.
+    location: str
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``; raise ``ObjectExistsError`` if ``key`` exists."""
+        ...
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Return ``length`` bytes from ``offset`` (all remaining bytes when ``length`` is None).
+
+        Fewer bytes come back only when the object ends first; an offset at or past the end gives
+        ``b""``. A missing key raises :class:`~stcore.errors.ObjectNotFoundError`.
+        """
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size of ``key``; ``ObjectNotFoundError`` if it does not exist."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in no particular order."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; ``ObjectNotFoundError`` if it does not exist."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and handles. The backend is not used afterwards."""
+        ...
+
+
+class BackendFactory(Protocol):
+    """What a backend registration's ``load()`` returns."""
+
+    def __call__(self, url: str, *, options: Mapping[str, Any], create: bool = False) -> Backend:
+        """Open the backend at ``url``.
+
+        ``create`` asks to create the bucket, container or directory when it is missing;
+        without it a missing one raises :class:`~stcore.errors.ContainerNotFoundError`.
+        """
+        ...
+
+
+# --- compressors ---------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Compressor(Protocol):
+    """A lossless codec for blobs and metadata objects.
+
+    ``code`` is written in front of every compressed frame so a reader knows how to decode it;
+    it must never change once data has been written. Codes 0-63 are reserved for stcore.
+    """
+
+    name: str
+    code: int
+
+    def compress(self, data: bytes) -> bytes: ...
+
+    def decompress(self, data: bytes, raw_size: int) -> bytes:
+        """Decode ``data``; ``raw_size`` is the expected decoded length (a bound for buffers)."""
+        ...
+
+
+class CompressorFactory(Protocol):
+    """What a compressor registration's ``load()`` returns; ``level`` None means its default."""
+
+    def __call__(self, level: int | None = None) -> Compressor: ...
+
+
+# --- encryptors ----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Encryptor(Protocol):
+    """Seals stored bytes. ``associated_data`` names the object, so objects cannot be swapped.
+
+    ``overhead`` is the number of bytes ``encrypt`` adds. The ``none`` encryptor adds 0 and
+    returns its input unchanged.
+    """
+
+    name: str
+    overhead: int
+
+    def encrypt(self, plaintext: bytes, associated_data: bytes) -> bytes: ...
+
+    def decrypt(self, ciphertext: bytes, associated_data: bytes) -> bytes:
+        """Return the plaintext or raise :class:`~stcore.errors.CorruptObjectError`."""
+        ...
+
+
+class EncryptorFactory(Protocol):
+    """What an encryptor registration's ``load()`` returns; ``key`` is the master key or None."""
+
+    def __call__(self, key: bytes | None) -> Encryptor: ...
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+EntryKind = Literal["file", "dir", "symlink"]
+
+
+@attrs.frozen(kw_only=True)
+class SourceEntry:
+    """One item a source yields: a file, directory or symlink at a relative path.
+
+    ``path`` is a tuple of names (no ``.``/``..``, no ``/``). A file entry carries ``opener``, which
+    returns a binary stream of its bytes; the stream is read to the end and closed by the engine.
+    ``page_size`` tells the chunker the bytes are made of fixed-size pages (SQLite), so chunk
+    boundaries can fall on page boundaries.
+    """
+
+    path: tuple[str, ...]
+    kind: EntryKind
+    mode: int = 0o644
+    mtime_ns: int = 0
+    size: int = 0
+    target: str | None = None
+    opener: Callable[[], BinaryIO] | None = None
+    page_size: int | None = None
+
+
+ErrorReporter = Callable[[str, BaseException], None]
+
+
+class Source(Protocol):
+    """A configured data source that can be scanned into entries.
+
+    ``scan`` yields entries depth-first with names sorted, a directory before its contents.
+    An entry that cannot be read is passed to ``report_error`` and skipped, so one unreadable file
+    does not stop a backup; a source that cannot be read at all raises
+    :class:`~stcore.errors.SourceError`.
+    """
+
+    name: str
+    type_name: str
+
+    def describe(self) -> dict[str, Any]:
+        """The options to record in the snapshot manifest (never secrets)."""
+        ...
+
+    def scan(self, report_error: ErrorReporter) -> Iterator[SourceEntry]: ...
+
+    def close(self) -> None:
+        """Remove any temporary state (such as a database copy)."""
+        ...
+
+
+class SourceFactory(Protocol):
+    """What a source registration's ``load()`` returns.
+
+    Calling it with the source's name and options gives a :class:`Source`. It may also define
+    ``read_data(view)`` returning the source's data in parsed form (a ``json`` source returns the
+    documents), which :attr:`stcore.SourceView.data` exposes.
+    """
+
+    def __call__(self, name: str, options: Mapping[str, Any]) -> Source: ...
