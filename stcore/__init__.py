@@ -1,6 +1,13 @@
 """stcore: versioned, deduplicated, compressed backups of application data, readable by AI code.
 
-The public API lives here; everything else is an implementation detail.
+The public API lives here; everything else is an implementation detail::
+
+    import stcore
+
+    repo = stcore.init_repository("/srv/backups")          # or stcore.open_repository(...)
+    repo.backup([stcore.make_source("docs", "files", {"path": "/srv/app/docs"})])
+    latest = repo.snapshot("latest")
+    latest.sources["docs"].read_text("README.md")
 """
 
 from __future__ import annotations
@@ -9,11 +16,34 @@ __version__ = "0.1.0"
 
 from stcore.errors import StcoreError
 from stcore.hookspecs import hookimpl
+from stcore.models import SnapshotManifest
+from stcore.plugins import PluginHost, make_plugin_manager
 from stcore.registry import Registration
+from stcore.repo.repository import (
+    BackupResult,
+    CheckResult,
+    Repository,
+    init_repository,
+    open_repository,
+)
+from stcore.sources import make_source, sources_for_paths
+from stcore.views import Snapshot, SourceView
 
 __all__ = [
+    "BackupResult",
+    "CheckResult",
+    "PluginHost",
     "Registration",
+    "Repository",
+    "Snapshot",
+    "SnapshotManifest",
+    "SourceView",
     "StcoreError",
     "__version__",
     "hookimpl",
+    "init_repository",
+    "make_plugin_manager",
+    "make_source",
+    "open_repository",
+    "sources_for_paths",
 ]

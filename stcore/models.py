@@ -138,7 +138,8 @@ class SnapshotManifest:
     tags: tuple[str, ...] = ()
     program_version: str = ""
     sources: dict[str, SourceSummary] = attrs.field(factory=dict)
-    #: bytes read from the sources, and bytes this snapshot added to the repository (stored size).
+    #: bytes read from the sources; bytes of packs and index this backup added (stored size,
+    #: not counting the manifest itself, whose size cannot be inside it).
     size: int = 0
     added_bytes: int = 0
     partial: bool = False

@@ -1,0 +1,304 @@
+"""The seed application's storage API, kept working on top of stcore.
+
+    from cloud_storage_manager import cloud_storage
+
+    result = cloud_storage.backup_all_data()
+    backups = cloud_storage.list_backups(limit=10)
+    data = cloud_storage.get_backup(result["backup_id"])["data_sources"]["ai_hub"]
+
+Configuration comes from the environment and ``.env`` (see ``.env.example``) and from
+``stcore.toml`` for the data sources. Importing this module does no I/O: the repository is opened
+(and, for a local path, created) on first use. Methods return plain dicts and lists as the seed's
+did; expected failures come back as ``{"success": False, "error": "..."}`` instead of raising.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from stcore.config import Settings, load_dotenv_file, load_settings
+from stcore.errors import ContainerNotFoundError, RepositoryNotFoundError, StcoreError
+from stcore.models import SnapshotManifest
+from stcore.repo.repository import Repository, init_repository, open_repository
+from stcore.sources import make_source
+from stcore.views import SourceView
+
+PROVIDERS = ("local", "aws", "gcp", "azure")
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).isoformat()
+
+
+def _parse_date(value: str | dt.datetime | dt.date | None) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+    parsed = dt.datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+class LazyDataSources(Mapping[str, Any]):
+    """``data_sources[name]``: loads that one source when it is first asked for, then keeps it.
+
+    JSON sources give their parsed documents; other sources give a
+    :class:`~stcore.views.SourceView` (``.files()``, ``.read_bytes(path)``...).
+    """
+
+    def __init__(self, views: Mapping[str, SourceView]) -> None:
+        self._views = views
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            view = self._views[name]
+            try:
+                self._loaded[name] = view.data
+            except AttributeError:
+                self._loaded[name] = view
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __repr__(self) -> str:
+        return f"<data_sources {list(self._views)} (loaded: {list(self._loaded)})>"
+
+
+class CloudStorageManager:
+    """The seed's ``cloud_storage`` object, backed by an stcore repository."""
+
+    def __init__(self, repository: str | None = None, config: str | None = None) -> None:
+        self._explicit_repository = repository
+        self._explicit_config = config
+        self._repo: Repository | None = None
+        self._settings: Settings | None = None
+        self._lock = threading.RLock()
+
+    # --- configuration --------------------------------------------------------------------------
+
+    @property
+    def provider(self) -> str:
+        provider = os.environ.get("CLOUD_PROVIDER", "local").strip().lower() or "local"
+        return provider if provider in PROVIDERS else provider
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            load_dotenv_file()
+            self._settings = load_settings(self._explicit_config)
+        return self._settings
+
+    @property
+    def repository_url(self) -> str:
+        return self.settings.repository_url(self._explicit_repository)
+
+    @property
+    def repository(self) -> Repository:
+        """The open repository; a missing local one is created on first use."""
+        with self._lock:
+            if self._repo is None:
+                url = self.repository_url
+                try:
+                    self._repo = open_repository(url)
+                except (RepositoryNotFoundError, ContainerNotFoundError):
+                    if "://" in url:
+                        raise  # never create cloud buckets implicitly
+                    self._repo = init_repository(
+                        url,
+                        compression=self.settings.compression,
+                        compression_level=self.settings.compression_level,
+                    )
+            return self._repo
+
+    def close(self) -> None:
+        with self._lock:
+            if self._repo is not None:
+                self._repo.close()
+                self._repo = None
+
+    # --- the seed's API -------------------------------------------------------------------------
+
+    def backup_all_data(self, tags: list[str] | None = None) -> dict[str, Any]:
+        """Back up every configured source into one snapshot."""
+        try:
+            settings = self.settings
+            if not settings.sources:
+                return {
+                    "success": False,
+                    "error": "no data sources configured: add [sources.NAME] tables to "
+                    "stcore.toml (see docs/configuration.md)",
+                }
+            with self._lock:
+                repo = self.repository
+                sources = [
+                    make_source(s.name, s.type, s.options, host=repo.host) for s in settings.sources
+                ]
+                result = repo.backup(sources, tags=[*settings.tags, *(tags or [])])
+        except StcoreError as exc:
+            return {"success": False, "error": str(exc)}
+        manifest = result.manifest
+        return {
+            "success": True,
+            "backup_id": manifest.id,
+            "timestamp": _iso(manifest.time),
+            "size_bytes": manifest.size,
+            "stored_bytes": manifest.added_bytes,
+            "local_path": self.repository.location,
+            "cloud_synced": False,
+            "sources": list(manifest.sources),
+            "errors": [f"{path}: {message}" for path, message in result.errors],
+        }
+
+    def _describe(self, manifest: SnapshotManifest) -> dict[str, Any]:
+        return {
+            "backup_id": manifest.id,
+            "timestamp": _iso(manifest.time),
+            "host": manifest.host,
+            "tags": list(manifest.tags),
+            "size_bytes": manifest.size,
+            "stored_bytes": manifest.added_bytes,
+            "sources": {name: s.type for name, s in manifest.sources.items()},
+            "files": sum(s.files for s in manifest.sources.values()),
+            "partial": manifest.partial,
+            "cloud_synced": False,
+            "local_path": self.repository.location,
+        }
+
+    def list_backups(self, limit: int | None = 10) -> list[dict[str, Any]]:
+        """The newest ``limit`` backups (all with ``None``), newest first."""
+        with self._lock:
+            return [self._describe(m) for m in self.repository.snapshots(limit=limit)]
+
+    def get_backup(self, backup_id: str, from_cloud: bool = False) -> dict[str, Any] | None:
+        """One backup's metadata and lazily loaded ``data_sources``; None if it does not exist.
+
+        ``from_cloud=True`` needs a configured remote, which arrives with cloud sync; until then
+        it raises a clear error rather than silently reading the local copy.
+        """
+        if from_cloud:
+            raise StcoreError(
+                "get_backup(from_cloud=True) needs a configured remote; cloud sync is not "
+                "available in this version, read the local copy with from_cloud=False"
+            )
+        with self._lock:
+            try:
+                snapshot = self.repository.snapshot(backup_id)
+            except StcoreError:
+                return None
+            described = self._describe(snapshot.manifest)
+        described["data_sources"] = LazyDataSources(snapshot.sources)
+        return described
+
+    def query_backups(
+        self,
+        start_date: str | dt.datetime | dt.date | None = None,
+        end_date: str | dt.datetime | dt.date | None = None,
+        source: str | None = None,
+        source_type: str | None = None,
+        tags: list[str] | None = None,
+        host: str | None = None,
+        cloud_synced: bool | None = None,
+        limit: int | None = None,
+        **unknown: Any,
+    ) -> list[dict[str, Any]]:
+        """Backups matching every filter given, newest first."""
+        if unknown:
+            raise TypeError(f"query_backups() got unknown filters: {', '.join(sorted(unknown))}")
+        with self._lock:
+            found = self.repository.snapshots(
+                since=_parse_date(start_date),
+                until=_parse_date(end_date),
+                source=source,
+                source_type=source_type,
+                tags=tags or (),
+                host=host,
+                limit=limit,
+            )
+            described = [self._describe(m) for m in found]
+        if cloud_synced is not None:
+            described = [d for d in described if d["cloud_synced"] == cloud_synced]
+        return described
+
+    def get_statistics(self) -> dict[str, Any]:
+        with self._lock:
+            stats = self.repository.stats()
+            latest = self.repository.snapshots(limit=1)
+        return {
+            "total_backups": stats["snapshots"],
+            "total_size_mb": round(stats["snapshot_bytes_total"] / 1e6, 3),
+            "stored_size_mb": round(stats["stored_bytes"] / 1e6, 3),
+            "cloud_synced": 0,
+            "provider": self.provider,
+            "repository": stats["repository"],
+            "latest_backup": latest[0].id if latest else None,
+        }
+
+    def cleanup_old_backups(self, keep_days: int = 30) -> dict[str, Any]:
+        """Forget backups older than ``keep_days`` days (the newest one is always kept).
+
+        Forgetting removes the snapshot from the catalog and repository; the space its unique
+        data used is reclaimed by prune, which arrives with retention policies.
+        """
+        if keep_days < 0:
+            raise ValueError("keep_days must be >= 0")
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)
+        with self._lock:
+            repo = self.repository
+            every = repo.snapshots()
+            doomed = [m.id for m in every[1:] if m.time < cutoff]
+            repo.forget(doomed)
+        return {
+            "success": True,
+            "removed": len(doomed),
+            "kept": len(every) - len(doomed),
+            "removed_ids": doomed,
+            "bytes_freed": 0,
+        }
+
+    def sync_to_cloud(self, backup_id: str | None = None) -> dict[str, Any]:
+        """Upload backups to the configured cloud remote."""
+        if self.provider == "local":
+            return {
+                "success": False,
+                "error": "CLOUD_PROVIDER is 'local': no cloud remote is configured, so there is "
+                "nothing to sync. Backups are in " + self.repository_url,
+                "synced": [],
+            }
+        return {
+            "success": False,
+            "error": f"no remote is configured for CLOUD_PROVIDER={self.provider!r}: cloud sync "
+            "is not available in this version of stcore; backups stay in " + self.repository_url,
+            "synced": [],
+        }
+
+    def status(self) -> dict[str, Any]:
+        stats = self.get_statistics()
+        return {"success": True, "statistics": stats, "recent_backups": self.list_backups(5)}
+
+
+#: The object the seed application imports.
+cloud_storage = CloudStorageManager()
+
+
+def _main() -> int:
+    import json
+
+    try:
+        print(json.dumps(cloud_storage.status(), indent=2, default=str))
+    except StcoreError as exc:
+        print(f"cloud_storage_manager: error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -1,0 +1,159 @@
+"""The snapshot catalog: a local SQLite database answering queries without reading manifests.
+
+It is a cache of the repository's ``snapshots/`` objects and can always be rebuilt from them
+(``stcore catalog rebuild``). :meth:`Catalog.refresh` lists the snapshot keys, loads manifests it
+has not seen and drops rows whose snapshot is gone, so writers on other machines show up.
+WAL mode and a busy timeout let several processes share it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from stcore.models import SnapshotManifest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS snapshots (
+    id TEXT PRIMARY KEY,
+    time TEXT NOT NULL,          -- ISO 8601, UTC
+    host TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    added_bytes INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    partial INTEGER NOT NULL,
+    manifest TEXT NOT NULL       -- the manifest's JSON, so reads never touch the backend
+);
+CREATE INDEX IF NOT EXISTS snapshots_time ON snapshots(time);
+CREATE TABLE IF NOT EXISTS snapshot_sources (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, name)
+);
+CREATE TABLE IF NOT EXISTS snapshot_tags (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, tag)
+);
+"""
+
+
+def _utc(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).isoformat()
+
+
+class Catalog:
+    """Queries over the snapshots of one repository."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def ids(self) -> set[str]:
+        return {row[0] for row in self._db.execute("SELECT id FROM snapshots")}
+
+    def add(self, manifest: SnapshotManifest) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    manifest.id,
+                    _utc(manifest.time),
+                    manifest.host,
+                    manifest.size,
+                    manifest.added_bytes,
+                    sum(s.files for s in manifest.sources.values()),
+                    int(manifest.partial),
+                    json.dumps(manifest.to_json()),
+                ),
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO snapshot_sources VALUES (?, ?, ?)",
+                [(manifest.id, s.name, s.type) for s in manifest.sources.values()],
+            )
+            self._db.executemany(
+                "INSERT OR REPLACE INTO snapshot_tags VALUES (?, ?)",
+                [(manifest.id, tag) for tag in manifest.tags],
+            )
+
+    def remove(self, snapshot_ids: Iterable[str]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in snapshot_ids])
+
+    def refresh(
+        self, stored_ids: set[str], load: Callable[[str], SnapshotManifest]
+    ) -> tuple[int, int]:
+        """Bring the catalog in line with ``stored_ids``; return (added, removed)."""
+        known = self.ids()
+        missing = sorted(stored_ids - known)
+        gone = known - stored_ids
+        for snapshot_id in missing:
+            self.add(load(snapshot_id))
+        if gone:
+            self.remove(gone)
+        return len(missing), len(gone)
+
+    def clear(self) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM snapshots")
+
+    def query(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        source: str | None = None,
+        source_type: str | None = None,
+        tags: Iterable[str] = (),
+        host: str | None = None,
+        limit: int | None = None,
+    ) -> list[SnapshotManifest]:
+        """Snapshots matching every filter given, newest first."""
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(_utc(since))
+        if until is not None:
+            clauses.append("time <= ?")
+            params.append(_utc(until))
+        if host is not None:
+            clauses.append("host = ?")
+            params.append(host)
+        if source is not None:
+            clauses.append("id IN (SELECT snapshot_id FROM snapshot_sources WHERE name = ?)")
+            params.append(source)
+        if source_type is not None:
+            clauses.append("id IN (SELECT snapshot_id FROM snapshot_sources WHERE type = ?)")
+            params.append(source_type)
+        for tag in tags:
+            clauses.append("id IN (SELECT snapshot_id FROM snapshot_tags WHERE tag = ?)")
+            params.append(tag)
+        sql = "SELECT manifest FROM snapshots"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY time DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(str(int(limit)))
+        return [
+            SnapshotManifest.from_json(json.loads(row[0])) for row in self._db.execute(sql, params)
+        ]
+
+    def totals(self) -> dict[str, int]:
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(added_bytes), 0) FROM snapshots"
+        ).fetchone()
+        return {"snapshots": row[0], "size": row[1], "added_bytes": row[2]}

@@ -1,0 +1,568 @@
+"""The ``stcore`` command line.
+
+Exit codes: 0 success, 1 error (one line on stderr, no traceback), 2 usage error, 3 backup
+finished but some entries could not be read (the snapshot holds everything else), 130 interrupted.
+Every listing command takes ``--json`` for scripts; progress bars appear only on a terminal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from stcore import __version__
+from stcore.config import Settings, load_dotenv_file, load_settings
+from stcore.errors import ConfigError, StcoreError
+from stcore.models import SnapshotManifest
+from stcore.plugins import PluginHost, make_plugin_manager
+from stcore.repo.repository import Repository, init_repository, open_repository
+from stcore.sources import make_source, sources_for_paths
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class Context:
+    """What every command needs: settings, plugins, and how to open the repository."""
+
+    def __init__(self, repo: str | None, config: str | None) -> None:
+        load_dotenv_file()
+        self.settings: Settings = load_settings(config)
+        self.explicit_repo = repo
+        self._host: PluginHost | None = None
+
+    @property
+    def host(self) -> PluginHost:
+        if self._host is None:
+            self._host = make_plugin_manager()
+        return self._host
+
+    @property
+    def url(self) -> str:
+        return self.settings.repository_url(self.explicit_repo)
+
+    def open(self) -> Repository:
+        return open_repository(self.url, host=self.host)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    err.print(f"[bold red]stcore: error:[/] {message}", highlight=False, markup=True)
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+
+
+def parse_when(value: str | None) -> dt.datetime | None:
+    """``2026-11-24``, ``2026-11-24T13:00``, or relative ``30m``/``12h``/``7d``/``2w`` ago."""
+    if value is None:
+        return None
+    match = _RELATIVE.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), match.group(2)
+        seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date (use 2026-11-24, 2026-11-24T13:00 or 7d / 12h)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+@contextmanager
+def progress_bar(
+    description: str, total: int | None, enabled: bool
+) -> Iterator[Callable[[str, int], None]]:
+    """A rich progress bar on a terminal; a no-op callback otherwise."""
+    if not enabled or not err.is_terminal:
+        yield lambda event, amount: None
+        return
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[files]} files"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(description, total=total, files=0)
+        files = 0
+
+        def update(event: str, amount: int) -> None:
+            nonlocal files
+            if event == "bytes":
+                bar.advance(task, amount)
+            elif event == "file":
+                files += amount
+                bar.update(task, files=files)
+
+        yield update
+
+
+def manifest_row(manifest: SnapshotManifest) -> dict[str, Any]:
+    return {
+        "id": manifest.id,
+        "time": manifest.time.isoformat(),
+        "host": manifest.host,
+        "tags": list(manifest.tags),
+        "sources": {name: s.type for name, s in manifest.sources.items()},
+        "files": sum(s.files for s in manifest.sources.values()),
+        "size": manifest.size,
+        "added_bytes": manifest.added_bytes,
+        "partial": manifest.partial,
+    }
+
+
+class StcoreGroup(click.Group):
+    """Turns expected errors into one line and a meaningful exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StcoreError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+
+
+@click.group(cls=StcoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--repo",
+    "-r",
+    metavar="URL",
+    help="Repository path or URL (default: $STCORE_REPO, stcore.toml, ~/.local/share/stcore/repo).",
+)
+@click.option("--config", "-c", metavar="FILE", help="stcore.toml to use (default: ./stcore.toml).")
+@click.version_option(__version__, prog_name="stcore")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, config: str | None) -> None:
+    """Versioned, deduplicated backups of application data that AI code can read back."""
+    ctx.obj = Context(repo, config)
+
+
+@cli.command()
+@click.option("--compression", default=None, help="Compressor for new data (default: zstd).")
+@click.option("--level", type=int, default=None, help="Compression level (zstd default: 3).")
+@click.option(
+    "--create-bucket", is_flag=True, help="Create the bucket/container/directory if it is missing."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def init(
+    ctx: Context, compression: str | None, level: int | None, create_bucket: bool, as_json: bool
+) -> None:
+    """Create a new, empty repository."""
+    url = ctx.url
+    repo = init_repository(
+        url,
+        compression=compression or ctx.settings.compression,
+        compression_level=level if level is not None else ctx.settings.compression_level,
+        create=create_bucket or "://" not in url,
+        host=ctx.host,
+    )
+    with repo:
+        if as_json:
+            emit_json({"repository": repo.location, "id": repo.id, "version": repo.config.version})
+        else:
+            out.print(f"created stcore repository {repo.id} at {repo.location}", highlight=False)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--tag", "-t", "tags", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option("--source", "-s", "only", multiple=True, help="Back up only these configured sources.")
+@click.option("--host", "hostname", default=None, help="Host name to record (default: this one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def backup(
+    ctx: Context,
+    paths: tuple[str, ...],
+    tags: tuple[str, ...],
+    only: tuple[str, ...],
+    hostname: str | None,
+    as_json: bool,
+) -> None:
+    """Back up PATHS, or every source in stcore.toml, into one new snapshot.
+
+    Exits 3 if some files could not be read: they are listed, everything else is saved.
+    """
+    if paths:
+        sources = sources_for_paths(paths, host=ctx.host)
+    else:
+        configured = [s for s in ctx.settings.sources if not only or s.name in only]
+        missing = set(only) - {s.name for s in ctx.settings.sources}
+        if missing:
+            raise ConfigError(f"no source named {', '.join(sorted(missing))} in stcore.toml")
+        if not configured:
+            raise ConfigError(
+                "nothing to back up: give PATHS or configure [sources.NAME] in stcore.toml"
+            )
+        sources = [make_source(s.name, s.type, s.options, host=ctx.host) for s in configured]
+    with ctx.open() as repo, progress_bar("backing up", None, not as_json) as progress:
+        result = repo.backup(
+            sources,
+            tags=(*ctx.settings.tags, *tags),
+            hostname=hostname,
+            progress=progress,
+        )
+    manifest = result.manifest
+    if as_json:
+        emit_json({**manifest_row(manifest), "errors": [list(e) for e in result.errors]})
+    else:
+        files = sum(s.files for s in manifest.sources.values())
+        out.print(
+            f"snapshot {manifest.id} saved: {files} files, {human_size(manifest.size)} read, "
+            f"{human_size(manifest.added_bytes)} added to the repository",
+            highlight=False,
+        )
+        for path, message in result.errors:
+            err.print(f"[yellow]could not read[/] {path}: {message}", highlight=False)
+    if result.partial:
+        if not as_json:
+            err.print(
+                f"[yellow]warning:[/] {len(result.errors)} entries could not be read; "
+                "the snapshot holds everything else",
+                highlight=False,
+            )
+        sys.exit(EXIT_PARTIAL)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--source", "-s", default=None, help="Only snapshots containing this source name.")
+@click.option("--type", "source_type", default=None, help="Only snapshots with a source of this type.")
+@click.option("--since", default=None, help="Not before this date/time, or e.g. 7d, 12h.")
+@click.option("--until", default=None, help="Not after this date/time, or e.g. 1d.")
+@click.option("--tag", "-t", "tags", multiple=True, help="Only snapshots with this tag (repeatable).")
+@click.option("--host", "hostname", default=None, help="Only snapshots from this host.")
+@click.option("--limit", type=int, default=None, help="At most this many (newest first).")
+@pass_context
+def snapshots(
+    ctx: Context,
+    as_json: bool,
+    source: str | None,
+    source_type: str | None,
+    since: str | None,
+    until: str | None,
+    tags: tuple[str, ...],
+    hostname: str | None,
+    limit: int | None,
+) -> None:
+    """List snapshots, newest first."""
+    with ctx.open() as repo:
+        found = repo.snapshots(
+            since=parse_when(since),
+            until=parse_when(until),
+            source=source,
+            source_type=source_type,
+            tags=tags,
+            host=hostname,
+            limit=limit,
+        )
+    if as_json:
+        emit_json([manifest_row(m) for m in found])
+        return
+    # The id already reads as the UTC time (20261124T131102Z-...), so it is the first column.
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id (UTC time)", no_wrap=True)
+    for heading in ("host", "tags", "sources", "files", "size", "added"):
+        table.add_column(heading, no_wrap=heading in ("size", "added"))
+    for m in found:
+        row = manifest_row(m)
+        table.add_row(
+            m.id + (" (partial)" if m.partial else ""),
+            m.host,
+            ",".join(m.tags),
+            ",".join(f"{n}:{t}" for n, t in row["sources"].items()),
+            str(row["files"]),
+            human_size(m.size),
+            human_size(m.added_bytes),
+        )
+    out.print(table)
+    out.print(f"{len(found)} snapshots", highlight=False)
+
+
+@cli.command()
+@click.argument("snap")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--files", "list_files", is_flag=True, help="Also list every file.")
+@pass_context
+def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
+    """Show one snapshot's metadata (SNAP: id, unique prefix, or 'latest')."""
+    with ctx.open() as repo:
+        snapshot = repo.snapshot(snap)
+        document = snapshot.manifest.to_json()
+        if list_files:
+            document["files"] = {
+                name: [
+                    {"path": f.path, "type": f.kind, "size": f.size, "mode": oct(f.mode)}
+                    for f in view.files()
+                ]
+                for name, view in snapshot.sources.items()
+            }
+    if as_json:
+        emit_json(document)
+        return
+    out.print(f"snapshot {document['id']}", highlight=False)
+    out.print(f"  time     {document['time']}", highlight=False)
+    out.print(f"  host     {document['host']}", highlight=False)
+    out.print(f"  tags     {', '.join(document['tags']) or '-'}", highlight=False)
+    out.print(f"  size     {human_size(document['size'])}", highlight=False)
+    for name, source in document["sources"].items():
+        out.print(
+            f"  source {name} ({source['type']}): {source['files']} files, "
+            f"{human_size(source['size'])}, {source['errors']} errors",
+            highlight=False,
+        )
+        for entry in document.get("files", {}).get(name, []):
+            out.print(f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False)
+    for problem in document["errors"]:
+        out.print(f"  [yellow]unreadable[/] {problem}", highlight=False)
+
+
+@cli.command()
+@click.argument("snap")
+@click.option("--target", required=True, type=click.Path(file_okay=False), help="Directory to restore into.")
+@click.option("--source", "-s", "sources", multiple=True, help="Only this source (repeatable).")
+@click.option("--include", "-i", multiple=True, help="Only paths matching this glob (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def restore(
+    ctx: Context,
+    snap: str,
+    target: str,
+    sources: tuple[str, ...],
+    include: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Restore snapshot SNAP into TARGET/<source name>/..."""
+    with ctx.open() as repo:
+        manifest = repo.resolve(snap)
+        total = sum(
+            s.size for n, s in manifest.sources.items() if not sources or n in sources
+        )
+        with progress_bar("restoring", total, not as_json) as progress:
+            result = repo.restore(
+                manifest.id,
+                target,
+                sources=sources or None,
+                include=include,
+                progress=progress,
+            )
+    if as_json:
+        emit_json({
+            "snapshot": result.snapshot_id,
+            "target": result.target,
+            "files": result.files,
+            "dirs": result.dirs,
+            "symlinks": result.symlinks,
+            "bytes": result.bytes,
+        })
+    else:
+        out.print(
+            f"restored {result.files} files ({human_size(result.bytes)}) from {result.snapshot_id} "
+            f"into {result.target}",
+            highlight=False,
+        )
+
+
+@cli.command()
+@click.argument("snap")
+@click.argument("source")
+@click.argument("path")
+@pass_context
+def dump(ctx: Context, snap: str, source: str, path: str) -> None:
+    """Write one file of a snapshot to standard output."""
+    with ctx.open() as repo:
+        snapshot = repo.snapshot(snap)
+        try:
+            view = snapshot.sources[source]
+        except KeyError as exc:
+            raise ConfigError(str(exc.args[0])) from None
+        stream = sys.stdout.buffer
+        for chunk in view.iter_chunks(path):
+            stream.write(chunk)
+        stream.flush()
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
+    """Show what changed between snapshots OLD and NEW (+ added, - removed, M modified, U metadata)."""
+    from stcore.repo.diff import diff_snapshots
+
+    with ctx.open() as repo:
+        changes = list(diff_snapshots(repo, repo.resolve(old), repo.resolve(new)))
+    if as_json:
+        emit_json([{"change": c.change, "source": c.source, "path": c.path, "type": c.kind} for c in changes])
+        return
+    for change in changes:
+        out.print(f"{change.symbol()}  {change.source}:{change.path}", highlight=False, markup=False)
+    counts = {kind: sum(1 for c in changes if c.change == kind) for kind in ("added", "removed", "modified", "metadata")}
+    out.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+
+
+@cli.command()
+@click.option("--read-data", is_flag=True, help="Also read every pack and verify every blob.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def check(ctx: Context, read_data: bool, as_json: bool) -> None:
+    """Verify the repository's structure (and with --read-data, all stored bytes). Exit 1 on errors."""
+    with ctx.open() as repo:
+        total = sum(info.size for info in repo.backend.list("data/")) if read_data else None
+        with progress_bar("checking", total, read_data and not as_json) as progress:
+            result = repo.check(read_data=read_data, progress=progress)
+    if as_json:
+        emit_json({
+            "ok": result.ok,
+            "snapshots": result.snapshots,
+            "packs": result.packs,
+            "blobs": result.blobs,
+            "read_data": result.read_data,
+            "errors": list(result.errors),
+        })
+    else:
+        for problem in result.errors:
+            err.print(f"[red]error:[/] {problem}", highlight=False)
+        verdict = "no errors found" if result.ok else f"{len(result.errors)} errors found"
+        out.print(
+            f"checked {result.snapshots} snapshots, {result.packs} packs, {result.blobs} blobs"
+            f"{' (all data read)' if read_data else ''}: {verdict}",
+            highlight=False,
+        )
+    if not result.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def stats(ctx: Context, as_json: bool) -> None:
+    """Repository sizes: stored bytes, unique data, snapshots."""
+    with ctx.open() as repo:
+        numbers = repo.stats()
+    if as_json:
+        emit_json(numbers)
+        return
+    out.print(f"repository   {numbers['repository']} ({numbers['id']})", highlight=False)
+    out.print(f"snapshots    {numbers['snapshots']}", highlight=False)
+    out.print(f"blobs        {numbers['blobs']}", highlight=False)
+    out.print(f"stored       {human_size(numbers['stored_bytes'])}", highlight=False)
+    out.print(f"unique data  {human_size(numbers['unique_data_bytes'])}", highlight=False)
+    out.print(f"all snapshots' size  {human_size(numbers['snapshot_bytes_total'])}", highlight=False)
+    if numbers["stored_bytes"]:
+        ratio = numbers["snapshot_bytes_total"] / numbers["stored_bytes"]
+        out.print(f"space saving {ratio:.1f}x (dedup + compression)", highlight=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def plugins(ctx: Context, as_json: bool) -> None:
+    """List installed plugins, what each provides, and any that failed to load."""
+    host = ctx.host
+    infos = host.plugins()
+    conflicts = {
+        kind: dict(registry.conflicts)
+        for kind, registry in (
+            ("source", host.sources),
+            ("compressor", host.compressors),
+            ("encryptor", host.encryptors),
+            ("backend", host.backends),
+        )
+        if registry.conflicts
+    }
+    if as_json:
+        emit_json({
+            "plugins": [
+                {"name": p.name, "distribution": p.distribution, "version": p.version, "provides": p.provides}
+                for p in infos
+            ],
+            "broken": [
+                {"name": b.name, "distribution": b.distribution, "version": b.version, "error": b.error}
+                for b in host.broken
+            ],
+            "conflicts": conflicts,
+        })
+        return
+    table = Table("plugin", "distribution", "version", "provides")
+    for p in infos:
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items())
+        table.add_row(p.name, p.distribution, p.version, provides)
+    out.print(table)
+    for broken in host.broken:
+        err.print(
+            f"[red]broken:[/] {broken.name} ({broken.distribution} {broken.version}): {broken.error}",
+            highlight=False,
+        )
+    for kind, names in conflicts.items():
+        for name, claimants in names.items():
+            err.print(f"[red]conflict:[/] {kind} {name!r} is provided by {', '.join(claimants)}", highlight=False)
+
+
+@cli.group()
+def catalog() -> None:
+    """Maintain the local snapshot catalog."""
+
+
+@catalog.command("rebuild")
+@pass_context
+def catalog_rebuild(ctx: Context) -> None:
+    """Rebuild the catalog from the repository's snapshot manifests."""
+    with ctx.open() as repo:
+        count = repo.rebuild_catalog()
+    out.print(f"catalog rebuilt: {count} snapshots", highlight=False)
+
+
+def main() -> None:
+    cli(prog_name="stcore")
+
+
+if __name__ == "__main__":
+    main()

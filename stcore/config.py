@@ -1,0 +1,139 @@
+"""Configuration: ``stcore.toml``, environment variables and ``.env``, in that order of detail.
+
+Where the repository is, first match wins:
+
+1. ``--repo`` on the command line (or ``url=`` in the library),
+2. ``STCORE_REPO``,
+3. ``[repository] url`` in ``stcore.toml``,
+4. the default, ``$XDG_DATA_HOME/stcore/repo`` (``~/.local/share/stcore/repo``).
+
+``stcore.toml`` is found through ``--config``, ``STCORE_CONFIG``, or the current directory.
+Relative paths inside it are relative to the file, not to where stcore runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from stcore.errors import ConfigError
+
+CONFIG_NAME = "stcore.toml"
+PATH_OPTIONS = ("path", "paths")
+
+
+def default_repository() -> str:
+    data_home = os.environ.get("XDG_DATA_HOME")
+    base = Path(data_home) if data_home else Path.home() / ".local" / "share"
+    return str(base / "stcore" / "repo")
+
+
+@attrs.frozen(kw_only=True)
+class SourceConfig:
+    name: str
+    type: str
+    options: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything stcore.toml and the environment say, merged."""
+
+    path: Path | None = None
+    repository: str | None = None
+    compression: str = "zstd"
+    compression_level: int | None = None
+    sources: tuple[SourceConfig, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def repository_url(self, explicit: str | None = None) -> str:
+        return (
+            explicit or os.environ.get("STCORE_REPO") or self.repository or default_repository()
+        )
+
+
+def load_dotenv_file(directory: Path | None = None) -> None:
+    """Load ``.env`` from ``directory`` (default: the current one) without overriding variables."""
+    from dotenv import load_dotenv
+
+    path = (directory or Path.cwd()) / ".env"
+    if path.is_file():
+        load_dotenv(path, override=False)
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get("STCORE_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"STCORE_CONFIG names {path}, which does not exist")
+        return path
+    local = Path.cwd() / CONFIG_NAME
+    return local if local.is_file() else None
+
+
+def _resolve_paths(options: dict[str, Any], base: Path) -> dict[str, Any]:
+    resolved = dict(options)
+    for key in PATH_OPTIONS:
+        value = resolved.get(key)
+        if isinstance(value, str):
+            resolved[key] = str(base / Path(value).expanduser())
+        elif isinstance(value, list):
+            resolved[key] = [str(base / Path(v).expanduser()) for v in value]
+    return resolved
+
+
+def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
+    base = path.parent if path else Path.cwd()
+    where = str(path) if path else "configuration"
+    repository = document.get("repository", {})
+    if not isinstance(repository, Mapping):
+        raise ConfigError(f"{where}: [repository] must be a table")
+    unknown = set(repository) - {"url", "compression", "compression_level"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown [repository] keys: {', '.join(sorted(unknown))}")
+    url = repository.get("url")
+    if isinstance(url, str) and "://" not in url:
+        url = str(base / Path(url).expanduser())
+    sources = []
+    raw_sources = document.get("sources", {})
+    if not isinstance(raw_sources, Mapping):
+        raise ConfigError(f"{where}: [sources] must be a table of tables")
+    for name, table in raw_sources.items():
+        if not isinstance(table, Mapping) or "type" not in table:
+            raise ConfigError(f'{where}: [sources.{name}] needs a `type` (e.g. type = "files")')
+        options = {k: v for k, v in table.items() if k != "type"}
+        sources.append(
+            SourceConfig(name=name, type=str(table["type"]), options=_resolve_paths(options, base))
+        )
+    backup = document.get("backup", {})
+    return Settings(
+        path=path,
+        repository=url,
+        compression=str(repository.get("compression", "zstd")),
+        compression_level=repository.get("compression_level"),
+        sources=tuple(sources),
+        tags=tuple(backup.get("tags", ())) if isinstance(backup, Mapping) else (),
+    )
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
+    """Read stcore.toml (if any) into :class:`Settings`."""
+    path = find_config(explicit)
+    if path is None:
+        return Settings()
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    return parse_settings(document, path)

@@ -1,0 +1,1 @@
+"""The repository engine: format, chunker, packer, backup, restore and check."""

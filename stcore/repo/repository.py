@@ -1,0 +1,759 @@
+"""The repository: opening and creating one, backup, restore, check and statistics.
+
+A :class:`Repository` owns a backend, the repository config, the in-memory index (blob id ->
+where it lives) and the snapshot catalog. It never modifies or deletes stored objects: a backup
+writes new packs, then one index object for them, then the snapshot manifest, in that order, so
+every snapshot a reader can see has all of its data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from stcore import __version__
+from stcore.catalog import Catalog
+from stcore.errors import (
+    CorruptObjectError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    RepositoryExistsError,
+    RepositoryNotFoundError,
+    SnapshotNotFoundError,
+    SourceError,
+)
+from stcore.interfaces import Backend, Compressor, Source, SourceEntry
+from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode, default_host
+from stcore.models import new_snapshot_id as _new_snapshot_id
+from stcore.plugins import PluginHost, make_plugin_manager
+from stcore.repo.chunker import Chunker, ChunkerParams
+from stcore.repo.format import (
+    PACK_FOOTER,
+    Codec,
+    RepositoryConfig,
+    decode_index,
+    decode_pack_footer,
+    decode_pack_trailer,
+    decode_tree,
+    encode_index,
+    encode_tree,
+    hash_id,
+    object_key,
+)
+from stcore.repo.packer import Packer
+
+#: Called with an event name and an amount: ("bytes", n) as data is read, ("file", 1) per file.
+ProgressCallback = Callable[[str, int], None]
+
+
+def _no_progress(event: str, amount: int) -> None:
+    pass
+
+
+def default_cache_root() -> Path:
+    """``$STCORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/stcore``, else ``~/.cache/stcore``."""
+    explicit = os.environ.get("STCORE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "stcore"
+
+
+def open_backend(url: str, host: PluginHost, *, create: bool = False) -> Backend:
+    """Open the backend a URL names: ``s3://...`` by scheme, a plain path with ``local``."""
+    if "://" in url:
+        name = host.backends.by_scheme(url.split("://", 1)[0])
+    else:
+        name = "local"
+    factory = host.backends.get(name)
+    return factory(url, options={}, create=create)
+
+
+@attrs.frozen(kw_only=True)
+class BackupResult:
+    manifest: SnapshotManifest
+    errors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.errors)
+
+
+@attrs.frozen(kw_only=True)
+class CheckResult:
+    snapshots: int
+    packs: int
+    blobs: int
+    read_data: bool
+    errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@attrs.define
+class _DirBuilder:
+    path: tuple[str, ...]
+    entry: SourceEntry | None
+    nodes: list[TreeNode] = attrs.field(factory=list)
+
+
+@attrs.define
+class _BackupSession:
+    """The state of one backup while it runs."""
+
+    packer: Packer
+    progress: ProgressCallback
+    errors: list[tuple[str, str]] = attrs.field(factory=list)
+    files: int = 0
+    dirs: int = 0
+    size: int = 0
+
+    def report(self, path: str, exc: BaseException) -> None:
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.errors.append((path, message))
+
+
+class Repository:
+    """An open repository. Use :func:`open_repository` or :func:`init_repository` to get one."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        config: RepositoryConfig,
+        host: PluginHost,
+        *,
+        cache_root: Path | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.backend = backend
+        self.config = config
+        self.host = host
+        self.workers = workers or max(2, os.cpu_count() or 2)
+        self.codec = self._make_codec()
+        self.chunker_params = ChunkerParams.from_json(config.chunker)
+        self.cache_dir = (cache_root or default_cache_root()) / config.id
+        self._index: dict[bytes, IndexEntry] | None = None
+        self._catalog: Catalog | None = None
+        self._catalog_fresh = False
+
+    # --- construction ---------------------------------------------------------------------------
+
+    def _make_codec(self) -> Codec:
+        compressors: dict[int, Compressor] = {}
+        for name in self.host.compressors.names():
+            try:
+                compressor = self.host.compressors.get(name)()
+            except Exception:
+                continue  # an unusable codec matters only if a frame needs it
+            compressors[compressor.code] = compressor
+        default = self.host.compressors.get(self.config.compression)(self.config.compression_level)
+        compressors[default.code] = default
+        encryptor = self.host.encryptors.get(self.config.encryption)(None)
+        return Codec(compressors=compressors, compressor=default, encryptor=encryptor)
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+        self.backend.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- index ----------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> dict[bytes, IndexEntry]:
+        if self._index is None:
+            self._index = self._load_index()
+        return self._index
+
+    def _load_index(self) -> dict[bytes, IndexEntry]:
+        index: dict[bytes, IndexEntry] = {}
+        keys = [info.key for info in self.backend.list("index/")]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for entries in pool.map(self._read_index_object, keys):
+                for entry in entries:
+                    index.setdefault(entry.blob_id, entry)
+        return index
+
+    def _read_index_object(self, key: str) -> list[IndexEntry]:
+        stored = self._read_object(key)
+        if hash_id(stored).hex() != key.rsplit("/", 1)[-1]:
+            raise CorruptObjectError(f"{key} does not match its hash")
+        try:
+            return decode_index(self.codec, stored)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"{key}: {exc}") from exc
+
+    def _read_object(self, key: str) -> bytes:
+        try:
+            return self.backend.read(key)
+        except ObjectNotFoundError:
+            raise ObjectNotFoundError(
+                f"{key} is missing from {self.location}; run `stcore check` to see what is affected"
+            ) from None
+
+    # --- blobs ----------------------------------------------------------------------------------
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        """The plaintext of one blob, verified against its id."""
+        entry = self.index.get(blob_id)
+        if entry is None:
+            raise CorruptObjectError(
+                f"blob {blob_id.hex()} is not in the index of {self.location}; "
+                "the repository is damaged (run `stcore check`)"
+            )
+        return self._read_entry(entry)
+
+    def _read_entry(self, entry: IndexEntry) -> bytes:
+        key = object_key("data", entry.pack_id)
+        stored = self._read_object_range(key, entry.offset, entry.stored_length)
+        try:
+            return self.codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"pack {key}, blob {entry.blob_id.hex()}: {exc}") from exc
+
+    def _read_object_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            data = self.backend.read(key, offset, length)
+        except ObjectNotFoundError:
+            raise ObjectNotFoundError(
+                f"{key} is missing from {self.location}; run `stcore check` to see what is affected"
+            ) from None
+        if len(data) != length:
+            raise CorruptObjectError(
+                f"{key} is truncated: expected {length} bytes at offset {offset}, got {len(data)}"
+            )
+        return data
+
+    def read_tree(self, tree_id: bytes) -> list[TreeNode]:
+        return decode_tree(self.read_blob(tree_id))
+
+    # --- snapshots and catalog ------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog(self.cache_dir / "catalog.sqlite")
+        if not self._catalog_fresh:
+            stored = {info.key.rsplit("/", 1)[-1] for info in self.backend.list("snapshots/")}
+            self._catalog.refresh(stored, self.load_manifest)
+            self._catalog_fresh = True
+        return self._catalog
+
+    def rebuild_catalog(self) -> int:
+        """Drop the catalog and rebuild it from the repository; return the snapshot count."""
+        self._catalog_fresh = False
+        self.catalog  # noqa: B018 - opens the database
+        assert self._catalog is not None
+        self._catalog.clear()
+        self._catalog_fresh = False
+        return len(self.catalog.ids())
+
+    def load_manifest(self, snapshot_id: str) -> SnapshotManifest:
+        key = object_key("snapshots", snapshot_id)
+        try:
+            stored = self.backend.read(key)
+        except ObjectNotFoundError:
+            raise SnapshotNotFoundError(f"snapshot {snapshot_id} does not exist") from None
+        try:
+            payload = self.codec.unseal(stored, b"snapshot:" + snapshot_id.encode())
+            manifest = SnapshotManifest.from_json(json.loads(payload))
+        except (CorruptObjectError, ValueError) as exc:
+            raise CorruptObjectError(f"{key} cannot be read: {exc}") from exc
+        if manifest.id != snapshot_id:
+            raise CorruptObjectError(f"{key} holds the manifest of {manifest.id}")
+        return manifest
+
+    def snapshots(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        source: str | None = None,
+        source_type: str | None = None,
+        tags: Iterable[str] = (),
+        host: str | None = None,
+        limit: int | None = None,
+    ) -> list[SnapshotManifest]:
+        """Snapshot manifests matching every filter given, newest first (from the catalog)."""
+        return self.catalog.query(
+            since=since,
+            until=until,
+            source=source,
+            source_type=source_type,
+            tags=tags,
+            host=host,
+            limit=limit,
+        )
+
+    def resolve(self, ref: str) -> SnapshotManifest:
+        """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
+        if ref == "latest":
+            found = self.snapshots(limit=1)
+            if not found:
+                raise SnapshotNotFoundError(f"{self.location} has no snapshots yet")
+            return found[0]
+        matches = [
+            m
+            for m in self.snapshots()
+            if m.id == ref or m.id.startswith(ref) or m.short_id.startswith(ref)
+        ]
+        exact = [m for m in matches if m.id == ref]
+        if exact:
+            return exact[0]
+        if not matches:
+            raise SnapshotNotFoundError(
+                f"no snapshot matches {ref!r}; `stcore snapshots` lists them"
+            )
+        if len(matches) > 1:
+            ids = ", ".join(m.id for m in matches[:5])
+            raise SnapshotNotFoundError(f"{ref!r} matches several snapshots ({ids}); be more exact")
+        return matches[0]
+
+    def forget(self, snapshot_ids: Iterable[str]) -> list[str]:
+        """Remove snapshots (their manifests) and return the ids removed.
+
+        The data only they referenced stays until prune reclaims it; forgetting never touches
+        packs, so it is safe while other backups run.
+        """
+        removed = []
+        for snapshot_id in snapshot_ids:
+            try:
+                self.backend.delete(object_key("snapshots", snapshot_id))
+            except ObjectNotFoundError:
+                continue  # already forgotten, perhaps by another process
+            removed.append(snapshot_id)
+        if self._catalog is not None:
+            self._catalog.remove(removed)
+        return removed
+
+    def snapshot(self, ref: str) -> Any:
+        """A lazy :class:`stcore.views.Snapshot` view of the snapshot ``ref`` names."""
+        from stcore.views import Snapshot
+
+        return Snapshot(self, self.resolve(ref))
+
+    # --- backup ---------------------------------------------------------------------------------
+
+    def backup(
+        self,
+        sources: Sequence[Source],
+        *,
+        tags: Iterable[str] = (),
+        hostname: str | None = None,
+        progress: ProgressCallback | None = None,
+        time: dt.datetime | None = None,
+    ) -> BackupResult:
+        """Back up ``sources`` into one new snapshot and return it with any per-entry errors.
+
+        Unreadable entries are skipped and listed in the result (the manifest is marked
+        ``partial``); a source that cannot be read at all raises :class:`SourceError` and
+        nothing is written.
+        """
+        if not sources:
+            raise SourceError("nothing to back up: give at least one source")
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise SourceError(f"source names must be unique, got {names}")
+        now = time or dt.datetime.now(dt.timezone.utc)
+        snapshot_id = _new_snapshot_id(now)
+        self.host.notify_backup_started(self.location, snapshot_id, names)
+        self.index  # noqa: B018 - load before reading sources, so dedup sees every stored blob
+        written: list[int] = []
+        session = _BackupSession(
+            packer=Packer(
+                self.backend,
+                self.codec,
+                pack_size=self.config.pack_size,
+                workers=self.workers,
+                on_pack_written=written.append,
+            ),
+            progress=progress or _no_progress,
+        )
+        summaries: dict[str, SourceSummary] = {}
+        try:
+            for source in sources:
+                summaries[source.name] = self._backup_source(source, session)
+            entries = session.packer.finish()
+        except BaseException:
+            session.packer.close()
+            raise
+        finally:
+            for source in sources:
+                source.close()
+        added = sum(written)
+        if entries:
+            body = encode_index(self.codec, entries)
+            self._write_content_addressed("index", body)
+            added += len(body)
+            for entry in entries:
+                self.index.setdefault(entry.blob_id, entry)
+        manifest = SnapshotManifest(
+            id=snapshot_id,
+            time=now,
+            host=hostname or default_host(),
+            tags=tuple(sorted(set(tags))),
+            program_version=__version__,
+            sources=summaries,
+            size=session.size,
+            added_bytes=added,
+            partial=bool(session.errors),
+            errors=tuple(f"{path}: {message}" for path, message in session.errors[:100]),
+        )
+        payload = json.dumps(manifest.to_json(), sort_keys=True).encode()
+        stored = self.codec.seal(payload, b"snapshot:" + snapshot_id.encode())
+        self.backend.write(object_key("snapshots", snapshot_id), stored)
+        if self._catalog is not None:
+            self._catalog.add(manifest)
+        self.host.notify_backup_finished(self.location, manifest)
+        return BackupResult(manifest=manifest, errors=tuple(session.errors))
+
+    def _write_content_addressed(self, kind: str, body: bytes) -> bytes:
+        object_id = hash_id(body)
+        try:
+            self.backend.write(object_key(kind, object_id), body)
+        except ObjectExistsError:
+            pass  # same bytes, same id: already stored
+        return object_id
+
+    def _store_blob(self, session: _BackupSession, blob_type: Any, data: bytes) -> bytes:
+        blob_id = self.codec.blob_id(data)
+        if blob_id not in self.index and not session.packer.is_known(blob_id):
+            session.packer.add(blob_id, blob_type, data)
+        return blob_id
+
+    def _backup_source(self, source: Source, session: _BackupSession) -> SourceSummary:
+        chunker = Chunker(self.chunker_params)
+        stack = [_DirBuilder(path=(), entry=None)]
+        errors_before = len(session.errors)
+        files_before, dirs_before, size_before = session.files, session.dirs, session.size
+
+        def close_top() -> None:
+            done = stack.pop()
+            tree_id = self._store_blob(session, "tree", encode_tree(done.nodes))
+            assert done.entry is not None
+            stack[-1].nodes.append(
+                TreeNode(
+                    name=done.path[-1],
+                    kind="dir",
+                    mode=done.entry.mode,
+                    mtime_ns=done.entry.mtime_ns,
+                    subtree=tree_id,
+                )
+            )
+
+        for entry in source.scan(session.report):
+            parent = entry.path[:-1]
+            while stack[-1].path != parent:
+                if len(stack) == 1:
+                    raise SourceError(
+                        f"source {source.name!r} yielded {'/'.join(entry.path)} before its "
+                        "directory; sources must yield entries depth-first, sorted by name"
+                    )
+                close_top()
+            name = entry.path[-1]
+            if entry.kind == "dir":
+                session.dirs += 1
+                stack.append(_DirBuilder(path=entry.path, entry=entry))
+            elif entry.kind == "symlink":
+                stack[-1].nodes.append(
+                    TreeNode(
+                        name=name,
+                        kind="symlink",
+                        mode=entry.mode,
+                        mtime_ns=entry.mtime_ns,
+                        target=entry.target,
+                    )
+                )
+            else:
+                node = self._backup_file(entry, chunker, session, source.name)
+                if node is not None:
+                    stack[-1].nodes.append(node)
+        while len(stack) > 1:
+            close_top()
+        root = self._store_blob(session, "tree", encode_tree(stack[0].nodes))
+        return SourceSummary(
+            name=source.name,
+            type=source.type_name,
+            root=root,
+            options=source.describe(),
+            files=session.files - files_before,
+            dirs=session.dirs - dirs_before,
+            size=session.size - size_before,
+            errors=len(session.errors) - errors_before,
+        )
+
+    def _backup_file(
+        self, entry: SourceEntry, chunker: Chunker, session: _BackupSession, source_name: str
+    ) -> TreeNode | None:
+        assert entry.opener is not None
+        display = f"{source_name}:{'/'.join(entry.path)}"
+        content: list[bytes] = []
+        size = 0
+        try:
+            with entry.opener() as stream:
+                for chunk in chunker.chunks(stream, entry.size):
+                    content.append(self._store_blob(session, "data", chunk))
+                    size += len(chunk)
+                    session.progress("bytes", len(chunk))
+        except OSError as exc:
+            session.report(display, exc)
+            return None
+        session.files += 1
+        session.size += size
+        session.progress("file", 1)
+        return TreeNode(
+            name=entry.path[-1],
+            kind="file",
+            mode=entry.mode,
+            mtime_ns=entry.mtime_ns,
+            size=size,
+            content=tuple(content),
+        )
+
+    # --- restore --------------------------------------------------------------------------------
+
+    def restore(
+        self,
+        ref: str,
+        target: str | os.PathLike[str],
+        *,
+        sources: Iterable[str] | None = None,
+        include: Iterable[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Restore snapshot ``ref`` into ``target/<source name>/...``; see :mod:`stcore.restore`."""
+        from stcore.repo.restore import Restorer
+
+        manifest = self.resolve(ref)
+        return Restorer(self, manifest, Path(target), progress or _no_progress).run(
+            sources=list(sources) if sources is not None else None, include=list(include)
+        )
+
+    def walk(
+        self, tree_id: bytes, prefix: tuple[str, ...] = ()
+    ) -> Iterator[tuple[tuple[str, ...], TreeNode]]:
+        """Every node below ``tree_id``, depth-first, with its path."""
+        for node in self.read_tree(tree_id):
+            path = (*prefix, node.name)
+            yield path, node
+            if node.kind == "dir" and node.subtree is not None:
+                yield from self.walk(node.subtree, path)
+
+    # --- check ----------------------------------------------------------------------------------
+
+    def check(self, *, read_data: bool = False, progress: ProgressCallback | None = None) -> CheckResult:
+        """Verify structure (every referenced blob indexed, every indexed pack present and large
+        enough) and, with ``read_data``, every byte of every pack against its hashes."""
+        progress = progress or _no_progress
+        errors: list[str] = []
+        packs = {info.key.rsplit("/", 1)[-1]: info.size for info in self.backend.list("data/")}
+        try:
+            index = self._load_index()
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
+            return CheckResult(
+                snapshots=0, packs=len(packs), blobs=0, read_data=read_data, errors=(str(exc),)
+            )
+        self._index = index
+        for entry in index.values():
+            size = packs.get(entry.pack_id.hex())
+            if size is None:
+                errors.append(
+                    f"pack {object_key('data', entry.pack_id)} is missing "
+                    f"(needed by blob {entry.blob_id.hex()})"
+                )
+            elif entry.offset + entry.stored_length + PACK_FOOTER.size > size:
+                errors.append(
+                    f"pack {object_key('data', entry.pack_id)} is truncated "
+                    f"(blob {entry.blob_id.hex()} lies past its end)"
+                )
+        snapshot_ids = sorted(info.key.rsplit("/", 1)[-1] for info in self.backend.list("snapshots/"))
+        seen_trees: set[bytes] = set()
+        for snapshot_id in snapshot_ids:
+            try:
+                manifest = self.load_manifest(snapshot_id)
+            except (CorruptObjectError, SnapshotNotFoundError) as exc:
+                errors.append(str(exc))
+                continue
+            for summary in manifest.sources.values():
+                errors.extend(
+                    f"snapshot {snapshot_id}, source {summary.name}: {problem}"
+                    for problem in self._check_tree(summary.root, index, seen_trees)
+                )
+        if read_data:
+            for pack_hex, size in sorted(packs.items()):
+                errors.extend(self._check_pack(pack_hex, size, index))
+                progress("bytes", size)
+        return CheckResult(
+            snapshots=len(snapshot_ids),
+            packs=len(packs),
+            blobs=len(index),
+            read_data=read_data,
+            errors=tuple(errors),
+        )
+
+    def _check_tree(
+        self, tree_id: bytes, index: Mapping[bytes, IndexEntry], seen: set[bytes]
+    ) -> Iterator[str]:
+        if tree_id in seen:
+            return
+        seen.add(tree_id)
+        if tree_id not in index:
+            yield f"tree {tree_id.hex()} is not in the index"
+            return
+        try:
+            nodes = self.read_tree(tree_id)
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
+            yield f"tree {tree_id.hex()} cannot be read: {exc}"
+            return
+        for node in nodes:
+            for blob_id in node.content:
+                if blob_id not in index:
+                    yield f"{node.name}: data blob {blob_id.hex()} is not in the index"
+            if node.kind == "dir" and node.subtree is not None:
+                yield from self._check_tree(node.subtree, index, seen)
+
+    def _check_pack(self, pack_hex: str, size: int, index: Mapping[bytes, IndexEntry]) -> list[str]:
+        key = object_key("data", pack_hex)
+        try:
+            body = self.backend.read(key)
+        except ObjectNotFoundError:
+            return [f"pack {key} disappeared during the check"]
+        if hash_id(body).hex() != pack_hex:
+            problems = [f"pack {key} does not match its hash (its bytes were changed)"]
+        else:
+            problems = []
+        try:
+            trailer_length = decode_pack_footer(body[-PACK_FOOTER.size :], len(body))
+            trailer_start = len(body) - PACK_FOOTER.size - trailer_length
+            blobs = decode_pack_trailer(self.codec, body[trailer_start : len(body) - PACK_FOOTER.size])
+        except CorruptObjectError as exc:
+            return [*problems, f"pack {key}: {exc}"]
+        for blob in blobs:
+            stored = body[blob.offset : blob.offset + blob.stored_length]
+            try:
+                self.codec.unseal_blob(blob.blob_id, stored, blob.raw_length)
+            except CorruptObjectError as exc:
+                problems.append(f"pack {key}, blob {blob.blob_id.hex()}: {exc}")
+            entry = index.get(blob.blob_id)
+            if entry is not None and entry.pack_id.hex() == pack_hex and entry.offset != blob.offset:
+                problems.append(f"pack {key}: index and trailer disagree on {blob.blob_id.hex()}")
+        return problems
+
+    # --- statistics -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and counts: what is stored versus what the snapshots hold."""
+        stored = {"data": 0, "index": 0, "snapshots": 0, "other": 0}
+        objects = 0
+        for info in self.backend.list():
+            objects += 1
+            kind = info.key.split("/", 1)[0]
+            stored[kind if kind in stored else "other"] += info.size
+        totals = self.catalog.totals()
+        raw = sum(e.raw_length for e in self.index.values() if e.blob_type == "data")
+        return {
+            "repository": self.location,
+            "id": self.id,
+            "snapshots": totals["snapshots"],
+            "objects": objects,
+            "blobs": len(self.index),
+            "stored_bytes": sum(stored.values()),
+            "stored_by_kind": stored,
+            "unique_data_bytes": raw,
+            "snapshot_bytes_total": totals["size"],
+            "compression": self.config.compression,
+            "encryption": self.config.encryption,
+        }
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+
+def init_repository(
+    url: str,
+    *,
+    compression: str = "zstd",
+    compression_level: int | None = None,
+    encryption: str = "none",
+    create: bool = True,
+    host: PluginHost | None = None,
+    cache_root: Path | None = None,
+    chunker: ChunkerParams | None = None,
+    pack_size: int | None = None,
+) -> Repository:
+    """Create a new, empty repository at ``url`` and return it open."""
+    host = host or make_plugin_manager()
+    host.compressors.get(compression)(compression_level)  # fail before writing anything
+    host.encryptors.get(encryption)
+    backend = open_backend(url, host, create=create)
+    try:
+        backend.stat("config")
+    except ObjectNotFoundError:
+        pass
+    else:
+        backend.close()
+        raise RepositoryExistsError(f"a repository already exists at {backend.location}")
+    config = RepositoryConfig(
+        id=secrets.token_hex(16),
+        chunker=(chunker or ChunkerParams()).to_json(),
+        compression=compression,
+        compression_level=compression_level,
+        encryption=encryption,
+        pack_size=pack_size or RepositoryConfig.__attrs_attrs__.pack_size.default,  # type: ignore[attr-defined]
+    )
+    try:
+        backend.write("config", config.to_bytes())
+    except ObjectExistsError:
+        backend.close()
+        raise RepositoryExistsError(f"a repository already exists at {backend.location}") from None
+    return Repository(backend, config, host, cache_root=cache_root)
+
+
+def open_repository(
+    url: str,
+    *,
+    host: PluginHost | None = None,
+    cache_root: Path | None = None,
+    workers: int | None = None,
+) -> Repository:
+    """Open the existing repository at ``url`` (a path, or a URL such as ``s3://bucket/prefix``)."""
+    host = host or make_plugin_manager()
+    backend = open_backend(url, host)
+    try:
+        raw = backend.read("config")
+    except ObjectNotFoundError:
+        backend.close()
+        raise RepositoryNotFoundError(
+            f"no stcore repository at {backend.location}; create one with "
+            f"`stcore init --repo {url}`"
+        ) from None
+    try:
+        config = RepositoryConfig.from_bytes(raw, backend.location)
+    except Exception:
+        backend.close()
+        raise
+    return Repository(backend, config, host, cache_root=cache_root, workers=workers)
