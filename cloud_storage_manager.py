@@ -27,20 +27,18 @@ from stcore.repo.repository import Repository, init_repository, open_repository
 from stcore.sources import make_source
 from stcore.views import SourceView
 
-PROVIDERS = ("local", "aws", "gcp", "azure")
-
 
 def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).isoformat()
+    return value.astimezone(dt.UTC).isoformat()
 
 
 def _parse_date(value: str | dt.datetime | dt.date | None) -> dt.datetime | None:
     if value is None or isinstance(value, dt.datetime):
         return value
     if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 class LazyDataSources(Mapping[str, Any]):
@@ -87,8 +85,7 @@ class CloudStorageManager:
 
     @property
     def provider(self) -> str:
-        provider = os.environ.get("CLOUD_PROVIDER", "local").strip().lower() or "local"
-        return provider if provider in PROVIDERS else provider
+        return os.environ.get("CLOUD_PROVIDER", "local").strip().lower() or "local"
 
     @property
     def settings(self) -> Settings:
@@ -250,7 +247,7 @@ class CloudStorageManager:
         """
         if keep_days < 0:
             raise ValueError("keep_days must be >= 0")
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=keep_days)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
         with self._lock:
             repo = self.repository
             every = repo.snapshots()

@@ -44,8 +44,8 @@ CREATE TABLE IF NOT EXISTS snapshot_tags (
 
 def _utc(value: dt.datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).isoformat()
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat()
 
 
 class Catalog:

@@ -13,7 +13,6 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -69,7 +68,26 @@ class Context:
         return open_repository(self.url, host=self.host)
 
 
-pass_context = click.make_pass_decorator(Context)
+_pass_context = click.make_pass_decorator(Context)
+
+
+def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the Context, and accept ``--repo`` after the command name too.
+
+    ``stcore init --repo s3://b/p`` and ``stcore --repo s3://b/p init`` mean the same.
+    """
+
+    def with_repo(ctx: Context, *args: Any, repo: str | None = None, **kwargs: Any) -> Any:
+        if repo is not None:
+            ctx.explicit_repo = repo
+        return command(ctx, *args, **kwargs)
+
+    with_repo.__name__ = command.__name__
+    with_repo.__doc__ = command.__doc__
+    decorated = _pass_context(with_repo)
+    return click.option(
+        "--repo", "-r", "repo", metavar="URL", default=None, help="Repository path or URL."
+    )(decorated)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -100,14 +118,14 @@ def parse_when(value: str | None) -> dt.datetime | None:
     if match:
         amount, unit = int(match.group(1)), match.group(2)
         seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is not a date (use 2026-11-24, 2026-11-24T13:00 or 7d / 12h)"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 @contextmanager
@@ -213,7 +231,9 @@ def init(
 @cli.command()
 @click.argument("paths", nargs=-1)
 @click.option("--tag", "-t", "tags", multiple=True, help="Tag the snapshot (repeatable).")
-@click.option("--source", "-s", "only", multiple=True, help="Back up only these configured sources.")
+@click.option(
+    "--source", "-s", "only", multiple=True, help="Back up only these configured sources."
+)
 @click.option("--host", "hostname", default=None, help="Host name to record (default: this one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
@@ -273,10 +293,14 @@ def backup(
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--source", "-s", default=None, help="Only snapshots containing this source name.")
-@click.option("--type", "source_type", default=None, help="Only snapshots with a source of this type.")
+@click.option(
+    "--type", "source_type", default=None, help="Only snapshots with a source of this type."
+)
 @click.option("--since", default=None, help="Not before this date/time, or e.g. 7d, 12h.")
 @click.option("--until", default=None, help="Not after this date/time, or e.g. 1d.")
-@click.option("--tag", "-t", "tags", multiple=True, help="Only snapshots with this tag (repeatable).")
+@click.option(
+    "--tag", "-t", "tags", multiple=True, help="Only snapshots with this tag (repeatable)."
+)
 @click.option("--host", "hostname", default=None, help="Only snapshots from this host.")
 @click.option("--limit", type=int, default=None, help="At most this many (newest first).")
 @pass_context
@@ -358,14 +382,18 @@ def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
             highlight=False,
         )
         for entry in document.get("files", {}).get(name, []):
-            out.print(f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False)
+            out.print(
+                f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False
+            )
     for problem in document["errors"]:
         out.print(f"  [yellow]unreadable[/] {problem}", highlight=False)
 
 
 @cli.command()
 @click.argument("snap")
-@click.option("--target", required=True, type=click.Path(file_okay=False), help="Directory to restore into.")
+@click.option(
+    "--target", required=True, type=click.Path(file_okay=False), help="Directory to restore into."
+)
 @click.option("--source", "-s", "sources", multiple=True, help="Only this source (repeatable).")
 @click.option("--include", "-i", multiple=True, help="Only paths matching this glob (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -381,9 +409,7 @@ def restore(
     """Restore snapshot SNAP into TARGET/<source name>/..."""
     with ctx.open() as repo:
         manifest = repo.resolve(snap)
-        total = sum(
-            s.size for n, s in manifest.sources.items() if not sources or n in sources
-        )
+        total = sum(s.size for n, s in manifest.sources.items() if not sources or n in sources)
         with progress_bar("restoring", total, not as_json) as progress:
             result = repo.restore(
                 manifest.id,
@@ -393,14 +419,16 @@ def restore(
                 progress=progress,
             )
     if as_json:
-        emit_json({
-            "snapshot": result.snapshot_id,
-            "target": result.target,
-            "files": result.files,
-            "dirs": result.dirs,
-            "symlinks": result.symlinks,
-            "bytes": result.bytes,
-        })
+        emit_json(
+            {
+                "snapshot": result.snapshot_id,
+                "target": result.target,
+                "files": result.files,
+                "dirs": result.dirs,
+                "symlinks": result.symlinks,
+                "bytes": result.bytes,
+            }
+        )
     else:
         out.print(
             f"restored {result.files} files ({human_size(result.bytes)}) from {result.snapshot_id} "
@@ -434,17 +462,30 @@ def dump(ctx: Context, snap: str, source: str, path: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_context
 def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
-    """Show what changed between snapshots OLD and NEW (+ added, - removed, M modified, U metadata)."""
+    """Show what changed from snapshot OLD to NEW.
+
+    Each line starts with + (added), - (removed), M (content modified) or U (mode/mtime only).
+    """
     from stcore.repo.diff import diff_snapshots
 
     with ctx.open() as repo:
         changes = list(diff_snapshots(repo, repo.resolve(old), repo.resolve(new)))
     if as_json:
-        emit_json([{"change": c.change, "source": c.source, "path": c.path, "type": c.kind} for c in changes])
+        emit_json(
+            [
+                {"change": c.change, "source": c.source, "path": c.path, "type": c.kind}
+                for c in changes
+            ]
+        )
         return
     for change in changes:
-        out.print(f"{change.symbol()}  {change.source}:{change.path}", highlight=False, markup=False)
-    counts = {kind: sum(1 for c in changes if c.change == kind) for kind in ("added", "removed", "modified", "metadata")}
+        out.print(
+            f"{change.symbol()}  {change.source}:{change.path}", highlight=False, markup=False
+        )
+    counts = {
+        kind: sum(1 for c in changes if c.change == kind)
+        for kind in ("added", "removed", "modified", "metadata")
+    }
     out.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
 
 
@@ -453,20 +494,25 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def check(ctx: Context, read_data: bool, as_json: bool) -> None:
-    """Verify the repository's structure (and with --read-data, all stored bytes). Exit 1 on errors."""
+    """Verify the repository's structure; with --read-data, every stored byte too.
+
+    Exits 1 if any problem is found, naming the damaged pack and blob.
+    """
     with ctx.open() as repo:
         total = sum(info.size for info in repo.backend.list("data/")) if read_data else None
         with progress_bar("checking", total, read_data and not as_json) as progress:
             result = repo.check(read_data=read_data, progress=progress)
     if as_json:
-        emit_json({
-            "ok": result.ok,
-            "snapshots": result.snapshots,
-            "packs": result.packs,
-            "blobs": result.blobs,
-            "read_data": result.read_data,
-            "errors": list(result.errors),
-        })
+        emit_json(
+            {
+                "ok": result.ok,
+                "snapshots": result.snapshots,
+                "packs": result.packs,
+                "blobs": result.blobs,
+                "read_data": result.read_data,
+                "errors": list(result.errors),
+            }
+        )
     else:
         for problem in result.errors:
             err.print(f"[red]error:[/] {problem}", highlight=False)
@@ -495,7 +541,9 @@ def stats(ctx: Context, as_json: bool) -> None:
     out.print(f"blobs        {numbers['blobs']}", highlight=False)
     out.print(f"stored       {human_size(numbers['stored_bytes'])}", highlight=False)
     out.print(f"unique data  {human_size(numbers['unique_data_bytes'])}", highlight=False)
-    out.print(f"all snapshots' size  {human_size(numbers['snapshot_bytes_total'])}", highlight=False)
+    out.print(
+        f"all snapshots' size  {human_size(numbers['snapshot_bytes_total'])}", highlight=False
+    )
     if numbers["stored_bytes"]:
         ratio = numbers["snapshot_bytes_total"] / numbers["stored_bytes"]
         out.print(f"space saving {ratio:.1f}x (dedup + compression)", highlight=False)
@@ -519,17 +567,29 @@ def plugins(ctx: Context, as_json: bool) -> None:
         if registry.conflicts
     }
     if as_json:
-        emit_json({
-            "plugins": [
-                {"name": p.name, "distribution": p.distribution, "version": p.version, "provides": p.provides}
-                for p in infos
-            ],
-            "broken": [
-                {"name": b.name, "distribution": b.distribution, "version": b.version, "error": b.error}
-                for b in host.broken
-            ],
-            "conflicts": conflicts,
-        })
+        emit_json(
+            {
+                "plugins": [
+                    {
+                        "name": p.name,
+                        "distribution": p.distribution,
+                        "version": p.version,
+                        "provides": p.provides,
+                    }
+                    for p in infos
+                ],
+                "broken": [
+                    {
+                        "name": b.name,
+                        "distribution": b.distribution,
+                        "version": b.version,
+                        "error": b.error,
+                    }
+                    for b in host.broken
+                ],
+                "conflicts": conflicts,
+            }
+        )
         return
     table = Table("plugin", "distribution", "version", "provides")
     for p in infos:
@@ -538,12 +598,16 @@ def plugins(ctx: Context, as_json: bool) -> None:
     out.print(table)
     for broken in host.broken:
         err.print(
-            f"[red]broken:[/] {broken.name} ({broken.distribution} {broken.version}): {broken.error}",
+            f"[red]broken:[/] {broken.name} ({broken.distribution} {broken.version}): "
+            f"{broken.error}",
             highlight=False,
         )
     for kind, names in conflicts.items():
         for name, claimants in names.items():
-            err.print(f"[red]conflict:[/] {kind} {name!r} is provided by {', '.join(claimants)}", highlight=False)
+            err.print(
+                f"[red]conflict:[/] {kind} {name!r} is provided by {', '.join(claimants)}",
+                highlight=False,
+            )
 
 
 @cli.group()

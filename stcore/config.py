@@ -52,9 +52,7 @@ class Settings:
     tags: tuple[str, ...] = ()
 
     def repository_url(self, explicit: str | None = None) -> str:
-        return (
-            explicit or os.environ.get("STCORE_REPO") or self.repository or default_repository()
-        )
+        return explicit or os.environ.get("STCORE_REPO") or self.repository or default_repository()
 
 
 def load_dotenv_file(directory: Path | None = None) -> None:

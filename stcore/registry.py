@@ -43,7 +43,7 @@ class Registration:
     name: str = attrs.field(validator=attrs.validators.matches_re(r"^[a-z][a-z0-9_\-]*$"))
     load: Callable[[], Any]
     summary: str = ""
-    schemes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    schemes: tuple[str, ...] = attrs.field(default=(), converter=tuple[str, ...])
 
 
 @attrs.frozen(kw_only=True)

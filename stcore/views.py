@@ -7,7 +7,6 @@ source. Trees are read once per view and kept; file bytes are fetched blob by bl
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import io
 import json
 from collections.abc import Iterator, Mapping
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from stcore.errors import ObjectNotFoundError
+from stcore.globs import match_path
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class SourceView:
         """Every entry (files, directories, symlinks), optionally filtered by a glob on its path."""
         infos = []
         for path, node in self._all_nodes().items():
-            if glob is not None and not fnmatch.fnmatchcase(path, glob):
+            if glob is not None and not match_path(glob, path):
                 continue
             infos.append(
                 FileInfo(
@@ -70,7 +70,7 @@ class SourceView:
                     kind=node.kind,
                     size=node.size,
                     mode=node.mode,
-                    mtime=dt.datetime.fromtimestamp(node.mtime_ns / 1e9, dt.timezone.utc),
+                    mtime=dt.datetime.fromtimestamp(node.mtime_ns / 1e9, dt.UTC),
                     target=node.target,
                 )
             )

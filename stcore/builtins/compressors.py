@@ -48,14 +48,14 @@ class ZstdCompressor:
                 zstandard.ZstdDecompressor(),
             )
             self._local.contexts = contexts
-        return contexts  # type: ignore[no-any-return]
+        return contexts
 
     def compress(self, data: bytes) -> bytes:
-        return self._contexts()[0].compress(data)  # type: ignore[no-any-return]
+        return self._contexts()[0].compress(data)
 
     def decompress(self, data: bytes, raw_size: int) -> bytes:
         try:
-            return self._contexts()[1].decompress(data, max_output_size=max(raw_size, 1))  # type: ignore[no-any-return]
+            return self._contexts()[1].decompress(data, max_output_size=max(raw_size, 1))
         except zstandard.ZstdError as exc:
             raise CorruptObjectError(f"zstd frame cannot be decoded: {exc}") from exc
 

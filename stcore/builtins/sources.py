@@ -6,7 +6,6 @@ contract and ``docs/sources.md`` for the options.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from stcore.errors import ConfigError, SourceError
+from stcore.globs import match_any
 from stcore.interfaces import ErrorReporter, SourceEntry
 
 
@@ -44,16 +44,6 @@ def _require_path(name: str, options: Mapping[str, Any]) -> Path:
     if not path.exists() and not path.is_symlink():
         raise SourceError(f"source {name!r}: {path} does not exist")
     return path.absolute()
-
-
-def _matches(patterns: list[str], relative: str) -> bool:
-    """A pattern with no ``/`` matches the name anywhere; one with ``/`` the whole path."""
-    name = relative.rsplit("/", 1)[-1]
-    for pattern in patterns:
-        target = relative if "/" in pattern.strip("/") else name
-        if fnmatch.fnmatchcase(target, pattern.strip("/")):
-            return True
-    return False
 
 
 def _entry_for(path: str, parts: tuple[str, ...], st: os.stat_result) -> SourceEntry | None:
@@ -126,7 +116,7 @@ class FilesSource:
         for child in children:
             child_parts = (*parts, child.name)
             relative = "/".join(child_parts)
-            if self.exclude and _matches(self.exclude, relative):
+            if self.exclude and match_any(self.exclude, relative):
                 continue
             try:
                 st = child.stat(follow_symlinks=False)
@@ -134,7 +124,7 @@ class FilesSource:
                 report_error(child.path, exc)
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
-            if self.include and not is_dir and not _matches(self.include, relative):
+            if self.include and not is_dir and not match_any(self.include, relative):
                 continue
             try:
                 entry = _entry_for(child.path, child_parts, st)

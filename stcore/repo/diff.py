@@ -53,7 +53,11 @@ def diff_snapshots(
 
 
 def _diff_trees(
-    repository: Repository, source: str, old: bytes | None, new: bytes | None, prefix: tuple[str, ...]
+    repository: Repository,
+    source: str,
+    old: bytes | None,
+    new: bytes | None,
+    prefix: tuple[str, ...],
 ) -> Iterator[DiffEntry]:
     if old == new:
         return

@@ -22,6 +22,7 @@ from stcore.interfaces import Compressor, Encryptor
 from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEntry, TreeNode
 
 FORMAT_VERSION = 1
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 ID_LENGTH = 32
 
 PACK_MAGIC = b"STPK"
@@ -37,7 +38,7 @@ INDEX_ENTRY = struct.Struct("<32sBIIII")
 
 def hash_id(data: bytes | memoryview) -> bytes:
     """The id of stored bytes (packs, index objects): BLAKE3, unkeyed, 32 bytes."""
-    return blake3.blake3(data).digest()  # type: ignore[no-any-return]
+    return blake3.blake3(data).digest()
 
 
 def object_key(kind: str, object_id: bytes | str) -> str:
@@ -58,10 +59,10 @@ class Codec:
     id_key: bytes | None = None
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
-        """BLAKE3 of the plaintext; keyed when the repository is encrypted (ids then leak nothing)."""
+        """BLAKE3 of the plaintext; keyed when encrypted, so that ids leak nothing."""
         if self.id_key is None:
-            return blake3.blake3(data, max_threads=1).digest()  # type: ignore[no-any-return]
-        return blake3.blake3(data, key=self.id_key, max_threads=1).digest()  # type: ignore[no-any-return]
+            return blake3.blake3(data, max_threads=1).digest()
+        return blake3.blake3(data, key=self.id_key, max_threads=1).digest()
 
     def seal(self, data: bytes | memoryview, associated_data: bytes) -> bytes:
         """Compress (unless that does not shrink it), frame, encrypt."""
@@ -258,7 +259,7 @@ class RepositoryConfig:
     compression: str = "zstd"
     compression_level: int | None = None
     encryption: str = "none"
-    pack_size: int = 16 * 1024 * 1024
+    pack_size: int = DEFAULT_PACK_SIZE
 
     def to_bytes(self) -> bytes:
         return json.dumps(attrs.asdict(self), indent=2, sort_keys=True).encode() + b"\n"

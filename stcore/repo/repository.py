@@ -36,6 +36,7 @@ from stcore.models import new_snapshot_id as _new_snapshot_id
 from stcore.plugins import PluginHost, make_plugin_manager
 from stcore.repo.chunker import Chunker, ChunkerParams
 from stcore.repo.format import (
+    DEFAULT_PACK_SIZE,
     PACK_FOOTER,
     Codec,
     RepositoryConfig,
@@ -378,7 +379,7 @@ class Repository:
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise SourceError(f"source names must be unique, got {names}")
-        now = time or dt.datetime.now(dt.timezone.utc)
+        now = time or dt.datetime.now(dt.UTC)
         snapshot_id = _new_snapshot_id(now)
         self.host.notify_backup_started(self.location, snapshot_id, names)
         self.index  # noqa: B018 - load before reading sources, so dedup sees every stored blob
@@ -565,7 +566,9 @@ class Repository:
 
     # --- check ----------------------------------------------------------------------------------
 
-    def check(self, *, read_data: bool = False, progress: ProgressCallback | None = None) -> CheckResult:
+    def check(
+        self, *, read_data: bool = False, progress: ProgressCallback | None = None
+    ) -> CheckResult:
         """Verify structure (every referenced blob indexed, every indexed pack present and large
         enough) and, with ``read_data``, every byte of every pack against its hashes."""
         progress = progress or _no_progress
@@ -590,7 +593,9 @@ class Repository:
                     f"pack {object_key('data', entry.pack_id)} is truncated "
                     f"(blob {entry.blob_id.hex()} lies past its end)"
                 )
-        snapshot_ids = sorted(info.key.rsplit("/", 1)[-1] for info in self.backend.list("snapshots/"))
+        snapshot_ids = sorted(
+            info.key.rsplit("/", 1)[-1] for info in self.backend.list("snapshots/")
+        )
         seen_trees: set[bytes] = set()
         for snapshot_id in snapshot_ids:
             try:
@@ -649,7 +654,9 @@ class Repository:
         try:
             trailer_length = decode_pack_footer(body[-PACK_FOOTER.size :], len(body))
             trailer_start = len(body) - PACK_FOOTER.size - trailer_length
-            blobs = decode_pack_trailer(self.codec, body[trailer_start : len(body) - PACK_FOOTER.size])
+            blobs = decode_pack_trailer(
+                self.codec, body[trailer_start : len(body) - PACK_FOOTER.size]
+            )
         except CorruptObjectError as exc:
             return [*problems, f"pack {key}: {exc}"]
         for blob in blobs:
@@ -659,7 +666,11 @@ class Repository:
             except CorruptObjectError as exc:
                 problems.append(f"pack {key}, blob {blob.blob_id.hex()}: {exc}")
             entry = index.get(blob.blob_id)
-            if entry is not None and entry.pack_id.hex() == pack_hex and entry.offset != blob.offset:
+            if (
+                entry is not None
+                and entry.pack_id.hex() == pack_hex
+                and entry.offset != blob.offset
+            ):
                 problems.append(f"pack {key}: index and trailer disagree on {blob.blob_id.hex()}")
         return problems
 
@@ -723,7 +734,7 @@ def init_repository(
         compression=compression,
         compression_level=compression_level,
         encryption=encryption,
-        pack_size=pack_size or RepositoryConfig.__attrs_attrs__.pack_size.default,  # type: ignore[attr-defined]
+        pack_size=pack_size or DEFAULT_PACK_SIZE,
     )
     try:
         backend.write("config", config.to_bytes())

@@ -9,7 +9,6 @@ checked to resolve inside the target.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import stat
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from stcore.errors import RestoreError, SnapshotNotFoundError
+from stcore.globs import match_any
 from stcore.models import SnapshotManifest, TreeNode
 
 if TYPE_CHECKING:
@@ -42,14 +42,6 @@ def validate_name(name: str, where: str) -> None:
             f"refusing to restore: {where} contains the unsafe name {name!r}, which would write "
             "outside the restore target"
         )
-
-
-def _matches(patterns: list[str], relative: str) -> bool:
-    name = relative.rsplit("/", 1)[-1]
-    return any(
-        fnmatch.fnmatchcase(relative if "/" in p.strip("/") else name, p.strip("/"))
-        for p in patterns
-    )
 
 
 @attrs.define
@@ -97,10 +89,10 @@ class Restorer:
         for path, node in plan.symlinks:
             self._make_symlink(path, node)
         # Directory metadata last, deepest first, so writing children does not change mtimes.
-        for path, node in sorted(plan.dirs, key=lambda item: len(item[0].parts), reverse=True):
-            if node is not None:
-                os.chmod(path, stat.S_IMODE(node.mode) or 0o755)
-                os.utime(path, ns=(node.mtime_ns, node.mtime_ns))
+        for path, dir_node in sorted(plan.dirs, key=lambda item: len(item[0].parts), reverse=True):
+            if dir_node is not None:
+                os.chmod(path, stat.S_IMODE(dir_node.mode) or 0o755)
+                os.utime(path, ns=(dir_node.mtime_ns, dir_node.mtime_ns))
         return RestoreResult(
             snapshot_id=self.manifest.id,
             target=str(self.target),
@@ -130,11 +122,11 @@ class Restorer:
                 marker = len(plan.dirs)
                 plan.dirs.append((path, node))
                 below = self._plan_tree(node.subtree, path, child, include, plan)
-                if include and not below and not _matches(include, child):
+                if include and not below and not match_any(include, child):
                     del plan.dirs[marker]
                 else:
                     anything = True
-            elif not include or _matches(include, child):
+            elif not include or match_any(include, child):
                 (plan.files if node.kind == "file" else plan.symlinks).append((path, node))
                 anything = True
         return anything
@@ -169,7 +161,9 @@ class Restorer:
                 written += len(data)
                 self.progress("bytes", len(data))
         if written != node.size:
-            raise RestoreError(f"{path}: restored {written} bytes but the snapshot says {node.size}")
+            raise RestoreError(
+                f"{path}: restored {written} bytes but the snapshot says {node.size}"
+            )
         os.chmod(path, stat.S_IMODE(node.mode))
         os.utime(path, ns=(node.mtime_ns, node.mtime_ns))
         self.progress("file", 1)

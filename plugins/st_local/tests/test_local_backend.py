@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from st_local.backend import LocalBackend
 
-from stcore.errors import AccessDeniedError, BackendError, ContainerNotFoundError
+from stcore.errors import BackendError, ContainerNotFoundError
 from stcore.plugins import make_plugin_manager
 from stcore.testing import BackendContract
 
@@ -57,15 +59,36 @@ def test_no_temporary_file_is_left_behind_after_a_failed_write(tmp_path: Path) -
     assert [o.key for o in backend.list()] == ["data/aa/x"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_read_only_directory_gives_access_denied(tmp_path: Path) -> None:
-    backend = LocalBackend.open(str(tmp_path), options={})
+    """Runs in a child process without the capabilities that let root ignore permissions."""
     tmp_path.chmod(0o500)
+    caps = "-dac_override,-dac_read_search"
+    prefix = (
+        ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"] if os.geteuid() == 0 else []
+    )
+    script = (
+        "import sys\n"
+        "from st_local.backend import LocalBackend\n"
+        "from stcore.errors import AccessDeniedError\n"
+        "backend = LocalBackend.open(sys.argv[1], options={})\n"
+        "try:\n"
+        "    backend.write('x', b'1')\n"
+        "except AccessDeniedError as exc:\n"
+        "    print(exc)\n"
+        "    raise SystemExit(0)\n"
+        "raise SystemExit(1)\n"
+    )
     try:
-        with pytest.raises(AccessDeniedError):
-            backend.write("x", b"1")
+        result = subprocess.run(
+            [*prefix, sys.executable, "-c", script, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         tmp_path.chmod(0o700)
+    assert result.returncode == 0, result.stderr
+    assert "permission denied" in result.stdout
 
 
 def test_full_disk_is_reported_without_losing_existing_objects(

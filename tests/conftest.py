@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated cache and config per test, repositories and generated trees."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import stcore
+from stcore.repo.repository import Repository
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.trees import make_sample_tree  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the developer's stcore.toml, cache, repository or cloud settings."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("STCORE_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("STCORE_REPO", "STCORE_CONFIG", "CLOUD_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(home)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Repository]:
+    repository = stcore.init_repository(str(tmp_path / "repo"))
+    yield repository
+    repository.close()
+
+
+@pytest.fixture
+def sample_tree(tmp_path: Path) -> Path:
+    return make_sample_tree(tmp_path / "sample")
+
+
+def unprivileged_prefix() -> list[str]:
+    """A command prefix that makes file permissions apply even when the tests run as root.
+
+    Root reads any file, so a "permission denied" test would prove nothing; dropping the
+    capabilities that bypass permission checks restores ordinary behaviour for that process.
+    """
+    if os.geteuid() != 0:
+        return []
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    unprivileged: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `stcore` command in a subprocess (exit codes and output as a user sees)."""
+    prefix = unprivileged_prefix() if unprivileged else []
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "stcore.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )

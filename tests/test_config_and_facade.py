@@ -1,0 +1,190 @@
+"""stcore.toml, environment precedence, and the seed-compatible cloud_storage facade."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud_storage_manager import CloudStorageManager
+from stcore.config import default_repository, load_settings
+from stcore.errors import ConfigError, StcoreError
+
+
+def _write_app(tmp_path: Path) -> Path:
+    app = tmp_path / "app"
+    (app / "data" / "models").mkdir(parents=True)
+    (app / "data" / "ai_hub.json").write_text(json.dumps({"signals": [1, 2, 3]}))
+    (app / "data" / "models" / "weights.bin").write_bytes(os.urandom(1000))
+    (app / "stcore.toml").write_text(
+        """
+[repository]
+url = "backups"
+
+[sources.ai_hub]
+type = "json"
+path = "data/ai_hub.json"
+
+[sources.models]
+type = "files"
+path = "data/models"
+"""
+    )
+    return app
+
+
+def test_relative_paths_in_the_config_are_relative_to_the_file(tmp_path: Path) -> None:
+    app = _write_app(tmp_path)
+    settings = load_settings(app / "stcore.toml")
+    assert settings.repository == str(app / "backups")
+    assert settings.sources[0].options["path"] == str(app / "data" / "ai_hub.json")
+
+
+def test_repository_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(_write_app(tmp_path) / "stcore.toml")
+    assert settings.repository_url() == settings.repository
+    monkeypatch.setenv("STCORE_REPO", "/from/env")
+    assert settings.repository_url() == "/from/env"
+    assert settings.repository_url("/explicit") == "/explicit"
+    monkeypatch.delenv("STCORE_REPO")
+    assert load_settings().repository_url() == default_repository()
+
+
+def test_bad_config_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "stcore.toml").write_text("[sources.x]\npath = 'a'\n")
+    with pytest.raises(ConfigError, match=r"\[sources.x\] needs a `type`"):
+        load_settings(tmp_path / "stcore.toml")
+    (tmp_path / "bad.toml").write_text("this is = = not toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "bad.toml")
+
+
+def test_cli_backs_up_configured_sources(tmp_path: Path) -> None:
+    app = _write_app(tmp_path)
+    from tests.conftest import run_cli
+
+    assert run_cli("init", cwd=app).returncode == 0
+    result = run_cli("backup", "--json", cwd=app)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sources"] == {"ai_hub": "json", "models": "files"}
+
+
+def test_facade_backup_list_get_query_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _write_app(tmp_path)
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager()
+    result = storage.backup_all_data()
+    assert result["success"] is True
+    assert set(result) >= {"backup_id", "timestamp", "size_bytes", "local_path", "cloud_synced"}
+    assert result["cloud_synced"] is False
+    second = storage.backup_all_data(tags=["manual"])
+    listed = storage.list_backups(limit=10)
+    assert [b["backup_id"] for b in listed] == [second["backup_id"], result["backup_id"]]
+    backup = storage.get_backup(result["backup_id"])
+    assert backup is not None
+    assert backup["data_sources"]["ai_hub"] == {"signals": [1, 2, 3]}
+    assert len(backup["data_sources"]["models"].read_bytes("weights.bin")) == 1000
+    assert storage.get_backup("nope") is None
+    assert [b["backup_id"] for b in storage.query_backups(tags=["manual"])] == [second["backup_id"]]
+    assert len(storage.query_backups(source="ai_hub", source_type="json")) == 2
+    assert storage.query_backups(start_date="2999-01-01") == []
+    stats = storage.get_statistics()
+    assert stats["total_backups"] == 2 and stats["provider"] == "local"
+    assert stats["cloud_synced"] == 0 and stats["total_size_mb"] > 0
+    storage.close()
+
+
+def test_facade_data_sources_load_only_what_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _write_app(tmp_path)
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager()
+    backup_id = storage.backup_all_data()["backup_id"]
+    backup = storage.get_backup(backup_id)
+    assert backup is not None
+    repo = storage.repository
+    reads: list[str] = []
+    original = repo.backend.read
+
+    def counting_read(key: str, offset: int = 0, length: int | None = None) -> bytes:
+        reads.append(key)
+        return original(key, offset, length)
+
+    monkeypatch.setattr(repo.backend, "read", counting_read)
+    sources = backup["data_sources"]
+    assert reads == []  # nothing fetched until a source is used
+    sources["ai_hub"]
+    assert 0 < len(reads) <= 3  # the source's tree and its one document
+    storage.close()
+
+
+def test_facade_cleanup_forgets_old_backups_but_keeps_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _write_app(tmp_path)
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager()
+    storage.backup_all_data()
+    storage.backup_all_data()
+    result = storage.cleanup_old_backups(keep_days=0)
+    assert result["removed"] == 1 and result["kept"] == 1
+    assert len(storage.list_backups()) == 1
+    storage.close()
+
+
+def test_facade_reports_errors_instead_of_raising(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = CloudStorageManager(repository=str(tmp_path / "repo"))
+    result = storage.backup_all_data()
+    assert result["success"] is False and "no data sources configured" in result["error"]
+    sync = storage.sync_to_cloud()
+    assert sync["success"] is False and "no cloud remote is configured" in sync["error"]
+    monkeypatch.setenv("CLOUD_PROVIDER", "aws")
+    sync = storage.sync_to_cloud()
+    assert "no remote is configured" in sync["error"]
+    with pytest.raises(StcoreError, match="needs a configured remote"):
+        storage.get_backup("latest", from_cloud=True)
+
+
+def test_facade_module_import_does_no_io_and_prints_status(tmp_path: Path) -> None:
+    app = _write_app(tmp_path)
+    code = (
+        "from cloud_storage_manager import cloud_storage; "
+        "print(cloud_storage.backup_all_data()['success'])"
+    )
+    env = {**os.environ}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=app, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "True", out.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "cloud_storage_manager"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    document = json.loads(status.stdout)
+    assert document["success"] is True
+    assert document["statistics"]["total_backups"] == 1
+    assert len(document["recent_backups"]) == 1
+
+
+def test_dotenv_sets_the_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("CLOUD_PROVIDER=gcp\nSTCORE_REPO=" + str(tmp_path / "r") + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CLOUD_PROVIDER", raising=False)
+    storage = CloudStorageManager()
+    assert storage.repository_url == str(tmp_path / "r")
+    assert storage.provider == "gcp"
+    monkeypatch.delenv("CLOUD_PROVIDER", raising=False)
+    monkeypatch.delenv("STCORE_REPO", raising=False)
