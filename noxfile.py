@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "s3", "gcs", "azure"]
+nox.options.sessions = ["lint", "typecheck", "tests", "s3", "gcs", "azure", "integration"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -46,9 +46,22 @@ for _name in PLUGINS:
 
 
 @nox.session(python=PYTHON)
+def integration(session: nox.Session) -> None:
+    """init, backup, restore, check end to end on all three cloud emulators."""
+    _install_core(session)
+    for path in PLUGINS.values():
+        session.install("-e", f"{path}[test]")
+    session.run("scripts/install-azurite", external=True)
+    session.run("pytest", "integration", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     session.install("ruff")
-    session.run("ruff", "check", "stcore", "cloud_storage_manager.py", "plugins", "tests")
+    session.run(
+        "ruff", "check", "stcore", "cloud_storage_manager.py", "plugins", "tests", "testsupport",
+        "integration", "noxfile.py",
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON)

@@ -125,9 +125,7 @@ class SourceSummary:
 def new_snapshot_id(now: dt.datetime | None = None) -> str:
     """A snapshot id that sorts by time and shows the UTC date: ``20261124T131102Z-3fa2c1d9``."""
     now = now or dt.datetime.now(dt.UTC)
-    return (
-        f"{now.astimezone(dt.UTC).strftime(SNAPSHOT_TIME_FORMAT)}-{secrets.token_hex(4)}"
-    )
+    return f"{now.astimezone(dt.UTC).strftime(SNAPSHOT_TIME_FORMAT)}-{secrets.token_hex(4)}"
 
 
 @attrs.frozen(kw_only=True)

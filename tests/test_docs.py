@@ -42,10 +42,9 @@ def test_each_hook_is_exercised_by_a_test(name: str) -> None:
         for p in [*ROOT.glob("tests/test_*.py"), *ROOT.glob("plugins/*/tests/*.py")]
         if p.name != "test_docs.py"
     )
-    assert (
-        name in tests
-        or (name.replace("st_register_", "") in ("sources compressors encryptors backends")
-        and f"host.{name.removeprefix('st_register_')}" in tests)
+    assert name in tests or (
+        name.replace("st_register_", "") in ("sources compressors encryptors backends")
+        and f"host.{name.removeprefix('st_register_')}" in tests
     )
 
 
@@ -65,7 +64,10 @@ def test_the_readme_demo_command_backs_up_and_lists(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
     env.pop("STCORE_REPO", None)
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "demo")], capture_output=True, text=True, env=env,
+        ["bash", str(ROOT / "scripts" / "demo")],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
