@@ -77,7 +77,7 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
     ``stcore init --repo s3://b/p`` and ``stcore --repo s3://b/p init`` mean the same.
     """
 
-    def with_repo(ctx: Context, *args: Any, repo: str | None = None, **kwargs: Any) -> Any:
+    def with_repo(ctx: Context, /, *args: Any, repo: str | None = None, **kwargs: Any) -> Any:
         if repo is not None:
             ctx.explicit_repo = repo
         return command(ctx, *args, **kwargs)
