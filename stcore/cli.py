@@ -65,7 +65,7 @@ class Context:
         return self.settings.repository_url(self.explicit_repo)
 
     def open(self) -> Repository:
-        return open_repository(self.url, host=self.host)
+        return open_repository(self.url, host=self.host, options=self.settings.backend_options)
 
 
 _pass_context = click.make_pass_decorator(Context)
@@ -220,6 +220,7 @@ def init(
         compression_level=level if level is not None else ctx.settings.compression_level,
         create=create_bucket or "://" not in url,
         host=ctx.host,
+        options=ctx.settings.backend_options,
     )
     with repo:
         if as_json:

@@ -48,6 +48,8 @@ class Settings:
     repository: str | None = None
     compression: str = "zstd"
     compression_level: int | None = None
+    #: passed to the backend as they are: ``[repository.options]``
+    backend_options: dict[str, Any] = attrs.field(factory=dict)
     sources: tuple[SourceConfig, ...] = ()
     tags: tuple[str, ...] = ()
 
@@ -97,9 +99,12 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     repository = document.get("repository", {})
     if not isinstance(repository, Mapping):
         raise ConfigError(f"{where}: [repository] must be a table")
-    unknown = set(repository) - {"url", "compression", "compression_level"}
+    unknown = set(repository) - {"url", "compression", "compression_level", "options"}
     if unknown:
         raise ConfigError(f"{where}: unknown [repository] keys: {', '.join(sorted(unknown))}")
+    backend_options = repository.get("options", {})
+    if not isinstance(backend_options, Mapping):
+        raise ConfigError(f"{where}: [repository.options] must be a table")
     url = repository.get("url")
     if isinstance(url, str) and "://" not in url:
         url = str(base / Path(url).expanduser())
@@ -120,6 +125,7 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         repository=url,
         compression=str(repository.get("compression", "zstd")),
         compression_level=repository.get("compression_level"),
+        backend_options=dict(backend_options),
         sources=tuple(sources),
         tags=tuple(backup.get("tags", ())) if isinstance(backup, Mapping) else (),
     )

@@ -95,3 +95,36 @@ def test_snapshot_view_reads_lazily(repo: Repository, sample_tree: Path) -> None
     assert view.read_text("a/hello.txt") == "hello world\n"
     assert view.read_json("doc.json") == {"k": list(range(100))}
     assert {f.path for f in view.files("a/*.txt")} == {"a/hello.txt"}
+
+
+def test_catalog_sees_other_writers_and_rebuilds(repo: Repository, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_text("x")
+    first = repo.backup(stcore.sources_for_paths([str(source)])).manifest
+    other = stcore.open_repository(repo.location)  # another process, as far as the catalog knows
+    second = other.backup(stcore.sources_for_paths([str(source)])).manifest
+    reopened = stcore.open_repository(repo.location)
+    assert [m.id for m in reopened.snapshots()] == [second.id, first.id]
+    result = run_cli("--repo", repo.location, "catalog", "rebuild")
+    assert result.returncode == 0 and "2 snapshots" in result.stdout
+    (Path(repo.location) / "snapshots" / first.id).unlink()  # forgotten elsewhere
+    assert [m.id for m in stcore.open_repository(repo.location).snapshots()] == [second.id]
+
+
+def test_snapshot_filters_by_source_type_host_and_time(repo: Repository, tmp_path: Path) -> None:
+    import datetime as dt
+
+    (tmp_path / "doc.json").write_text("{}")
+    json_source = stcore.make_source("doc", "json", {"path": str(tmp_path / "doc.json")})
+    old = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    repo.backup([json_source], time=old, hostname="alpha", tags=["a"])
+    files_source = stcore.sources_for_paths([str(tmp_path / "doc.json")])
+    repo.backup(files_source, hostname="beta")
+    assert [m.host for m in repo.snapshots(source_type="json")] == ["alpha"]
+    assert [m.host for m in repo.snapshots(host="beta")] == ["beta"]
+    assert [m.host for m in repo.snapshots(until=old)] == ["alpha"]
+    assert [m.host for m in repo.snapshots(since=old + dt.timedelta(days=1))] == ["beta"]
+    assert [m.host for m in repo.snapshots(tags=["a"])] == ["alpha"]
+    assert repo.resolve("latest").host == "beta"
+    assert repo.snapshots()[1].id.startswith("20260101T000000Z-")

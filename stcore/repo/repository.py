@@ -68,14 +68,24 @@ def default_cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "stcore"
 
 
-def open_backend(url: str, host: PluginHost, *, create: bool = False) -> Backend:
-    """Open the backend a URL names: ``s3://...`` by scheme, a plain path with ``local``."""
+def open_backend(
+    url: str,
+    host: PluginHost,
+    *,
+    create: bool = False,
+    options: Mapping[str, Any] | None = None,
+) -> Backend:
+    """Open the backend a URL names: ``s3://...`` by scheme, a plain path with ``local``.
+
+    ``options`` go to the backend as they are (``[repository.options]`` in stcore.toml): retry
+    limits, endpoints, timeouts; each backend's README lists what it understands.
+    """
     if "://" in url:
         name = host.backends.by_scheme(url.split("://", 1)[0])
     else:
         name = "local"
     factory = host.backends.get(name)
-    return factory(url, options={}, create=create)
+    return factory(url, options=dict(options or {}), create=create)
 
 
 @attrs.frozen(kw_only=True)
@@ -715,12 +725,13 @@ def init_repository(
     cache_root: Path | None = None,
     chunker: ChunkerParams | None = None,
     pack_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Repository:
     """Create a new, empty repository at ``url`` and return it open."""
     host = host or make_plugin_manager()
     host.compressors.get(compression)(compression_level)  # fail before writing anything
     host.encryptors.get(encryption)
-    backend = open_backend(url, host, create=create)
+    backend = open_backend(url, host, create=create, options=options)
     try:
         backend.stat("config")
     except ObjectNotFoundError:
@@ -750,10 +761,11 @@ def open_repository(
     host: PluginHost | None = None,
     cache_root: Path | None = None,
     workers: int | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Repository:
     """Open the existing repository at ``url`` (a path, or a URL such as ``s3://bucket/prefix``)."""
     host = host or make_plugin_manager()
-    backend = open_backend(url, host)
+    backend = open_backend(url, host, options=options)
     try:
         raw = backend.read("config")
     except ObjectNotFoundError:
