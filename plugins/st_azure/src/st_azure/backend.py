@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import io
 import logging
 import os
 import random
@@ -70,6 +69,7 @@ from stcore.errors import (
     TransientBackendError,
 )
 from stcore.interfaces import ObjectInfo
+from stcore.streams import MemoryviewReader
 
 log = logging.getLogger(__name__)
 
@@ -430,52 +430,6 @@ def translate_error(
 # --- the backend --------------------------------------------------------------------------------
 
 
-class _ViewReader(io.RawIOBase):
-    """A seekable read-only stream over a memoryview, so a block is sent without copying it.
-
-    The SDK reads it once to compute the block's MD5 and seeks back; the HTTP client then reads
-    it in small pieces; a retry seeks back again.
-    """
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def read(self, size: int | None = -1) -> bytes:
-        total = len(self._view)
-        end = total if size is None or size < 0 else min(total, self._pos + size)
-        chunk = bytes(self._view[self._pos : end])
-        self._pos = max(self._pos, end)
-        return chunk
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        count = min(len(target), len(self._view) - self._pos)
-        if count <= 0:
-            return 0
-        target[:count] = self._view[self._pos : self._pos + count]
-        self._pos += count
-        return count
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
 class AzureBackend:
     """Objects as block blobs under ``prefix/`` in one container."""
 
@@ -626,7 +580,7 @@ class AzureBackend:
         def stage(index: int) -> None:
             chunk = view[index * size : (index + 1) * size]
             blob.stage_block(
-                block_ids[index], _ViewReader(chunk), length=len(chunk), validate_content=True
+                block_ids[index], MemoryviewReader(chunk), length=len(chunk), validate_content=True
             )
 
         if self.max_concurrency == 1 or count == 1:

@@ -54,6 +54,7 @@ from stcore.errors import (
     TransientBackendError,
 )
 from stcore.interfaces import ObjectInfo
+from stcore.streams import MemoryviewReader
 
 log = logging.getLogger(__name__)
 
@@ -375,43 +376,6 @@ def _rejects_conditional_header(exc: botocore.exceptions.ClientError) -> bool:
 # --- bodies --------------------------------------------------------------------------------------
 
 
-class _ViewReader(io.RawIOBase):
-    """A seekable read-only stream over a memoryview: one part of a multipart upload.
-
-    botocore needs ``seek``/``tell`` (to size the body and rewind it on retries); reading the
-    view in blocks keeps memory at one socket buffer instead of a copy of the part.
-    """
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._pos = 0
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        count = max(0, min(len(target), len(self._view) - self._pos))
-        target[:count] = self._view[self._pos : self._pos + count]
-        self._pos += count
-        return count
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
 def _content_md5(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
@@ -555,7 +519,7 @@ class S3Backend:
         if len(data) > self.settings.multipart_threshold:
             self._write_multipart(key, object_key, data)
             return
-        body: Any = data if isinstance(data, bytes) else _ViewReader(memoryview(data))
+        body: Any = data if isinstance(data, bytes) else MemoryviewReader(memoryview(data))
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": object_key,
@@ -606,7 +570,7 @@ class S3Backend:
                     Key=object_key,
                     UploadId=upload_id,
                     PartNumber=number,
-                    Body=_ViewReader(chunk),
+                    Body=MemoryviewReader(chunk),
                     ContentLength=len(chunk),
                     ContentMD5=_content_md5(chunk),
                 )

@@ -1,0 +1,51 @@
+"""Stream helpers shared by backend plugins."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+class MemoryviewReader(io.RawIOBase):
+    """A seekable, read-only file object over a memoryview, without copying it.
+
+    SDK upload calls want a file object they can size, read in blocks and rewind on a retry;
+    handing them a slice of a pack through this keeps memory at one socket buffer instead of a
+    copy of the part.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view.cast("B") if view.format != "B" else view
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        total = len(self._view)
+        end = total if size is None or size < 0 else min(total, self._pos + size)
+        chunk = bytes(self._view[self._pos : end])
+        self._pos = max(self._pos, end)
+        return chunk
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        count = max(0, min(len(target), len(self._view) - self._pos))
+        target[:count] = self._view[self._pos : self._pos + count]
+        self._pos += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
