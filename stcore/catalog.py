@@ -34,6 +34,23 @@ CREATE TABLE IF NOT EXISTS snapshot_sources (
     type TEXT NOT NULL,
     PRIMARY KEY (snapshot_id, name)
 );
+CREATE TABLE IF NOT EXISTS sync_state (
+    snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+    remote TEXT NOT NULL,
+    synced_at TEXT NOT NULL,
+    PRIMARY KEY (snapshot_id, remote)
+);
+CREATE TABLE IF NOT EXISTS sync_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    remote TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    ok INTEGER,
+    error TEXT,
+    objects INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    snapshots INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS snapshot_tags (
     snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
     tag TEXT NOT NULL,
@@ -119,10 +136,22 @@ class Catalog:
         source_type: str | None = None,
         tags: Iterable[str] = (),
         host: str | None = None,
+        synced: bool | None = None,
+        remote: str | None = None,
         limit: int | None = None,
     ) -> list[SnapshotManifest]:
-        """Snapshots matching every filter given, newest first."""
+        """Snapshots matching every filter given, newest first.
+
+        ``synced`` True keeps snapshots synced to ``remote`` (to any remote when None); False
+        keeps those not synced there.
+        """
         clauses, params = [], []
+        if synced is not None:
+            inner = "SELECT snapshot_id FROM sync_state"
+            if remote is not None:
+                inner += " WHERE remote = ?"
+                params.append(remote)
+            clauses.append(f"id {'IN' if synced else 'NOT IN'} ({inner})")
         if since is not None:
             clauses.append("time >= ?")
             params.append(_utc(since))
@@ -151,6 +180,62 @@ class Catalog:
         return [
             SnapshotManifest.from_json(json.loads(row[0])) for row in self._db.execute(sql, params)
         ]
+
+    # --- sync state -----------------------------------------------------------------------------
+
+    def mark_synced(self, snapshot_ids: Iterable[str], remote: str, when: dt.datetime) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO sync_state SELECT id, ?, ? FROM snapshots WHERE id = ?",
+                [(remote, _utc(when), snapshot_id) for snapshot_id in snapshot_ids],
+            )
+
+    def synced_remotes(self, snapshot_id: str) -> dict[str, str]:
+        """remote name -> when the snapshot reached it."""
+        rows = self._db.execute(
+            "SELECT remote, synced_at FROM sync_state WHERE snapshot_id = ?", (snapshot_id,)
+        )
+        return dict(rows.fetchall())
+
+    def sync_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT remote, COUNT(*) FROM sync_state GROUP BY remote")
+        return dict(rows.fetchall())
+
+    def start_sync_run(self, remote: str, when: dt.datetime) -> int:
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO sync_runs (remote, started_at) VALUES (?, ?)", (remote, _utc(when))
+            )
+        return int(cursor.lastrowid or 0)
+
+    def finish_sync_run(
+        self,
+        run_id: int,
+        when: dt.datetime,
+        *,
+        error: str | None,
+        objects: int,
+        bytes_uploaded: int,
+        snapshots: int,
+    ) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE sync_runs SET finished_at = ?, ok = ?, error = ?, objects = ?, bytes = ?, "
+                "snapshots = ? WHERE id = ?",
+                (_utc(when), int(error is None), error, objects, bytes_uploaded, snapshots, run_id),
+            )
+
+    def sync_runs(self, remote: str, limit: int = 10) -> list[dict[str, object]]:
+        """The latest sync runs to ``remote``, newest first."""
+        self._db.row_factory = sqlite3.Row
+        try:
+            rows = self._db.execute(
+                "SELECT * FROM sync_runs WHERE remote = ? ORDER BY id DESC LIMIT ?",
+                (remote, limit),
+            ).fetchall()
+        finally:
+            self._db.row_factory = None
+        return [dict(row) for row in rows]
 
     def totals(self) -> dict[str, int]:
         row = self._db.execute(

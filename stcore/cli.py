@@ -153,7 +153,7 @@ def progress_bar(
             nonlocal files
             if event == "bytes":
                 bar.advance(task, amount)
-            elif event == "file":
+            elif event in ("file", "object"):
                 files += amount
                 bar.update(task, files=files)
 
@@ -304,6 +304,10 @@ def backup(
 )
 @click.option("--host", "hostname", default=None, help="Only snapshots from this host.")
 @click.option("--limit", type=int, default=None, help="At most this many (newest first).")
+@click.option(
+    "--synced/--unsynced", default=None, help="Only snapshots already (or not yet) synced."
+)
+@click.option("--remote", default=None, help="With --synced/--unsynced: to this remote.")
 @pass_context
 def snapshots(
     ctx: Context,
@@ -315,8 +319,10 @@ def snapshots(
     tags: tuple[str, ...],
     hostname: str | None,
     limit: int | None,
+    synced: bool | None,
+    remote: str | None,
 ) -> None:
-    """List snapshots, newest first."""
+    """List snapshots, newest first, with the remotes each is synced to."""
     with ctx.open() as repo:
         found = repo.snapshots(
             since=parse_when(since),
@@ -325,15 +331,18 @@ def snapshots(
             source_type=source_type,
             tags=tags,
             host=hostname,
+            synced=synced,
+            remote=remote,
             limit=limit,
         )
+        sync_state = {m.id: repo.catalog.synced_remotes(m.id) for m in found}
     if as_json:
-        emit_json([manifest_row(m) for m in found])
+        emit_json([{**manifest_row(m), "synced": sync_state[m.id]} for m in found])
         return
     # The id already reads as the UTC time (20261124T131102Z-...), so it is the first column.
     table = Table(box=None, pad_edge=False)
     table.add_column("id (UTC time)", no_wrap=True)
-    for heading in ("host", "tags", "sources", "files", "size", "added"):
+    for heading in ("host", "tags", "sources", "files", "size", "added", "synced to"):
         table.add_column(heading, no_wrap=heading in ("size", "added"))
     for m in found:
         row = manifest_row(m)
@@ -345,6 +354,7 @@ def snapshots(
             str(row["files"]),
             human_size(m.size),
             human_size(m.added_bytes),
+            ",".join(sorted(sync_state[m.id])) or "-",
         )
     out.print(table)
     out.print(f"{len(found)} snapshots", highlight=False)
@@ -397,6 +407,10 @@ def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
 )
 @click.option("--source", "-s", "sources", multiple=True, help="Only this source (repeatable).")
 @click.option("--include", "-i", multiple=True, help="Only paths matching this glob (repeatable).")
+@click.option(
+    "--from", "from_remote", default=None, metavar="REMOTE",
+    help="Read from this configured remote instead of the local repository.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def restore(
@@ -405,10 +419,20 @@ def restore(
     target: str,
     sources: tuple[str, ...],
     include: tuple[str, ...],
+    from_remote: str | None,
     as_json: bool,
 ) -> None:
-    """Restore snapshot SNAP into TARGET/<source name>/..."""
-    with ctx.open() as repo:
+    """Restore snapshot SNAP into TARGET/<source name>/...
+
+    With --repo pointing at a cloud URL, a fresh machine restores from the cloud alone.
+    """
+    if from_remote is not None:
+        from stcore.sync import open_remote_repository
+
+        opened = open_remote_repository(ctx.settings.remote(from_remote), host=ctx.host)
+    else:
+        opened = ctx.open()
+    with opened as repo:
         manifest = repo.resolve(snap)
         total = sum(s.size for n, s in manifest.sources.items() if not sources or n in sources)
         with progress_bar("restoring", total, not as_json) as progress:
@@ -488,6 +512,55 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
         for kind in ("added", "removed", "modified", "metadata")
     }
     out.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+
+
+@cli.command()
+@click.argument("snaps", nargs=-1)
+@click.option("--remote", default=None, help="Remote to sync to (default: every configured one).")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel uploads.")
+@click.option("--bwlimit", type=int, default=None, metavar="KIB/S", help="Upload bandwidth limit.")
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@pass_context
+def sync(
+    ctx: Context,
+    snaps: tuple[str, ...],
+    remote: str | None,
+    concurrency: int,
+    bwlimit: int | None,
+    as_json: bool,
+) -> None:
+    """Upload the snapshots (default: all) and data a remote lacks.
+
+    Packs go first, then indexes, then manifests: a remote never holds a snapshot whose data is
+    missing, and a sync that was interrupted resumes where it stopped.
+    """
+    from stcore.sync import SyncOptions
+    from stcore.sync import sync as run_sync
+
+    remotes = [ctx.settings.remote(remote)] if remote else list(ctx.settings.remotes)
+    if not remotes:
+        ctx.settings.remote(None)  # raises the "no remote is configured" error
+    options = SyncOptions(
+        concurrency=concurrency, bandwidth_limit=bwlimit * 1024 if bwlimit else None
+    )
+    results = []
+    with ctx.open() as repo:
+        ids = [repo.resolve(s).id for s in snaps] or None
+        for target in remotes:
+            with progress_bar(f"syncing to {target.name}", None, not as_json) as progress:
+                result = run_sync(repo, target, ids, options=options, progress=progress)
+            results.append(result)
+            if not as_json:
+                out.print(
+                    f"{target.name}: {len(result.snapshots)} snapshots, "
+                    f"{result.objects_uploaded} objects ({human_size(result.bytes_uploaded)}) "
+                    f"uploaded in {result.seconds:.1f}s "
+                    f"({human_size(result.throughput)}/s); "
+                    f"{result.snapshots_skipped} were already there",
+                    highlight=False,
+                )
+    if as_json:
+        emit_json([r.to_json() for r in results])
 
 
 @cli.command()

@@ -41,6 +41,45 @@ class SourceConfig:
 
 
 @attrs.frozen(kw_only=True)
+class RemoteConfig:
+    """A mirror the local repository syncs to: ``[remotes.NAME]`` or the seed's variables."""
+
+    name: str
+    url: str
+    options: dict[str, Any] = attrs.field(factory=dict)
+
+
+#: The seed application's CLOUD_PROVIDER values -> URL scheme and the variable naming the bucket.
+SEED_PROVIDERS = {
+    "aws": ("s3", "AWS_S3_BUCKET"),
+    "s3": ("s3", "AWS_S3_BUCKET"),
+    "gcp": ("gs", "GCP_BUCKET"),
+    "gcs": ("gs", "GCP_BUCKET"),
+    "azure": ("az", "AZURE_CONTAINER"),
+}
+
+
+def seed_remote() -> RemoteConfig | None:
+    """The remote the seed's variables describe (``CLOUD_PROVIDER=aws`` + ``AWS_S3_BUCKET``...).
+
+    Objects go under ``STCORE_REMOTE_PREFIX`` (default ``stcore``) in the bucket. None when the
+    provider is ``local`` or unset.
+    """
+    provider = os.environ.get("CLOUD_PROVIDER", "local").strip().lower() or "local"
+    if provider == "local":
+        return None
+    if provider not in SEED_PROVIDERS:
+        known = ", ".join(["local", *SEED_PROVIDERS])
+        raise ConfigError(f"CLOUD_PROVIDER={provider!r} is not one of {known}")
+    scheme, variable = SEED_PROVIDERS[provider]
+    bucket = os.environ.get(variable, "").strip()
+    if not bucket:
+        raise ConfigError(f"CLOUD_PROVIDER={provider} needs {variable} to name the bucket")
+    prefix = os.environ.get("STCORE_REMOTE_PREFIX", "stcore").strip("/")
+    return RemoteConfig(name=provider, url=f"{scheme}://{bucket}/{prefix}".rstrip("/"))
+
+
+@attrs.frozen(kw_only=True)
 class Settings:
     """Everything stcore.toml and the environment say, merged."""
 
@@ -52,6 +91,34 @@ class Settings:
     backend_options: dict[str, Any] = attrs.field(factory=dict)
     sources: tuple[SourceConfig, ...] = ()
     tags: tuple[str, ...] = ()
+    configured_remotes: tuple[RemoteConfig, ...] = ()
+
+    @property
+    def remotes(self) -> tuple[RemoteConfig, ...]:
+        """``[remotes.*]`` from stcore.toml, plus the seed's ``CLOUD_PROVIDER`` remote if set."""
+        seed = seed_remote()
+        names = {r.name for r in self.configured_remotes}
+        if seed is not None and seed.name not in names:
+            return (*self.configured_remotes, seed)
+        return self.configured_remotes
+
+    def remote(self, name: str | None) -> RemoteConfig:
+        remotes = self.remotes
+        if not remotes:
+            raise ConfigError(
+                'no remote is configured: add [remotes.NAME] url = "s3://bucket/prefix" to '
+                "stcore.toml, or set CLOUD_PROVIDER and its bucket variable"
+            )
+        if name is None:
+            if len(remotes) > 1:
+                listed = ", ".join(r.name for r in remotes)
+                raise ConfigError(f"several remotes are configured ({listed}); pick one")
+            return remotes[0]
+        for remote in remotes:
+            if remote.name == name:
+                return remote
+        listed = ", ".join(r.name for r in remotes)
+        raise ConfigError(f"no remote named {name!r} (configured: {listed})")
 
     def repository_url(self, explicit: str | None = None) -> str:
         return explicit or os.environ.get("STCORE_REPO") or self.repository or default_repository()
@@ -119,6 +186,20 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         sources.append(
             SourceConfig(name=name, type=str(table["type"]), options=_resolve_paths(options, base))
         )
+    remotes = []
+    raw_remotes = document.get("remotes", {})
+    if not isinstance(raw_remotes, Mapping):
+        raise ConfigError(f"{where}: [remotes] must be a table of tables")
+    for name, table in raw_remotes.items():
+        if not isinstance(table, Mapping) or not isinstance(table.get("url"), str):
+            raise ConfigError(f'{where}: [remotes.{name}] needs a `url` (e.g. "s3://bucket/p")')
+        remote_url = table["url"]
+        if "://" not in remote_url:
+            remote_url = str(base / Path(remote_url).expanduser())
+        options = table.get("options", {})
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{where}: [remotes.{name}.options] must be a table")
+        remotes.append(RemoteConfig(name=name, url=remote_url, options=dict(options)))
     backup = document.get("backup", {})
     return Settings(
         path=path,
@@ -128,6 +209,7 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         backend_options=dict(backend_options),
         sources=tuple(sources),
         tags=tuple(backup.get("tags", ())) if isinstance(backup, Mapping) else (),
+        configured_remotes=tuple(remotes),
     )
 
 

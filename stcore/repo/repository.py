@@ -307,9 +307,15 @@ class Repository:
         source_type: str | None = None,
         tags: Iterable[str] = (),
         host: str | None = None,
+        synced: bool | None = None,
+        remote: str | None = None,
         limit: int | None = None,
     ) -> list[SnapshotManifest]:
-        """Snapshot manifests matching every filter given, newest first (from the catalog)."""
+        """Snapshot manifests matching every filter given, newest first (from the catalog).
+
+        ``synced``/``remote`` filter on sync state: ``synced=True`` keeps snapshots already on
+        ``remote`` (on any remote when it is None).
+        """
         return self.catalog.query(
             since=since,
             until=until,
@@ -317,6 +323,8 @@ class Repository:
             source_type=source_type,
             tags=tags,
             host=host,
+            synced=synced,
+            remote=remote,
             limit=limit,
         )
 
@@ -563,6 +571,30 @@ class Repository:
         return Restorer(self, manifest, Path(target), progress or _no_progress).run(
             sources=list(sources) if sources is not None else None, include=list(include)
         )
+
+    def sync(
+        self,
+        remote: Any = None,
+        snapshots: Iterable[str] | None = None,
+        *,
+        options: Any = None,
+        progress: ProgressCallback | None = None,
+    ) -> Any:
+        """Upload what a remote lacks; see :mod:`stcore.sync`.
+
+        ``remote`` is a :class:`~stcore.config.RemoteConfig`, a remote's name from stcore.toml
+        (or the seed's ``CLOUD_PROVIDER``), a URL, or None for the only configured remote.
+        Returns a :class:`~stcore.sync.SyncResult`.
+        """
+        from stcore.config import RemoteConfig, load_settings
+        from stcore.sync import remote_from_url, sync
+
+        if not isinstance(remote, RemoteConfig):
+            if isinstance(remote, str) and ("://" in remote or os.sep in remote):
+                remote = remote_from_url(remote)
+            else:
+                remote = load_settings().remote(remote)
+        return sync(self, remote, snapshots, options=options, progress=progress)
 
     def walk(
         self, tree_id: bytes, prefix: tuple[str, ...] = ()

@@ -1,0 +1,362 @@
+"""Local-first sync: copy what a remote lacks, in an order that keeps the remote consistent.
+
+A remote is a full stcore repository (same config, same id) on any backend. A sync lists the
+remote once, then uploads
+
+1. the repository ``config``, if the remote is new;
+2. every pack the selected snapshots need that the remote lacks (concurrently);
+3. the index objects describing those packs, only once all of their packs are up;
+4. the snapshot manifests, last.
+
+So at every instant, even if the process is killed, every snapshot on the remote has all its data;
+a killed sync simply resumes: what finished is listed on the remote and skipped. Writes are
+create-only, so two syncs racing each other cannot damage anything either. Transient failures are
+retried with exponential backoff and jitter (tenacity); permanent ones (access denied, missing
+bucket) stop the sync at once with the backend's one-line message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from stcore.config import RemoteConfig
+from stcore.errors import (
+    BackendUnavailableError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    RepositoryError,
+    StcoreError,
+    TransientBackendError,
+)
+from stcore.interfaces import Backend
+from stcore.repo.format import RepositoryConfig, object_key
+from stcore.repo.repository import ProgressCallback, Repository, open_backend, open_repository
+
+RETRYABLE = (TransientBackendError, BackendUnavailableError)
+
+
+class SyncBusyError(StcoreError):
+    """Another sync to the same remote is running on this machine."""
+
+
+@attrs.frozen(kw_only=True)
+class SyncOptions:
+    """How a sync behaves; every field has a sensible default."""
+
+    concurrency: int = 4
+    #: bytes per second across all uploads; None for no limit
+    bandwidth_limit: int | None = None
+    #: attempts per object (the first included) for transient errors
+    attempts: int = 6
+    #: longest wait between two attempts, in seconds
+    max_backoff: float = 30.0
+
+
+@attrs.frozen(kw_only=True)
+class SyncResult:
+    remote: str
+    url: str
+    snapshots: tuple[str, ...]
+    objects_uploaded: int
+    bytes_uploaded: int
+    snapshots_skipped: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        """Uploaded bytes per second."""
+        return self.bytes_uploaded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "snapshots": list(self.snapshots),
+            "objects_uploaded": self.objects_uploaded,
+            "bytes_uploaded": self.bytes_uploaded,
+            "snapshots_skipped": self.snapshots_skipped,
+            "seconds": round(self.seconds, 3),
+            "throughput_bytes_per_second": round(self.throughput),
+        }
+
+
+class _Throttle:
+    """A shared token bucket: uploads sleep so the total stays under ``rate`` bytes/second."""
+
+    def __init__(self, rate: int | None) -> None:
+        self._rate = rate
+        self._lock = threading.Lock()
+        self._next_free = time.monotonic()
+
+    def take(self, amount: int) -> None:
+        if not self._rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_free)
+            self._next_free = start + amount / self._rate
+        delay = start - now
+        if delay > 0:
+            time.sleep(delay)
+
+
+@contextmanager
+def _sync_lock(repository: Repository, remote: str) -> Iterator[None]:
+    """One sync per remote per machine: a second one fails fast instead of doubling traffic."""
+    repository.cache_dir.mkdir(parents=True, exist_ok=True)
+    path = repository.cache_dir / f"sync-{remote}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SyncBusyError(
+                f"another sync to {remote!r} is running on this machine; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _list_ids(backend: Backend, prefix: str) -> set[str]:
+    return {info.key.rsplit("/", 1)[-1] for info in backend.list(prefix)}
+
+
+class Syncer:
+    """Syncs one local repository to one remote. Use :func:`sync` for the one-call form."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        remote: RemoteConfig,
+        *,
+        options: SyncOptions | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.repository = repository
+        self.remote = remote
+        self.options = options or SyncOptions()
+        self.progress = progress or (lambda event, amount: None)
+        self._throttle = _Throttle(self.options.bandwidth_limit)
+        self._counter_lock = threading.Lock()
+        self._uploaded = 0
+        self._uploaded_bytes = 0
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(RETRYABLE),
+            wait=wait_random_exponential(multiplier=0.2, max=self.options.max_backoff),
+            stop=stop_after_attempt(max(1, self.options.attempts)),
+            reraise=True,
+        )
+
+    def _open_remote(self) -> Backend:
+        for attempt in self._retrying():
+            with attempt:
+                return open_backend(
+                    self.remote.url, self.repository.host, create=False, options=self.remote.options
+                )
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
+
+    def _call(self, function: Callable[[], Any]) -> Any:
+        for attempt in self._retrying():
+            with attempt:
+                return function()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _copy(self, remote: Backend, key: str) -> None:
+        """Copy one object; an object that is already there (a resumed sync) counts as done."""
+        data = self.repository.backend.read(key)
+        self._throttle.take(len(data))
+        try:
+            self._call(lambda: remote.write(key, data))
+        except ObjectExistsError:
+            return
+        with self._counter_lock:
+            self._uploaded += 1
+            self._uploaded_bytes += len(data)
+        self.progress("bytes", len(data))
+        self.progress("object", 1)
+
+    def _copy_all(self, remote: Backend, keys: list[str]) -> None:
+        if not keys:
+            return
+        with ThreadPoolExecutor(
+            max_workers=max(1, self.options.concurrency), thread_name_prefix="st-sync"
+        ) as pool:
+            futures = [pool.submit(self._copy, remote, key) for key in keys]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in done:
+                future.result()  # re-raise the first failure
+
+    def _ensure_config(self, remote: Backend) -> None:
+        try:
+            raw = self._call(lambda: remote.read("config"))
+        except ObjectNotFoundError:
+            self._call(lambda: remote.write("config", self.repository.config.to_bytes()))
+            return
+        theirs = RepositoryConfig.from_bytes(raw, remote.location)
+        if theirs.id != self.repository.config.id:
+            raise RepositoryError(
+                f"remote {self.remote.name!r} ({remote.location}) holds another repository "
+                f"({theirs.id}, not {self.repository.id}); point it at an empty prefix"
+            )
+
+    # --- planning -------------------------------------------------------------------------------
+
+    def _plan(
+        self, snapshot_ids: list[str], remote_packs: set[str], remote_indexes: set[str]
+    ) -> tuple[list[str], list[str]]:
+        """Pack keys and index keys to upload so ``snapshot_ids`` are complete on the remote.
+
+        An index object goes up with every pack it lists, so the remote never holds an index
+        entry pointing at a pack it lacks.
+        """
+        repo = self.repository
+        local_indexes = sorted(_list_ids(repo.backend, "index/"))
+        needed_blobs = self._needed_blobs(snapshot_ids)
+        packs: set[str] = set()
+        indexes: list[str] = []
+        for index_id in local_indexes:
+            entries = repo._read_index_object(object_key("index", index_id))
+            if needed_blobs is not None and not any(e.blob_id in needed_blobs for e in entries):
+                continue
+            pack_ids = {e.pack_id.hex() for e in entries}
+            packs |= pack_ids - remote_packs
+            if index_id not in remote_indexes:
+                indexes.append(index_id)
+        return (
+            [object_key("data", p) for p in sorted(packs)],
+            [object_key("index", i) for i in indexes],
+        )
+
+    def _needed_blobs(self, snapshot_ids: list[str]) -> set[bytes] | None:
+        """Every blob the snapshots reference; None means "all of them" (a full sync)."""
+        if set(snapshot_ids) >= {m.id for m in self.repository.snapshots()}:
+            return None
+        needed: set[bytes] = set()
+        for snapshot_id in snapshot_ids:
+            manifest = self.repository.load_manifest(snapshot_id)
+            for summary in manifest.sources.values():
+                needed.add(summary.root)
+                for _, node in self.repository.walk(summary.root):
+                    needed.update(node.content)
+                    if node.subtree is not None:
+                        needed.add(node.subtree)
+        return needed
+
+    # --- the sync -------------------------------------------------------------------------------
+
+    def run(self, snapshot_ids: Iterable[str] | None = None) -> SyncResult:
+        started = time.monotonic()
+        catalog = self.repository.catalog
+        run_id = catalog.start_sync_run(self.remote.name, dt.datetime.now(dt.UTC))
+        error: str | None = None
+        synced: list[str] = []
+        skipped = 0
+        try:
+            with _sync_lock(self.repository, self.remote.name):
+                remote = self._open_remote()
+                try:
+                    self._ensure_config(remote)
+                    remote_snapshots = self._call(lambda: _list_ids(remote, "snapshots/"))
+                    local = {m.id for m in self.repository.snapshots()}
+                    catalog.mark_synced(
+                        local & remote_snapshots, self.remote.name, dt.datetime.now(dt.UTC)
+                    )
+                    wanted = sorted(local if snapshot_ids is None else set(snapshot_ids))
+                    unknown = set(wanted) - local
+                    if unknown:
+                        raise RepositoryError(
+                            f"no local snapshot {sorted(unknown)[0]!r} to sync; "
+                            "`stcore snapshots` lists them"
+                        )
+                    todo = [s for s in wanted if s not in remote_snapshots]
+                    if todo:
+                        remote_packs = self._call(lambda: _list_ids(remote, "data/"))
+                        remote_indexes = self._call(lambda: _list_ids(remote, "index/"))
+                        packs, indexes = self._plan(todo, remote_packs, remote_indexes)
+                        self._copy_all(remote, packs)  # 1. data
+                        self._copy_all(remote, indexes)  # 2. where the data is
+                        for snapshot_id in todo:  # 3. what refers to it, last
+                            self._copy(remote, object_key("snapshots", snapshot_id))
+                            catalog.mark_synced(
+                                [snapshot_id], self.remote.name, dt.datetime.now(dt.UTC)
+                            )
+                            synced.append(snapshot_id)
+                    skipped = len(wanted) - len(todo)
+                finally:
+                    remote.close()
+        except BaseException as exc:
+            error = str(exc) or type(exc).__name__
+            raise
+        finally:
+            catalog.finish_sync_run(
+                run_id,
+                dt.datetime.now(dt.UTC),
+                error=error,
+                objects=self._uploaded,
+                bytes_uploaded=self._uploaded_bytes,
+                snapshots=len(synced),
+            )
+        return SyncResult(
+            remote=self.remote.name,
+            url=self.remote.url,
+            snapshots=tuple(synced),
+            objects_uploaded=self._uploaded,
+            bytes_uploaded=self._uploaded_bytes,
+            snapshots_skipped=skipped,
+            seconds=time.monotonic() - started,
+        )
+
+
+def sync(
+    repository: Repository,
+    remote: RemoteConfig,
+    snapshot_ids: Iterable[str] | None = None,
+    *,
+    options: SyncOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> SyncResult:
+    """Upload what ``remote`` lacks so that ``snapshot_ids`` (default: all) are complete there."""
+    return Syncer(repository, remote, options=options, progress=progress).run(snapshot_ids)
+
+
+def pending(repository: Repository, remote: RemoteConfig) -> dict[str, int]:
+    """Snapshots not yet synced to ``remote`` (per the catalog) and the bytes they added."""
+    unsynced = repository.snapshots(synced=False, remote=remote.name)
+    return {"snapshots": len(unsynced), "bytes": sum(m.added_bytes for m in unsynced)}
+
+
+def open_remote_repository(
+    remote: RemoteConfig, *, host: Any = None, cache_root: Path | None = None
+) -> Repository:
+    """The remote as a repository of its own (restore and reads straight from the cloud)."""
+    return open_repository(remote.url, host=host, cache_root=cache_root, options=remote.options)
+
+
+def remote_from_url(url: str, options: Mapping[str, Any] | None = None) -> RemoteConfig:
+    """An ad-hoc remote for a URL given on the command line."""
+    name = url.split("://", 1)[0] if "://" in url else os.path.basename(url.rstrip("/")) or "remote"
+    return RemoteConfig(name=name, url=url, options=dict(options or {}))
