@@ -78,6 +78,7 @@ class CloudStorageManager:
         self._explicit_repository = repository
         self._explicit_config = config
         self._repo: Repository | None = None
+        self._remote_repo: Repository | None = None
         self._settings: Settings | None = None
         self._lock = threading.RLock()
 
@@ -118,9 +119,10 @@ class CloudStorageManager:
 
     def close(self) -> None:
         with self._lock:
-            if self._repo is not None:
-                self._repo.close()
-                self._repo = None
+            for repo in (self._repo, self._remote_repo):
+                if repo is not None:
+                    repo.close()
+            self._repo = self._remote_repo = None
 
     # --- the seed's API -------------------------------------------------------------------------
 
@@ -156,6 +158,7 @@ class CloudStorageManager:
         }
 
     def _describe(self, manifest: SnapshotManifest) -> dict[str, Any]:
+        synced = self.repository.catalog.synced_remotes(manifest.id)
         return {
             "backup_id": manifest.id,
             "timestamp": _iso(manifest.time),
@@ -166,9 +169,19 @@ class CloudStorageManager:
             "sources": {name: s.type for name, s in manifest.sources.items()},
             "files": sum(s.files for s in manifest.sources.values()),
             "partial": manifest.partial,
-            "cloud_synced": False,
+            "cloud_synced": bool(synced),
+            "synced_to": synced,
             "local_path": self.repository.location,
         }
+
+    def _remote_repository(self) -> Repository:
+        """The cloud remote opened as a repository, kept open for later reads."""
+        from stcore.sync import open_remote_repository
+
+        if self._remote_repo is None:
+            remote = self.settings.remote(None)
+            self._remote_repo = open_remote_repository(remote, host=self.repository.host)
+        return self._remote_repo
 
     def list_backups(self, limit: int | None = 10) -> list[dict[str, Any]]:
         """The newest ``limit`` backups (all with ``None``), newest first."""
@@ -178,20 +191,18 @@ class CloudStorageManager:
     def get_backup(self, backup_id: str, from_cloud: bool = False) -> dict[str, Any] | None:
         """One backup's metadata and lazily loaded ``data_sources``; None if it does not exist.
 
-        ``from_cloud=True`` needs a configured remote, which arrives with cloud sync; until then
-        it raises a clear error rather than silently reading the local copy.
+        ``from_cloud=True`` reads the backup from the configured cloud remote instead of the local
+        repository (a :class:`~stcore.errors.ConfigError` if none is configured), for machines
+        that only have the cloud copy.
         """
-        if from_cloud:
-            raise StcoreError(
-                "get_backup(from_cloud=True) needs a configured remote; cloud sync is not "
-                "available in this version, read the local copy with from_cloud=False"
-            )
         with self._lock:
+            repo = self._remote_repository() if from_cloud else self.repository
             try:
-                snapshot = self.repository.snapshot(backup_id)
+                snapshot = repo.snapshot(backup_id)
             except StcoreError:
                 return None
             described = self._describe(snapshot.manifest)
+            described["from_cloud"] = from_cloud
         described["data_sources"] = LazyDataSources(snapshot.sources)
         return described
 
@@ -218,12 +229,10 @@ class CloudStorageManager:
                 source_type=source_type,
                 tags=tags or (),
                 host=host,
+                synced=cloud_synced,
                 limit=limit,
             )
-            described = [self._describe(m) for m in found]
-        if cloud_synced is not None:
-            described = [d for d in described if d["cloud_synced"] == cloud_synced]
-        return described
+            return [self._describe(m) for m in found]
 
     def get_statistics(self) -> dict[str, Any]:
         with self._lock:
@@ -262,19 +271,36 @@ class CloudStorageManager:
         }
 
     def sync_to_cloud(self, backup_id: str | None = None) -> dict[str, Any]:
-        """Upload backups to the configured cloud remote."""
-        if self.provider == "local":
-            return {
-                "success": False,
-                "error": "CLOUD_PROVIDER is 'local': no cloud remote is configured, so there is "
-                "nothing to sync. Backups are in " + self.repository_url,
-                "synced": [],
-            }
+        """Upload one backup (or every unsynced one) to the configured cloud remote.
+
+        The remote comes from ``CLOUD_PROVIDER`` and its bucket variable (``AWS_S3_BUCKET``,
+        ``GCP_BUCKET``, ``AZURE_CONTAINER``) or ``[remotes.NAME]`` in stcore.toml. Returns a
+        summary: what was synced, objects and bytes uploaded, seconds.
+        """
+        from stcore.sync import sync
+
+        try:
+            remotes = self.settings.remotes
+            if not remotes:
+                return {
+                    "success": False,
+                    "error": f"CLOUD_PROVIDER is {self.provider!r} and no [remotes] are "
+                    "configured in stcore.toml: there is no cloud remote to sync to. Backups "
+                    "stay in " + self.repository_url,
+                    "synced": [],
+                }
+            with self._lock:
+                repo = self.repository
+                ids = [repo.resolve(backup_id).id] if backup_id else None
+                results = [sync(repo, remote, ids) for remote in remotes]
+        except StcoreError as exc:
+            return {"success": False, "error": str(exc), "synced": []}
         return {
-            "success": False,
-            "error": f"no remote is configured for CLOUD_PROVIDER={self.provider!r}: cloud sync "
-            "is not available in this version of stcore; backups stay in " + self.repository_url,
-            "synced": [],
+            "success": True,
+            "synced": sorted({s for r in results for s in r.snapshots}),
+            "remotes": [r.to_json() for r in results],
+            "objects_uploaded": sum(r.objects_uploaded for r in results),
+            "bytes_uploaded": sum(r.bytes_uploaded for r in results),
         }
 
     def status(self) -> dict[str, Any]:

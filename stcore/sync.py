@@ -158,6 +158,8 @@ class Syncer:
         self._counter_lock = threading.Lock()
         self._uploaded = 0
         self._uploaded_bytes = 0
+        #: set on the first failure, so queued uploads stop instead of piling on more errors
+        self._failed = threading.Event()
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -185,12 +187,17 @@ class Syncer:
 
     def _copy(self, remote: Backend, key: str) -> None:
         """Copy one object; an object that is already there (a resumed sync) counts as done."""
+        if self._failed.is_set():
+            return
         data = self.repository.backend.read(key)
         self._throttle.take(len(data))
         try:
             self._call(lambda: remote.write(key, data))
         except ObjectExistsError:
             return
+        except BaseException:
+            self._failed.set()
+            raise
         with self._counter_lock:
             self._uploaded += 1
             self._uploaded_bytes += len(data)

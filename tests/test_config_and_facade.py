@@ -147,12 +147,38 @@ def test_facade_reports_errors_instead_of_raising(
     result = storage.backup_all_data()
     assert result["success"] is False and "no data sources configured" in result["error"]
     sync = storage.sync_to_cloud()
-    assert sync["success"] is False and "no cloud remote is configured" in sync["error"]
+    assert sync["success"] is False and "no cloud remote to sync to" in sync["error"]
     monkeypatch.setenv("CLOUD_PROVIDER", "aws")
     sync = storage.sync_to_cloud()
-    assert "no remote is configured" in sync["error"]
-    with pytest.raises(StcoreError, match="needs a configured remote"):
+    assert sync["success"] is False and "AWS_S3_BUCKET" in sync["error"]
+    with pytest.raises(StcoreError, match="AWS_S3_BUCKET"):
         storage.get_backup("latest", from_cloud=True)
+
+
+def test_facade_syncs_to_a_remote_and_reads_back_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _write_app(tmp_path)
+    with open(app / "stcore.toml", "a") as config:
+        config.write('\n[remotes.mirror]\nurl = "mirror"\n')
+    (app / "mirror").mkdir()
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager()
+    first = storage.backup_all_data()["backup_id"]
+    assert storage.query_backups(cloud_synced=True) == []
+    result = storage.sync_to_cloud()
+    assert result["success"] is True and result["synced"] == [first]
+    assert result["objects_uploaded"] > 0
+    second = storage.backup_all_data()["backup_id"]
+    only = storage.sync_to_cloud(second)
+    assert only["synced"] == [second]
+    assert storage.sync_to_cloud()["objects_uploaded"] == 0
+    assert [b["backup_id"] for b in storage.query_backups(cloud_synced=True)] == [second, first]
+    assert storage.list_backups()[0]["synced_to"].keys() == {"mirror"}
+    remote = storage.get_backup(first, from_cloud=True)
+    assert remote is not None and remote["from_cloud"] is True
+    assert remote["data_sources"]["ai_hub"] == {"signals": [1, 2, 3]}
+    storage.close()
 
 
 def test_facade_module_import_does_no_io_and_prints_status(tmp_path: Path) -> None:

@@ -1,0 +1,244 @@
+"""Sync to a remote: incremental, ordered, resumable, retried, and refusing what is unsafe.
+
+The remote here is a local directory behind a wrapping backend that records every write and can
+fail on cue; the same engine against the cloud emulators is tested in integration/test_sync.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from st_local.backend import LocalBackend
+
+import stcore
+from stcore.config import RemoteConfig
+from stcore.errors import AccessDeniedError, RepositoryError, TransientBackendError
+from stcore.registry import Registration
+from stcore.repo.repository import Repository
+from stcore.sync import SyncBusyError, SyncOptions, _sync_lock, sync
+
+
+class RecordingBackend(LocalBackend):
+    """A local directory that records writes and can fail on the n-th one."""
+
+    writes: list[str]
+    fail: Callable[[str, int], BaseException | None] | None = None
+
+    def write(self, key: str, data: bytes) -> None:
+        failure = self.fail(key, len(self.writes)) if self.fail else None
+        if failure is not None:
+            raise failure
+        super().write(key, data)
+        self.writes.append(key)
+
+
+class Recorder:
+    """The plugin: ``rec:///path`` opens a RecordingBackend; tests read ``last`` afterwards."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.fail: Callable[[str, int], BaseException | None] | None = None
+
+    def open(self, url: str, *, options: Mapping[str, Any], create: bool = False) -> LocalBackend:
+        backend = RecordingBackend.open(
+            url.replace("rec://", "file://"), options=options, create=create
+        )
+        backend.writes = self.writes
+        backend.fail = self.fail
+        return backend
+
+    def plugin(self) -> object:
+        """A hookimpl namespace registering ``rec`` (pluggy marks functions, not methods)."""
+
+        def st_register_backends() -> list[Registration]:
+            return [Registration(name="rec", load=lambda: self.open, schemes=("rec",))]
+
+        return type(
+            "RecorderPlugin",
+            (),
+            {"st_register_backends": staticmethod(stcore.hookimpl(st_register_backends))},
+        )
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def local(tmp_path: Path, recorder: Recorder) -> Repository:
+    host = stcore.make_plugin_manager(extra_plugins=[("recorder", recorder.plugin())])
+    return stcore.init_repository(str(tmp_path / "local"), host=host, pack_size=256 * 1024)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> RemoteConfig:
+    (tmp_path / "remote").mkdir()
+    return RemoteConfig(name="mirror", url=f"rec://{tmp_path / 'remote'}")
+
+
+def _backup(repo: Repository, root: Path, files: int = 6, size: int = 200_000) -> str:
+    root.mkdir(exist_ok=True)
+    for _ in range(files):
+        (root / f"f-{os.urandom(4).hex()}").write_bytes(os.urandom(size))
+    return repo.backup(stcore.sources_for_paths([str(root)])).manifest.id
+
+
+def _remote_repo(remote: RemoteConfig, tmp_path: Path) -> Repository:
+    return stcore.open_repository(remote.url.replace("rec://", ""), cache_root=tmp_path / "rc")
+
+
+def test_full_then_incremental_sync_uploads_only_what_is_new(
+    local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
+) -> None:
+    first = _backup(local, tmp_path / "data")
+    result = sync(local, remote)
+    assert result.snapshots == (first,)
+    assert result.objects_uploaded == len(recorder.writes) - 1  # the config is not counted
+    assert sync(local, remote).objects_uploaded == 0
+    before = set(recorder.writes)
+    second = _backup(local, tmp_path / "data", files=1)
+    packs_before = {k for k in before if k.startswith("data/")}
+    result = sync(local, remote)
+    new = [k for k in recorder.writes if k not in before]
+    assert result.snapshots == (second,)
+    assert not set(new) & packs_before
+    assert [k.split("/")[0] for k in new].count("snapshots") == 1
+    assert [k.split("/")[0] for k in new].count("index") == 1
+    assert _remote_repo(remote, tmp_path).check(read_data=True).ok
+
+
+def test_uploads_go_packs_then_indexes_then_manifests(
+    local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
+) -> None:
+    _backup(local, tmp_path / "a")
+    _backup(local, tmp_path / "a", files=2)
+    sync(local, remote)
+    kinds = [k.split("/")[0] for k in recorder.writes if k != "config"]
+    order = {"data": 0, "index": 1, "snapshots": 2}
+    assert [order[k] for k in kinds] == sorted(order[k] for k in kinds)
+
+
+def test_syncing_one_snapshot_makes_it_complete_on_the_remote(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    old = _backup(local, tmp_path / "old")
+    _backup(local, tmp_path / "new")
+    result = local.sync(remote, [old])
+    assert result.snapshots == (old,)
+    mirror = _remote_repo(remote, tmp_path)
+    assert [m.id for m in mirror.snapshots()] == [old]
+    assert mirror.check(read_data=True).ok
+    mirror.restore(old, tmp_path / "out")
+    assert local.snapshots(synced=True, remote="mirror")[0].id == old
+    assert len(local.snapshots(synced=False, remote="mirror")) == 1
+
+
+def test_a_sync_killed_midway_resumes_without_uploading_twice(
+    local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
+) -> None:
+    _backup(local, tmp_path / "data", files=12)
+    crash_after = 4
+
+    class Killed(BaseException):
+        pass
+
+    recorder.fail = lambda key, count: Killed() if count == crash_after else None
+    with pytest.raises(Killed):
+        sync(local, remote, options=SyncOptions(concurrency=1))
+    uploaded_before = list(recorder.writes)
+    assert not any(k.startswith("snapshots/") for k in uploaded_before)
+    assert _remote_repo(remote, tmp_path).check().ok  # consistent: no snapshot, no dangling index
+    recorder.fail = None
+    result = sync(local, remote)
+    assert len(recorder.writes) == len(set(recorder.writes))  # nothing written twice
+    assert result.objects_uploaded == len(recorder.writes) - len(uploaded_before)
+    assert _remote_repo(remote, tmp_path).check(read_data=True).ok
+    runs = local.catalog.sync_runs("mirror")
+    assert runs[0]["ok"] == 1 and runs[1]["ok"] == 0
+
+
+def test_transient_errors_are_retried(
+    local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
+) -> None:
+    _backup(local, tmp_path / "data")
+    attempts: dict[str, int] = {}
+
+    def flaky(key: str, count: int) -> BaseException | None:
+        attempts[key] = attempts.get(key, 0) + 1
+        return TransientBackendError("503 slow down") if attempts[key] < 3 else None
+
+    recorder.fail = flaky
+    result = sync(local, remote, options=SyncOptions(max_backoff=0.01))
+    assert result.objects_uploaded > 0
+    assert all(n == 3 for n in attempts.values())
+
+
+def test_permanent_errors_stop_at_once(
+    local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
+) -> None:
+    _backup(local, tmp_path / "data")
+    calls: list[str] = []
+
+    def denied(key: str, count: int) -> BaseException | None:
+        calls.append(key)
+        return AccessDeniedError("access denied to mirror") if key.startswith("data/") else None
+
+    recorder.fail = denied
+    with pytest.raises(AccessDeniedError, match="access denied"):
+        sync(local, remote, options=SyncOptions(concurrency=1))
+    assert len([c for c in calls if c.startswith("data/")]) == 1
+    assert local.catalog.sync_runs("mirror")[0]["error"] == "access denied to mirror"
+
+
+def test_a_remote_holding_another_repository_is_refused(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    stcore.init_repository(remote.url.replace("rec://", "")).close()
+    _backup(local, tmp_path / "data")
+    with pytest.raises(RepositoryError, match="holds another repository"):
+        sync(local, remote)
+
+
+def test_only_one_sync_per_remote_at_a_time(local: Repository, remote: RemoteConfig) -> None:
+    with _sync_lock(local, "mirror"), pytest.raises(SyncBusyError, match="another sync"):
+        sync(local, remote)
+
+
+def test_bandwidth_limit_slows_uploads(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    _backup(local, tmp_path / "data", files=3, size=100_000)
+    started = time.monotonic()
+    result = sync(local, remote, options=SyncOptions(bandwidth_limit=600_000))
+    elapsed = time.monotonic() - started
+    assert result.bytes_uploaded > 300_000
+    assert elapsed >= (result.bytes_uploaded - 600_000) / 600_000 * 0.9
+
+
+def test_cli_sync_json_summary_and_no_remote_error(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "f").write_text("x")
+    (tmp_path / "mirror").mkdir()
+    env = {"STCORE_REPO": str(tmp_path / "repo")}
+    run_cli("init", env=env)
+    run_cli("backup", str(tmp_path / "data"), env=env)
+    missing = run_cli("sync", env=env, cwd=tmp_path)
+    assert missing.returncode == 1 and "no remote is configured" in missing.stderr
+    (tmp_path / "stcore.toml").write_text('[remotes.mirror]\nurl = "mirror"\n')
+    result = run_cli("sync", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    (summary,) = json.loads(result.stdout)
+    assert summary["remote"] == "mirror" and len(summary["snapshots"]) == 1
+    assert summary["objects_uploaded"] == 3 and summary["bytes_uploaded"] > 0
+    listing = json.loads(run_cli("snapshots", "--json", "--synced", env=env, cwd=tmp_path).stdout)
+    assert list(listing[0]["synced"]) == ["mirror"]
