@@ -15,15 +15,12 @@ key is rejected as it would be by Azure.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from testsupport.process import LOOPBACK, ServerProcess, free_port, wait_until_http_ready
 
 __all__ = [
     "ACCOUNT_KEY",
@@ -35,7 +32,6 @@ __all__ = [
     "start_azurite",
 ]
 
-LOOPBACK = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EMULATORS = REPO_ROOT / ".emulators"
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-azurite"
@@ -45,14 +41,6 @@ ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def connection_string(blob_endpoint: str, account_key: str = ACCOUNT_KEY) -> str:
@@ -90,18 +78,11 @@ def azurite_main_js(*, install: bool = True) -> Path:
     return main_js
 
 
-@dataclass
-class AzuriteServer:
+@dataclass(kw_only=True)
+class AzuriteServer(ServerProcess):
     """A running Azurite blob service: where it answers, and how to stop it."""
 
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    _log: object = field(repr=False, default=None)
-
-    @property
-    def host_port(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+    name: str = "Azurite"
 
     @property
     def blob_endpoint(self) -> str:
@@ -112,57 +93,6 @@ class AzuriteServer:
     def connection_string(self) -> str:
         return connection_string(self.blob_endpoint)
 
-    def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """Terminate the process (kill it if it ignores SIGTERM) and close the log."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        close = getattr(self._log, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> AzuriteServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _wait_until_ready(server: AzuriteServer, timeout: float) -> None:
-    """Poll until Azurite answers HTTP; any status (an unsigned request gets 403) means it is up."""
-    url = f"{server.blob_endpoint}?comp=list"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            server.stop()
-            raise RuntimeError(
-                f"Azurite exited with status {server.process.returncode} before answering; "
-                f"log:\n{server.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                response.read()
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(
-        f"Azurite did not answer on {server.host_port} within {timeout:.0f}s; "
-        f"log:\n{server.log_tail()}"
-    )
-
 
 def start_azurite(log_dir: Path, *, timeout: float = 30.0) -> AzuriteServer:
     """Run Azurite's blob service (in memory, plain HTTP) on a free loopback port; wait for it."""
@@ -171,10 +101,9 @@ def start_azurite(log_dir: Path, *, timeout: float = 30.0) -> AzuriteServer:
         raise RuntimeError("node is not on PATH; install Node.js (>= 18) to run Azurite")
     main_js = azurite_main_js()
     port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
     # In-memory mode refuses --location; run in a scratch directory in case anything is written.
     workspace = log_dir / f"azurite-{port}"
-    workspace.mkdir(exist_ok=True)
+    workspace.mkdir(parents=True, exist_ok=True)
     argv = [
         node, str(main_js),
         "--skipApiVersionCheck",
@@ -184,19 +113,9 @@ def start_azurite(log_dir: Path, *, timeout: float = 30.0) -> AzuriteServer:
         "--blobPort", str(port),
         "--silent",
     ]  # fmt: skip
-    log_path = log_dir / f"azurite-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed by AzuriteServer.stop
-    env = dict(os.environ)
+    server = AzuriteServer(port=port, log_path=log_dir / f"azurite-{port}.log")
     # Azurite reads AZURITE_ACCOUNTS to replace the dev account; the tests rely on the default.
-    env.pop("AZURITE_ACCOUNTS", None)
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=workspace,
-        env=env,
-    )
-    server = AzuriteServer(port=port, process=process, log_path=log_path, _log=log)
-    _wait_until_ready(server, timeout)
+    server.launch(argv, unset_env=("AZURITE_ACCOUNTS",), cwd=workspace)
+    # Any answer to a container listing (an unsigned request gets 403) means it is up.
+    wait_until_http_ready(server, f"{server.blob_endpoint}?comp=list", timeout)
     return server

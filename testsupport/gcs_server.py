@@ -15,19 +15,14 @@ on logging and stops answering after a few hundred requests.
 
 from __future__ import annotations
 
-import atexit
 import os
 import platform
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
+
+from testsupport.process import LOOPBACK, ServerProcess, free_port, wait_until_http_ready
 
 __all__ = [
     "EmulatorServer",
@@ -37,67 +32,20 @@ __all__ = [
     "start_gcp_storage_emulator",
 ]
 
-LOOPBACK = "127.0.0.1"
+# An emulator inherits nothing that could make it reach for real Google services.
+_GOOGLE_ENV = ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+class EmulatorServer(ServerProcess):
+    """A running emulator: where it answers, and how to stop it.
 
-
-@dataclass
-class EmulatorServer:
-    """A running emulator: where it answers, and how to stop it."""
-
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    _log: object = field(repr=False, default=None)
-
-    @property
-    def host_port(self) -> str:
-        return f"{LOOPBACK}:{self.port}"
+    Its :meth:`log_text` is, for fake-gcs-server at ``info``, an access log.
+    """
 
     @property
     def endpoint(self) -> str:
         """The URL to pass as ``STORAGE_EMULATOR_HOST`` or the backend's ``endpoint`` option."""
         return f"http://{self.host_port}"
-
-    def log_text(self) -> str:
-        """Everything the server has logged so far (fake-gcs-server's access log at ``info``)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """Terminate the process (kill it if it ignores SIGTERM) and close the log."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        close = getattr(self._log, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> EmulatorServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def fake_gcs_server_binary() -> Path:
@@ -124,57 +72,14 @@ def fake_gcs_server_binary() -> Path:
     return binary
 
 
-def _launch(
-    name: str, argv: Sequence[str], port: int, log_dir: Path, env: dict[str, str] | None = None
+def _start(
+    name: str, argv: Sequence[str], port: int, log_dir: Path, timeout: float
 ) -> EmulatorServer:
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}-{port}.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed by EmulatorServer.stop
-    process = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    server = EmulatorServer(name=name, port=port, process=process, log_path=log_path, _log=log)
-    # A script that dies before calling stop() must not leave a server listening behind it.
-    atexit.register(server.stop)
+    server = EmulatorServer(name=name, port=port, log_path=log_dir / f"{name}-{port}.log")
+    server.launch(argv, unset_env=_GOOGLE_ENV)
+    # Any answer to a bucket listing, even an error status, means the server is up.
+    wait_until_http_ready(server, f"{server.endpoint}/storage/v1/b?project=test-project", timeout)
     return server
-
-
-def _wait_until_ready(server: EmulatorServer, timeout: float) -> None:
-    """Poll the bucket listing until the server answers HTTP (any status means it is up)."""
-    url = f"{server.endpoint}/storage/v1/b?project=test-project"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            server.stop()
-            raise RuntimeError(
-                f"{server.name} exited with status {server.process.returncode} before answering; "
-                f"log:\n{server.log_tail()}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                response.read()
-                return
-        except urllib.error.HTTPError:
-            return  # it answered, just not with 200; the server is up
-        except OSError:
-            time.sleep(0.05)
-    server.stop()
-    raise RuntimeError(
-        f"{server.name} did not answer on {server.endpoint} within {timeout:.0f}s; "
-        f"log:\n{server.log_tail()}"
-    )
-
-
-def _clean_env() -> dict[str, str]:
-    # An emulator inherits nothing that could make it reach for real Google services.
-    env = dict(os.environ)
-    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
-        env.pop(name, None)
-    return env
 
 
 def start_fake_gcs_server(
@@ -196,9 +101,7 @@ def start_fake_gcs_server(
         "-external-url", f"http://{LOOPBACK}:{port}",
         "-log-level", log_level,
     ]  # fmt: skip
-    server = _launch("fake-gcs-server", argv, port, log_dir, env=_clean_env())
-    _wait_until_ready(server, timeout)
-    return server
+    return _start("fake-gcs-server", argv, port, log_dir, timeout)
 
 
 def start_gcp_storage_emulator(log_dir: Path, *, timeout: float = 20.0) -> EmulatorServer:
@@ -216,6 +119,4 @@ def start_gcp_storage_emulator(log_dir: Path, *, timeout: float = 20.0) -> Emula
         sys.executable, "-m", "gcp_storage_emulator",
         "start", "--host", LOOPBACK, "--port", str(port), "--in-memory", "--quiet",
     ]  # fmt: skip
-    server = _launch("gcp-storage-emulator", argv, port, log_dir, env=_clean_env())
-    _wait_until_ready(server, timeout)
-    return server
+    return _start("gcp-storage-emulator", argv, port, log_dir, timeout)
