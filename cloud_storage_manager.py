@@ -238,11 +238,13 @@ class CloudStorageManager:
         with self._lock:
             stats = self.repository.stats()
             latest = self.repository.snapshots(limit=1)
+            # snapshots synced to at least one remote, per the catalog
+            cloud_synced = self.repository.catalog.synced_count()
         return {
             "total_backups": stats["snapshots"],
             "total_size_mb": round(stats["snapshot_bytes_total"] / 1e6, 3),
             "stored_size_mb": round(stats["stored_bytes"] / 1e6, 3),
-            "cloud_synced": 0,
+            "cloud_synced": cloud_synced,
             "provider": self.provider,
             "repository": stats["repository"],
             "latest_backup": latest[0].id if latest else None,
@@ -304,8 +306,21 @@ class CloudStorageManager:
         }
 
     def status(self) -> dict[str, Any]:
+        """Statistics, the newest backups, and per remote: last sync, pending, last error, next
+        scheduled sync (see ``stcore status`` and docs/sync.md)."""
+        from stcore.daemon import read_state, remote_status
+
         stats = self.get_statistics()
-        return {"success": True, "statistics": stats, "recent_backups": self.list_backups(5)}
+        with self._lock:
+            repo = self.repository
+            state = read_state(repo)
+            remotes = [remote_status(repo, r, state) for r in self.settings.remotes]
+        return {
+            "success": True,
+            "statistics": stats,
+            "recent_backups": self.list_backups(5),
+            "remotes": remotes,
+        }
 
 
 #: The object the seed application imports.

@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from stcore.models import SnapshotManifest
 
@@ -197,6 +198,11 @@ class Catalog:
         )
         return dict(rows.fetchall())
 
+    def synced_count(self) -> int:
+        """Snapshots synced to at least one remote."""
+        row = self._db.execute("SELECT COUNT(DISTINCT snapshot_id) FROM sync_state").fetchone()
+        return int(row[0])
+
     def sync_counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT remote, COUNT(*) FROM sync_state GROUP BY remote")
         return dict(rows.fetchall())
@@ -236,6 +242,36 @@ class Catalog:
         finally:
             self._db.row_factory = None
         return [dict(row) for row in rows]
+
+    def sync_summary(self, remote: str, *, not_failures: Iterable[str] = ()) -> dict[str, Any]:
+        """The last finished run, last successful run, last failed run and the failure count.
+
+        Runs whose error is one of ``not_failures`` (a deliberate stop) count as neither.
+        """
+        excluded = list(not_failures)
+        marks = ",".join("?" * len(excluded)) or "NULL"
+        finished = "remote = ? AND finished_at IS NOT NULL"
+        failed = f"{finished} AND ok = 0 AND COALESCE(error, '') NOT IN ({marks})"
+
+        def one(where: str, *params: object) -> dict[str, Any] | None:
+            self._db.row_factory = sqlite3.Row
+            try:
+                row = self._db.execute(
+                    f"SELECT * FROM sync_runs WHERE {where} ORDER BY id DESC LIMIT 1", params
+                ).fetchone()
+            finally:
+                self._db.row_factory = None
+            return dict(row) if row else None
+
+        count = self._db.execute(
+            f"SELECT COUNT(*) FROM sync_runs WHERE {failed}", (remote, *excluded)
+        ).fetchone()[0]
+        return {
+            "last": one(finished, remote),
+            "last_ok": one(f"{finished} AND ok = 1", remote),
+            "last_failed": one(failed, remote, *excluded),
+            "failures": int(count),
+        }
 
     def totals(self) -> dict[str, int]:
         row = self._db.execute(

@@ -684,6 +684,172 @@ def plugins(ctx: Context, as_json: bool) -> None:
             )
 
 
+@cli.command()
+@click.option(
+    "--backup-interval", type=float, default=None, metavar="SECONDS",
+    help="Back up the configured sources this often (default: $STCORE_BACKUP_INTERVAL or "
+    "[daemon] backup_interval; no backups when unset).",
+)  # fmt: skip
+@click.option(
+    "--sync-interval", type=float, default=None, metavar="SECONDS",
+    help="Sync to every remote this often (default: $CLOUD_SYNC_INTERVAL, [daemon] "
+    "sync_interval, or 3600).",
+)  # fmt: skip
+@click.option(
+    "--auto-sync/--no-auto-sync", default=None,
+    help="Sync on a schedule (default: $CLOUD_AUTO_SYNC or [daemon] auto_sync, else off).",
+)  # fmt: skip
+@click.option("--bwlimit", type=int, default=None, metavar="KIB/S", help="Upload bandwidth limit.")
+@click.option(
+    "--once", is_flag=True,
+    help="Back up the configured sources and sync every remote (unless --no-auto-sync) now, "
+    "then exit; 1 if a run failed.",
+)  # fmt: skip
+@pass_context
+def daemon(
+    ctx: Context,
+    backup_interval: float | None,
+    sync_interval: float | None,
+    auto_sync: bool | None,
+    bwlimit: int | None,
+    once: bool,
+) -> None:
+    """Back up and sync on a schedule until SIGTERM or SIGINT (then exit 0).
+
+    One run at a time: a second daemon for the same repository is refused, and a slow run delays
+    the next. Each run is logged to stderr as one JSON line; `stcore status` shows the next run.
+    """
+    import signal
+
+    from stcore.daemon import AutoSync
+    from stcore.sync import SyncOptions
+
+    auto = AutoSync.from_config(
+        ctx.url,
+        ctx.settings,
+        backup_interval=backup_interval,
+        sync_interval=sync_interval,
+        auto_sync=(auto_sync is not False) if once else auto_sync,
+        host=ctx.host,
+        sync_options=SyncOptions(bandwidth_limit=bwlimit * 1024 if bwlimit else None),
+        log_stream=sys.stderr,
+    )
+    try:
+        if once:
+            if not ctx.settings.sources and not (auto.auto_sync and ctx.settings.remotes):
+                raise ConfigError("nothing to do: configure [sources.NAME] or [remotes.NAME]")
+            records = auto.run_once()
+            sys.exit(EXIT_OK if all(r.ok for r in records) else EXIT_ERROR)
+
+        def stop(signum: int, frame: object) -> None:
+            auto.request_stop()
+
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            auto.start()
+            while not auto.wait(0.5):
+                pass
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+    finally:
+        auto.close()
+    if auto.error is not None:
+        fail(f"the scheduler stopped: {auto.error}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def status(ctx: Context, as_json: bool) -> None:
+    """Per remote: last successful sync, pending snapshots and bytes, last error, next run."""
+    from stcore.daemon import repository_status
+
+    with ctx.open() as repo:
+        document = repository_status(repo, ctx.settings.remotes)
+    if as_json:
+        emit_json(document)
+        return
+    daemon_info = document["daemon"]
+    out.print(f"repository  {document['repository']} ({document['id']})", highlight=False)
+    out.print(
+        f"snapshots   {document['snapshots']} (latest: {document['latest_snapshot'] or '-'})",
+        highlight=False,
+    )
+    if daemon_info["running"]:
+        out.print(
+            f"daemon      running (pid {daemon_info['pid']}); next backup "
+            f"{daemon_info['next_backup'] or '-'}, next sync {daemon_info['next_sync'] or '-'}",
+            highlight=False,
+        )
+    else:
+        out.print("daemon      not running", highlight=False)
+    if not document["remotes"]:
+        out.print("no remotes configured", highlight=False)
+    for remote in document["remotes"]:
+        out.print(f"remote {remote['name']} ({remote['url']})", highlight=False)
+        out.print(f"  last sync   {remote['last_sync'] or 'never'}", highlight=False)
+        out.print(
+            f"  pending     {remote['pending_snapshots']} snapshots, "
+            f"{human_size(remote['pending_bytes'])}",
+            highlight=False,
+        )
+        if remote["last_error"]:
+            out.print(
+                f"  last error  {remote['last_error']} (at {remote['last_error_at']})",
+                highlight=False,
+                markup=False,
+            )
+        else:
+            out.print("  last error  -", highlight=False)
+        out.print(f"  next run    {remote['next_run'] or '-'}", highlight=False)
+
+
+@cli.command()
+@click.option(
+    "--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--port", type=int, default=8765, show_default=True, help="Port to listen on (0: any free)."
+)
+@pass_context
+def serve(ctx: Context, bind_host: str, port: int) -> None:
+    """Serve /api/cloud/status, /healthz and /metrics (needs `pip install 'stcore[web]'`).
+
+    Runs until SIGTERM or SIGINT, then exits 0. Prints the address it listens on to stderr.
+    """
+    import signal
+
+    from stcore.web import make_app
+
+    ctx.open().close()  # fail now, with the usual message, if there is no repository
+    config = str(ctx.settings.path) if ctx.settings.path else None
+    app = make_app(repo_url=ctx.url, config=config)  # says what to install if Flask is missing
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(bind_host, port, app, threaded=True)
+    except OSError as exc:
+        fail(f"cannot listen on {bind_host}:{port}: {exc.strerror or exc}")
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    click.echo(f"stcore: serving on http://{bind_host}:{server.server_port}", err=True)
+    try:
+        server.serve_forever()
+    except Stop:
+        pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        server.server_close()
+
+
 @cli.group()
 def catalog() -> None:
     """Maintain the local snapshot catalog."""

@@ -92,6 +92,8 @@ class Settings:
     sources: tuple[SourceConfig, ...] = ()
     tags: tuple[str, ...] = ()
     configured_remotes: tuple[RemoteConfig, ...] = ()
+    #: ``[daemon]`` as written (validated by :func:`stcore.daemon.daemon_config`)
+    daemon: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def remotes(self) -> tuple[RemoteConfig, ...]:
@@ -200,6 +202,12 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         if not isinstance(options, Mapping):
             raise ConfigError(f"{where}: [remotes.{name}.options] must be a table")
         remotes.append(RemoteConfig(name=name, url=remote_url, options=dict(options)))
+    daemon = document.get("daemon", {})
+    if not isinstance(daemon, Mapping):
+        raise ConfigError(f"{where}: [daemon] must be a table")
+    unknown = set(daemon) - {"backup_interval", "sync_interval", "auto_sync"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown [daemon] keys: {', '.join(sorted(unknown))}")
     backup = document.get("backup", {})
     return Settings(
         path=path,
@@ -210,6 +218,7 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         sources=tuple(sources),
         tags=tuple(backup.get("tags", ())) if isinstance(backup, Mapping) else (),
         configured_remotes=tuple(remotes),
+        daemon=dict(daemon),
     )
 
 
