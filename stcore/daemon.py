@@ -49,8 +49,6 @@ STATE_FILE = "daemon.json"
 DAEMON_LOCK = "daemon.lock"
 RUN_LOCK = "runs.lock"
 DEFAULT_SYNC_INTERVAL = 3600.0
-#: how many sync runs per remote status looks back over (failures are counted within them)
-
 #: the error a run stopped by the scheduler's shutdown records (not counted as a failure)
 ABANDONED = "abandoned: the daemon is stopping"
 
