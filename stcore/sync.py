@@ -221,8 +221,12 @@ class Syncer:
         try:
             raw = self._call(lambda: remote.read("config"))
         except ObjectNotFoundError:
-            self._call(lambda: remote.write("config", self.repository.config.to_bytes()))
-            return
+            try:
+                self._call(lambda: remote.write("config", self.repository.config.to_bytes()))
+                return
+            except ObjectExistsError:
+                # A retried write whose first answer was lost, or another writer: see what is there.
+                raw = self._call(lambda: remote.read("config"))
         theirs = RepositoryConfig.from_bytes(raw, remote.location)
         if theirs.id != self.repository.config.id:
             raise RepositoryError(
