@@ -191,10 +191,19 @@ class Syncer:
             return
         data = self.repository.backend.read(key)
         self._throttle.take(len(data))
+        attempts = 0
+
+        def write() -> None:
+            nonlocal attempts
+            attempts += 1
+            remote.write(key, data)
+
         try:
-            self._call(lambda: remote.write(key, data))
+            self._call(write)
         except ObjectExistsError:
-            return
+            if attempts == 1:
+                return  # there before we tried: a resumed sync, or another writer's copy
+            # An earlier attempt stored it but its answer was lost: it was our upload.
         except BaseException:
             self._failed.set()
             raise

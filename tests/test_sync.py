@@ -28,6 +28,8 @@ class RecordingBackend(LocalBackend):
 
     writes: list[str]
     fail: Callable[[str, int], BaseException | None] | None = None
+    #: called after a successful write: an error here is an answer lost on the way back
+    lose_answer: Callable[[str], BaseException | None] | None = None
 
     def write(self, key: str, data: bytes) -> None:
         failure = self.fail(key, len(self.writes)) if self.fail else None
@@ -35,6 +37,9 @@ class RecordingBackend(LocalBackend):
             raise failure
         super().write(key, data)
         self.writes.append(key)
+        lost = self.lose_answer(key) if self.lose_answer else None
+        if lost is not None:
+            raise lost
 
 
 class Recorder:
@@ -43,6 +48,7 @@ class Recorder:
     def __init__(self) -> None:
         self.writes: list[str] = []
         self.fail: Callable[[str, int], BaseException | None] | None = None
+        self.lose_answer: Callable[[str], BaseException | None] | None = None
 
     def open(self, url: str, *, options: Mapping[str, Any], create: bool = False) -> LocalBackend:
         backend = RecordingBackend.open(
@@ -50,6 +56,7 @@ class Recorder:
         )
         backend.writes = self.writes
         backend.fail = self.fail
+        backend.lose_answer = self.lose_answer
         return backend
 
     def plugin(self) -> object:
@@ -177,6 +184,25 @@ def test_transient_errors_are_retried(
     result = sync(local, remote, options=SyncOptions(max_backoff=0.01))
     assert result.objects_uploaded > 0
     assert all(n == 3 for n in attempts.values())
+
+
+def test_an_upload_whose_answer_was_lost_is_retried_and_counted_once(
+    local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
+) -> None:
+    _backup(local, tmp_path / "data")
+    lost: set[str] = set()
+
+    def lose_first_answer(key: str) -> BaseException | None:
+        if key in lost or key == "config":
+            return None
+        lost.add(key)
+        return TransientBackendError("connection reset before the response")
+
+    recorder.lose_answer = lose_first_answer
+    result = sync(local, remote, options=SyncOptions(max_backoff=0.01))
+    uploaded = [k for k in recorder.writes if k != "config"]
+    assert result.objects_uploaded == len(uploaded) == len(lost)
+    assert _remote_repo(remote, tmp_path).check(read_data=True).ok
 
 
 def test_permanent_errors_stop_at_once(
