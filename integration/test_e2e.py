@@ -40,6 +40,11 @@ def test_cli_round_trip_on_each_cloud(remote: Remote, tmp_path: Path) -> None:
     restore = cli("restore", "--repo", url, snapshot_id, "--target", str(tmp_path / "out"))
     assert restore.returncode == 0, restore.stderr
     assert snapshot_of_tree(tmp_path / "out" / "sample") == snapshot_of_tree(tree)
+    # Disaster recovery: a machine with nothing but the URL and credentials (no cache, no config).
+    fresh = {"STCORE_CACHE_DIR": str(tmp_path / "fresh-cache"), "HOME": str(tmp_path / "fresh")}
+    recovered = cli("restore", "--repo", url, "latest", "--target", str(tmp_path / "dr"), env=fresh)
+    assert recovered.returncode == 0, recovered.stderr
+    assert snapshot_of_tree(tmp_path / "dr" / "sample") == snapshot_of_tree(tree)
     check = cli("check", "--repo", url, "--read-data", "--json")
     assert check.returncode == 0, check.stderr
     assert json.loads(check.stdout)["ok"] is True
