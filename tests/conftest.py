@@ -29,7 +29,10 @@ def isolated_environment(
     monkeypatch.setenv("STCORE_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
-    for name in ("STCORE_REPO", "STCORE_CONFIG", "CLOUD_PROVIDER"):
+    for name in (
+        "STCORE_REPO", "STCORE_CONFIG", "CLOUD_PROVIDER", "CLOUD_AUTO_SYNC", "CLOUD_SYNC_INTERVAL",
+        "STCORE_BACKUP_INTERVAL", "AWS_S3_BUCKET", "GCP_BUCKET", "AZURE_CONTAINER",
+    ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(home)
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -208,9 +209,12 @@ def test_facade_module_import_does_no_io_and_prints_status(tmp_path: Path) -> No
 def test_dotenv_sets_the_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / ".env").write_text("CLOUD_PROVIDER=gcp\nSTCORE_REPO=" + str(tmp_path / "r") + "\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CLOUD_PROVIDER", raising=False)
-    storage = CloudStorageManager()
-    assert storage.repository_url == str(tmp_path / "r")
-    assert storage.provider == "gcp"
-    monkeypatch.delenv("CLOUD_PROVIDER", raising=False)
-    monkeypatch.delenv("STCORE_REPO", raising=False)
+    # load_dotenv writes os.environ directly: patch.dict puts it back exactly as it was, so the
+    # variables cannot leak into later tests (monkeypatch.delenv would restore them instead).
+    with mock.patch.dict(os.environ):
+        os.environ.pop("CLOUD_PROVIDER", None)
+        os.environ.pop("STCORE_REPO", None)
+        storage = CloudStorageManager()
+        assert storage.repository_url == str(tmp_path / "r")
+        assert storage.provider == "gcp"
+    assert "CLOUD_PROVIDER" not in os.environ
