@@ -851,6 +851,50 @@ def serve(ctx: Context, bind_host: str, port: int) -> None:
 
 
 @cli.group()
+def cache() -> None:
+    """Inspect or empty the local cache of objects fetched from remote repositories."""
+
+
+def _open_for_cache(ctx: Context, from_remote: str | None) -> Repository:
+    if from_remote is None:
+        return open_repository(ctx.url, host=ctx.host, options=ctx.settings.backend_options,
+                               cache=True)  # fmt: skip
+    from stcore.sync import open_remote_repository
+
+    return open_remote_repository(ctx.settings.remote(from_remote), host=ctx.host)
+
+
+@cache.command("stats")
+@click.option("--from", "from_remote", default=None, metavar="REMOTE", help="A configured remote.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def cache_stats(ctx: Context, from_remote: str | None, as_json: bool) -> None:
+    """Entries and bytes in the cache of this repository (or remote)."""
+    with _open_for_cache(ctx, from_remote) as repo:
+        assert repo.object_cache is not None
+        numbers = repo.object_cache.stats()
+    if as_json:
+        emit_json(numbers)
+        return
+    out.print(
+        f"{numbers['entries']} entries, {human_size(numbers['bytes'])} of "
+        f"{human_size(numbers['max_bytes'])} in {numbers['path']}",
+        highlight=False,
+    )
+
+
+@cache.command("clear")
+@click.option("--from", "from_remote", default=None, metavar="REMOTE", help="A configured remote.")
+@pass_context
+def cache_clear(ctx: Context, from_remote: str | None) -> None:
+    """Delete every cached object of this repository (or remote); nothing else is touched."""
+    with _open_for_cache(ctx, from_remote) as repo:
+        assert repo.object_cache is not None
+        freed = repo.object_cache.clear()
+    out.print(f"cache cleared: {human_size(freed)} freed", highlight=False)
+
+
+@cli.group()
 def catalog() -> None:
     """Maintain the local snapshot catalog."""
 

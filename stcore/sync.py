@@ -372,8 +372,14 @@ def pending(repository: Repository, remote: RemoteConfig) -> dict[str, int]:
 def open_remote_repository(
     remote: RemoteConfig, *, host: Any = None, cache_root: Path | None = None
 ) -> Repository:
-    """The remote as a repository of its own (restore and reads straight from the cloud)."""
-    return open_repository(remote.url, host=host, cache_root=cache_root, options=remote.options)
+    """The remote as a repository of its own (restore and reads straight from the cloud).
+
+    Fetched index objects and blobs are kept in the local object cache, so reading the same
+    data again costs no requests.
+    """
+    return open_repository(
+        remote.url, host=host, cache_root=cache_root, options=remote.options, cache=True
+    )
 
 
 def remote_from_url(url: str, options: Mapping[str, Any] | None = None) -> RemoteConfig:

@@ -120,6 +120,20 @@ def test_full_then_incremental_sync_uploads_only_what_is_new(
     assert _remote_repo(remote, tmp_path).check(read_data=True).ok
 
 
+def test_opening_the_mirror_as_a_repository_keeps_the_local_sync_state(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    first = _backup(local, tmp_path / "data")
+    sync(local, remote)
+    second = _backup(local, tmp_path / "data", files=1)
+    mirror = _remote_repo(remote, tmp_path)
+    mirror_default_cache = stcore.open_repository(mirror.location)  # same id, default cache root
+    assert [m.id for m in mirror_default_cache.snapshots()] == [first]
+    reopened = stcore.open_repository(local.location)
+    assert [m.id for m in reopened.snapshots()] == [second, first]
+    assert [m.id for m in reopened.snapshots(synced=True, remote="mirror")] == [first]
+
+
 def test_uploads_go_packs_then_indexes_then_manifests(
     local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from stcore import __version__
+from stcore.cache import ObjectCache, cache_limit_from_env
 from stcore.catalog import Catalog
 from stcore.errors import (
     CorruptObjectError,
@@ -145,6 +146,7 @@ class Repository:
         *,
         cache_root: Path | None = None,
         workers: int | None = None,
+        object_cache: bool = False,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -152,10 +154,19 @@ class Repository:
         self.workers = workers or max(2, os.cpu_count() or 2)
         self.codec = self._make_codec()
         self.chunker_params = ChunkerParams.from_json(config.chunker)
-        self.cache_dir = (cache_root or default_cache_root()) / config.id
+        # Keyed by location as well as id: a mirror has its primary's id, and the two must not
+        # share a catalog (refreshing one would drop the other's snapshots and sync state).
+        where = hash_id(backend.location.encode()).hex()[:12]
+        self.cache_dir = (cache_root or default_cache_root()) / f"{config.id}-{where}"
         self._index: dict[bytes, IndexEntry] | None = None
         self._catalog: Catalog | None = None
         self._catalog_fresh = False
+        #: what was fetched from a remote backend, kept on local disk (None for local repos)
+        self.object_cache: ObjectCache | None = (
+            ObjectCache(self.cache_dir / "objects", cache_limit_from_env())
+            if object_cache
+            else None
+        )
 
     # --- construction ---------------------------------------------------------------------------
 
@@ -200,19 +211,30 @@ class Repository:
             self._index = self._load_index()
         return self._index
 
-    def _load_index(self) -> dict[bytes, IndexEntry]:
+    def _load_index(self, *, cached: bool = True) -> dict[bytes, IndexEntry]:
+        """All index objects merged; ``cached=False`` reads every one from the backend (check)."""
         index: dict[bytes, IndexEntry] = {}
         keys = [info.key for info in self.backend.list("index/")]
+
+        def read(key: str) -> list[IndexEntry]:
+            return self._read_index_object(key, cached=cached)
+
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for entries in pool.map(self._read_index_object, keys):
+            for entries in pool.map(read, keys):
                 for entry in entries:
                     index.setdefault(entry.blob_id, entry)
         return index
 
-    def _read_index_object(self, key: str) -> list[IndexEntry]:
-        stored = self._read_object(key)
-        if hash_id(stored).hex() != key.rsplit("/", 1)[-1]:
-            raise CorruptObjectError(f"{key} does not match its hash")
+    def _read_index_object(self, key: str, *, cached: bool = True) -> list[IndexEntry]:
+        name = key.rsplit("/", 1)[-1]
+        cache = self.object_cache if cached else None
+        stored = cache.get("index", name) if cache is not None else None
+        if stored is None or hash_id(stored).hex() != name:
+            stored = self._read_object(key)
+            if hash_id(stored).hex() != name:
+                raise CorruptObjectError(f"{key} does not match its hash")
+            if cache is not None:
+                cache.put("index", name, stored)
         try:
             return decode_index(self.codec, stored)
         except CorruptObjectError as exc:
@@ -240,6 +262,22 @@ class Repository:
 
     def _read_entry(self, entry: IndexEntry) -> bytes:
         key = object_key("data", entry.pack_id)
+        cache = self.object_cache
+        if cache is not None:
+            name = entry.blob_id.hex()
+            stored = cache.get("blob", name)
+            if stored is not None:
+                try:
+                    return self.codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
+                except CorruptObjectError:
+                    cache.discard("blob", name)  # damaged on local disk: fetch it again
+            stored = self._read_object_range(key, entry.offset, entry.stored_length)
+            try:
+                data = self.codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
+            except CorruptObjectError as exc:
+                raise CorruptObjectError(f"pack {key}, blob {name}: {exc}") from exc
+            cache.put("blob", name, stored)
+            return data
         stored = self._read_object_range(key, entry.offset, entry.stored_length)
         try:
             return self.codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
@@ -617,7 +655,7 @@ class Repository:
         errors: list[str] = []
         packs = {info.key.rsplit("/", 1)[-1]: info.size for info in self.backend.list("data/")}
         try:
-            index = self._load_index()
+            index = self._load_index(cached=False)
         except (CorruptObjectError, ObjectNotFoundError) as exc:
             return CheckResult(
                 snapshots=0, packs=len(packs), blobs=0, read_data=read_data, errors=(str(exc),)
@@ -794,8 +832,13 @@ def open_repository(
     cache_root: Path | None = None,
     workers: int | None = None,
     options: Mapping[str, Any] | None = None,
+    cache: bool | None = None,
 ) -> Repository:
-    """Open the existing repository at ``url`` (a path, or a URL such as ``s3://bucket/prefix``)."""
+    """Open the existing repository at ``url`` (a path, or a URL such as ``s3://bucket/prefix``).
+
+    ``cache`` keeps fetched index objects and blobs on local disk (bounded, see
+    :mod:`stcore.cache`); by default it is on for every backend but the local one.
+    """
     host = host or make_plugin_manager()
     backend = open_backend(url, host, options=options)
     try:
@@ -811,4 +854,13 @@ def open_repository(
     except Exception:
         backend.close()
         raise
-    return Repository(backend, config, host, cache_root=cache_root, workers=workers)
+    if cache is None:
+        cache = is_remote_url(url)
+    return Repository(
+        backend, config, host, cache_root=cache_root, workers=workers, object_cache=cache
+    )
+
+
+def is_remote_url(url: str) -> bool:
+    """Whether ``url`` names a backend other than a local directory."""
+    return "://" in url and url.split("://", 1)[0] not in ("file", "local")
