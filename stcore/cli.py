@@ -48,11 +48,33 @@ err = Console(stderr=True, soft_wrap=True)
 class Context:
     """What every command needs: settings, plugins, and how to open the repository."""
 
-    def __init__(self, repo: str | None, config: str | None) -> None:
+    def __init__(
+        self,
+        repo: str | None,
+        config: str | None,
+        password_file: str | None = None,
+        password_command: str | None = None,
+    ) -> None:
         load_dotenv_file()
         self.settings: Settings = load_settings(config)
         self.explicit_repo = repo
+        self.password_file = password_file
+        self.password_command = password_command
         self._host: PluginHost | None = None
+        self._password: str | None = None
+
+    def password(self, *, confirm: bool = False) -> str | None:
+        """The repository password, asked for only when an encrypted repository needs it.
+
+        ``--password-file`` > ``--password-command`` > ``STCORE_PASSWORD`` > a prompt when a
+        terminal is attached; None otherwise (opening then fails with a clear message).
+        """
+        if self._password is None:
+            self._password = read_password(
+                self.password_file, self.password_command, prompt="repository password",
+                confirm=confirm,
+            )  # fmt: skip
+        return self._password
 
     @property
     def host(self) -> PluginHost:
@@ -65,10 +87,44 @@ class Context:
         return self.settings.repository_url(self.explicit_repo)
 
     def open(self) -> Repository:
-        return open_repository(self.url, host=self.host, options=self.settings.backend_options)
+        return open_repository(
+            self.url, host=self.host, options=self.settings.backend_options, password=self.password
+        )
 
 
 _pass_context = click.make_pass_decorator(Context)
+
+
+def read_password(
+    password_file: str | None,
+    password_command: str | None,
+    *,
+    prompt: str,
+    confirm: bool = False,
+    env: str = "STCORE_PASSWORD",
+) -> str | None:
+    """A password from a file, a command's output, ``env``, or a terminal prompt."""
+    import os
+    import subprocess
+
+    if password_file is not None:
+        try:
+            with open(os.path.expanduser(password_file)) as handle:
+                return handle.readline().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read the password file {password_file}: {exc}") from exc
+    if password_command is not None:
+        result = subprocess.run(
+            password_command, shell=True, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise ConfigError(f"the password command exited with {result.returncode}")
+        return result.stdout.rstrip("\r\n")
+    if os.environ.get(env) is not None:
+        return os.environ[env]
+    if sys.stdin.isatty():
+        return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+    return None
 
 
 def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -194,11 +250,27 @@ class StcoreGroup(click.Group):
     help="Repository path or URL (default: $STCORE_REPO, stcore.toml, ~/.local/share/stcore/repo).",
 )
 @click.option("--config", "-c", metavar="FILE", help="stcore.toml to use (default: ./stcore.toml).")
+@click.option(
+    "--password-file", metavar="FILE", help="Read the repository password from FILE's first line."
+)
+@click.option(
+    "--password-command", metavar="CMD", help="Run CMD and use its output as the password."
+)
 @click.version_option(__version__, prog_name="stcore")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, config: str | None) -> None:
-    """Versioned, deduplicated backups of application data that AI code can read back."""
-    ctx.obj = Context(repo, config)
+def cli(
+    ctx: click.Context,
+    repo: str | None,
+    config: str | None,
+    password_file: str | None,
+    password_command: str | None,
+) -> None:
+    """Versioned, deduplicated backups of application data that AI code can read back.
+
+    Encrypted repositories take their password from --password-file, --password-command,
+    STCORE_PASSWORD, or a prompt.
+    """
+    ctx.obj = Context(repo, config, password_file, password_command)
 
 
 @cli.command()
@@ -207,13 +279,35 @@ def cli(ctx: click.Context, repo: str | None, config: str | None) -> None:
 @click.option(
     "--create-bucket", is_flag=True, help="Create the bucket/container/directory if it is missing."
 )
+@click.option(
+    "--encrypt", is_flag=True, help="Encrypt everything but the config (asks a password)."
+)
+@click.option(
+    "--cipher",
+    type=click.Choice(["aes-256-gcm", "chacha20-poly1305"]),
+    default="aes-256-gcm",
+    show_default=True,
+    help="With --encrypt: the cipher.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def init(
-    ctx: Context, compression: str | None, level: int | None, create_bucket: bool, as_json: bool
+    ctx: Context,
+    compression: str | None,
+    level: int | None,
+    create_bucket: bool,
+    encrypt: bool,
+    cipher: str,
+    as_json: bool,
 ) -> None:
-    """Create a new, empty repository."""
+    """Create a new, empty repository (encrypted with --encrypt)."""
     url = ctx.url
+    password = ctx.password(confirm=True) if encrypt else None
+    if encrypt and password is None:
+        raise ConfigError(
+            "--encrypt needs a password: set STCORE_PASSWORD, or use --password-file or "
+            "--password-command"
+        )
     repo = init_repository(
         url,
         compression=compression or ctx.settings.compression,
@@ -221,10 +315,19 @@ def init(
         create=create_bucket or "://" not in url,
         host=ctx.host,
         options=ctx.settings.backend_options,
+        encryption=cipher if encrypt else "none",
+        password=password,
     )
     with repo:
         if as_json:
-            emit_json({"repository": repo.location, "id": repo.id, "version": repo.config.version})
+            emit_json(
+                {
+                    "repository": repo.location,
+                    "id": repo.id,
+                    "version": repo.config.version,
+                    "encryption": repo.config.encryption,
+                }
+            )
         else:
             out.print(f"created stcore repository {repo.id} at {repo.location}", highlight=False)
 
@@ -429,7 +532,9 @@ def restore(
     if from_remote is not None:
         from stcore.sync import open_remote_repository
 
-        opened = open_remote_repository(ctx.settings.remote(from_remote), host=ctx.host)
+        opened = open_remote_repository(
+            ctx.settings.remote(from_remote), host=ctx.host, password=ctx.password
+        )
     else:
         opened = ctx.open()
     with opened as repo:
@@ -851,17 +956,89 @@ def serve(ctx: Context, bind_host: str, port: int) -> None:
 
 
 @cli.group()
+def key() -> None:
+    """Manage the passwords (keys) that open an encrypted repository."""
+
+
+def _new_password(new_password_file: str | None) -> str:
+    password = read_password(
+        new_password_file, None, prompt="new password", confirm=True, env="STCORE_NEW_PASSWORD"
+    )
+    if not password:
+        raise ConfigError(
+            "no new password: use --new-password-file, STCORE_NEW_PASSWORD, or a terminal"
+        )
+    return password
+
+
+@key.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def key_list(ctx: Context, as_json: bool) -> None:
+    """List the keys; the one that opened the repository is marked."""
+    with ctx.open() as repo:
+        keys = repo.keys()
+    if as_json:
+        emit_json(keys)
+        return
+    for entry in keys:
+        marker = "*" if entry["current"] else " "
+        out.print(
+            f"{marker} {entry['id']}  created {entry['created']} on {entry['host']}",
+            highlight=False,
+        )
+
+
+@key.command("add")
+@click.option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+@pass_context
+def key_add(ctx: Context, new_password_file: str | None) -> None:
+    """Add a key: another password that opens the repository."""
+    with ctx.open() as repo:
+        key_id = repo.add_key(_new_password(new_password_file))
+    out.print(f"added key {key_id}", highlight=False)
+
+
+@key.command("remove")
+@click.argument("key_id")
+@pass_context
+def key_remove(ctx: Context, key_id: str) -> None:
+    """Remove a key (its password no longer opens the repository). The last key is kept."""
+    with ctx.open() as repo:
+        repo.remove_key(key_id)
+    out.print(f"removed key {key_id}", highlight=False)
+
+
+@key.command("passwd")
+@click.option("--new-password-file", metavar="FILE", help="Read the new password from FILE.")
+@pass_context
+def key_passwd(ctx: Context, new_password_file: str | None) -> None:
+    """Change the password: add a key for the new one, remove the key used to open."""
+    with ctx.open() as repo:
+        old = repo.key_id
+        new = repo.change_password(_new_password(new_password_file))
+    out.print(f"password changed: key {old} replaced by {new}", highlight=False)
+
+
+@cli.group()
 def cache() -> None:
     """Inspect or empty the local cache of objects fetched from remote repositories."""
 
 
 def _open_for_cache(ctx: Context, from_remote: str | None) -> Repository:
     if from_remote is None:
-        return open_repository(ctx.url, host=ctx.host, options=ctx.settings.backend_options,
-                               cache=True)  # fmt: skip
+        return open_repository(
+            ctx.url,
+            host=ctx.host,
+            options=ctx.settings.backend_options,
+            cache=True,
+            password=ctx.password,
+        )
     from stcore.sync import open_remote_repository
 
-    return open_remote_repository(ctx.settings.remote(from_remote), host=ctx.host)
+    return open_remote_repository(
+        ctx.settings.remote(from_remote), host=ctx.host, password=ctx.password
+    )
 
 
 @cache.command("stats")

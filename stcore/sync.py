@@ -46,6 +46,7 @@ from stcore.errors import (
     TransientBackendError,
 )
 from stcore.interfaces import Backend
+from stcore.keys import KEY_PREFIX, key_ids
 from stcore.repo.format import RepositoryConfig, object_key
 from stcore.repo.repository import ProgressCallback, Repository, open_backend, open_repository
 
@@ -226,7 +227,18 @@ class Syncer:
             for future in done:
                 future.result()  # re-raise the first failure
 
+    def _ensure_keys(self, remote: Backend) -> None:
+        """Key objects go up before the config, so a remote is never unopenable.
+
+        Keys added locally later are copied on the next sync; a key removed locally stays on
+        the remote until removed there (``stcore key remove`` with ``--repo`` on the remote).
+        """
+        local = set(key_ids(self.repository.backend))
+        missing = sorted(local - set(self._call(lambda: key_ids(remote))))
+        self._copy_all(remote, [KEY_PREFIX + key_id for key_id in missing])
+
     def _ensure_config(self, remote: Backend) -> None:
+        self._ensure_keys(remote)
         try:
             raw = self._call(lambda: remote.read("config"))
         except ObjectNotFoundError:
@@ -370,15 +382,25 @@ def pending(repository: Repository, remote: RemoteConfig) -> dict[str, int]:
 
 
 def open_remote_repository(
-    remote: RemoteConfig, *, host: Any = None, cache_root: Path | None = None
+    remote: RemoteConfig,
+    *,
+    host: Any = None,
+    cache_root: Path | None = None,
+    password: Any = None,
 ) -> Repository:
     """The remote as a repository of its own (restore and reads straight from the cloud).
 
     Fetched index objects and blobs are kept in the local object cache, so reading the same
-    data again costs no requests.
+    data again costs no requests. An encrypted remote opens with the same password as the local
+    repository (``password``, else ``STCORE_PASSWORD``).
     """
     return open_repository(
-        remote.url, host=host, cache_root=cache_root, options=remote.options, cache=True
+        remote.url,
+        host=host,
+        cache_root=cache_root,
+        options=remote.options,
+        cache=True,
+        password=password,
     )
 
 

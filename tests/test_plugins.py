@@ -21,7 +21,7 @@ def test_builtins_register_through_the_hooks() -> None:
     host = stcore.make_plugin_manager(entry_points=False)
     assert host.sources.names() == ["files", "json", "sqlite"]
     assert host.compressors.names() == ["gzip", "lzma", "none", "zstd"]
-    assert host.encryptors.names() == ["none"]
+    assert host.encryptors.names() == ["aes-256-gcm", "chacha20-poly1305", "none"]
     (builtin,) = host.plugins()
     assert builtin.name == "stcore.builtins" and builtin.distribution == "stcore"
 

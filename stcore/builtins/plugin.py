@@ -48,12 +48,23 @@ def st_register_compressors() -> list[Registration]:
 
 @hookimpl
 def st_register_encryptors() -> list[Registration]:
+    crypto = "stcore.builtins.crypto"
     return [
         Registration(
             name="none",
             load=_attr("stcore.builtins.encryptors", "make_none"),
             summary="no encryption (the default)",
-        )
+        ),
+        Registration(
+            name="aes-256-gcm",
+            load=_attr(crypto, "AesGcmEncryptor"),
+            summary="AES-256-GCM (the default with --encrypt)",
+        ),
+        Registration(
+            name="chacha20-poly1305",
+            load=_attr(crypto, "ChaChaEncryptor"),
+            summary="ChaCha20-Poly1305 (fast without AES hardware)",
+        ),
     ]
 
 

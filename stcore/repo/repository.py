@@ -26,12 +26,23 @@ from stcore.errors import (
     CorruptObjectError,
     ObjectExistsError,
     ObjectNotFoundError,
+    RepositoryError,
     RepositoryExistsError,
     RepositoryNotFoundError,
     SnapshotNotFoundError,
     SourceError,
 )
 from stcore.interfaces import Backend, Compressor, Source, SourceEntry
+from stcore.keys import (
+    KdfParams,
+    MasterKey,
+    PasswordSource,
+    add_key,
+    describe_keys,
+    open_master_key,
+    remove_key,
+    resolve_password,
+)
 from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode, default_host
 from stcore.models import new_snapshot_id as _new_snapshot_id
 from stcore.plugins import PluginHost, make_plugin_manager
@@ -147,10 +158,15 @@ class Repository:
         cache_root: Path | None = None,
         workers: int | None = None,
         object_cache: bool = False,
+        master_key: MasterKey | None = None,
+        key_id: str | None = None,
     ) -> None:
         self.backend = backend
         self.config = config
         self.host = host
+        self._master_key = master_key
+        #: the keys/ object this repository was opened with (encrypted repositories only)
+        self.key_id = key_id
         self.workers = workers or max(2, os.cpu_count() or 2)
         self.codec = self._make_codec()
         self.chunker_params = ChunkerParams.from_json(config.chunker)
@@ -180,8 +196,49 @@ class Repository:
             compressors[compressor.code] = compressor
         default = self.host.compressors.get(self.config.compression)(self.config.compression_level)
         compressors[default.code] = default
-        encryptor = self.host.encryptors.get(self.config.encryption)(None)
-        return Codec(compressors=compressors, compressor=default, encryptor=encryptor)
+        master = self._master_key
+        encryptor = self.host.encryptors.get(self.config.encryption)(
+            master.encryption if master else None
+        )
+        return Codec(
+            compressors=compressors,
+            compressor=default,
+            encryptor=encryptor,
+            id_key=master.ids if master else None,
+        )
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        return self.config.encryption != "none"
+
+    def _require_master(self) -> MasterKey:
+        if self._master_key is None:
+            raise RepositoryError(f"{self.location} is not encrypted: it has no keys")
+        return self._master_key
+
+    def keys(self) -> list[dict[str, Any]]:
+        """The key objects (id, created, host, KDF parameters); ``current`` marks ours."""
+        self._require_master()
+        return [{**k, "current": k["id"] == self.key_id} for k in describe_keys(self.backend)]
+
+    def add_key(self, password: str, kdf: KdfParams | None = None) -> str:
+        """Let ``password`` open the repository too; returns the new key's id."""
+        return add_key(self.backend, self._require_master(), password, kdf)
+
+    def remove_key(self, key_id: str) -> None:
+        """Delete a key object; removing the last one is refused."""
+        self._require_master()
+        remove_key(self.backend, key_id)
+
+    def change_password(self, password: str, kdf: KdfParams | None = None) -> str:
+        """Add a key for ``password`` and remove the one this repository was opened with."""
+        new_id = self.add_key(password, kdf)
+        if self.key_id is not None:
+            remove_key(self.backend, self.key_id)
+        self.key_id = new_id
+        return new_id
 
     @property
     def location(self) -> str:
@@ -796,11 +853,24 @@ def init_repository(
     chunker: ChunkerParams | None = None,
     pack_size: int | None = None,
     options: Mapping[str, Any] | None = None,
+    password: PasswordSource = None,
+    kdf: KdfParams | None = None,
 ) -> Repository:
-    """Create a new, empty repository at ``url`` and return it open."""
+    """Create a new, empty repository at ``url`` and return it open.
+
+    With an ``encryption`` other than ``none`` (``aes-256-gcm``, ``chacha20-poly1305``) a random
+    master key is made and wrapped under ``password`` in ``keys/<id>``; everything but ``config``
+    is then encrypted.
+    """
     host = host or make_plugin_manager()
     host.compressors.get(compression)(compression_level)  # fail before writing anything
-    host.encryptors.get(encryption)
+    encryptor_factory = host.encryptors.get(encryption)
+    master: MasterKey | None = None
+    secret: str | None = None
+    if encryption != "none":
+        secret = resolve_password(password, url)
+        master = MasterKey.generate()
+        encryptor_factory(master.encryption)  # the key fits the cipher
     backend = open_backend(url, host, create=create, options=options)
     try:
         backend.stat("config")
@@ -809,6 +879,10 @@ def init_repository(
     else:
         backend.close()
         raise RepositoryExistsError(f"a repository already exists at {backend.location}")
+    key_id = None
+    if master is not None and secret is not None:
+        # The key goes first: a crash before `config` leaves no repository, only a stray key.
+        key_id = add_key(backend, master, secret, kdf)
     config = RepositoryConfig(
         id=secrets.token_hex(16),
         chunker=(chunker or ChunkerParams()).to_json(),
@@ -822,7 +896,9 @@ def init_repository(
     except ObjectExistsError:
         backend.close()
         raise RepositoryExistsError(f"a repository already exists at {backend.location}") from None
-    return Repository(backend, config, host, cache_root=cache_root)
+    return Repository(
+        backend, config, host, cache_root=cache_root, master_key=master, key_id=key_id
+    )
 
 
 def open_repository(
@@ -833,11 +909,14 @@ def open_repository(
     workers: int | None = None,
     options: Mapping[str, Any] | None = None,
     cache: bool | None = None,
+    password: PasswordSource = None,
 ) -> Repository:
     """Open the existing repository at ``url`` (a path, or a URL such as ``s3://bucket/prefix``).
 
     ``cache`` keeps fetched index objects and blobs on local disk (bounded, see
     :mod:`stcore.cache`); by default it is on for every backend but the local one.
+    ``password`` (a string, or a callable asked only if the repository is encrypted) opens an
+    encrypted repository; a wrong one raises :class:`~stcore.keys.PasswordError`.
     """
     host = host or make_plugin_manager()
     backend = open_backend(url, host, options=options)
@@ -854,10 +933,25 @@ def open_repository(
     except Exception:
         backend.close()
         raise
+    master: MasterKey | None = None
+    key_id: str | None = None
+    if config.encryption != "none":
+        try:
+            master, key_id = open_master_key(backend, password)
+        except Exception:
+            backend.close()
+            raise
     if cache is None:
         cache = is_remote_url(url)
     return Repository(
-        backend, config, host, cache_root=cache_root, workers=workers, object_cache=cache
+        backend,
+        config,
+        host,
+        cache_root=cache_root,
+        workers=workers,
+        object_cache=cache,
+        master_key=master,
+        key_id=key_id,
     )
 
 

@@ -1,0 +1,189 @@
+"""Repository keys: a random master key, wrapped under password-derived keys in ``keys/<id>``.
+
+The master key is 64 random bytes: 32 for the encryptor, 32 for keyed BLAKE3 blob ids. Each
+``keys/<id>`` object holds it encrypted (AES-256-GCM) under a key derived from one password with
+Argon2id, whose parameters and salt are stored beside it, so parameters can be raised for new keys
+without touching old ones. Several keys open one repository; changing a password adds a key and
+removes the old one. Key objects are never modified, only created and deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+from stcore.errors import CorruptObjectError, ObjectNotFoundError, RepositoryError, StcoreError
+from stcore.interfaces import Backend
+from stcore.models import default_host
+
+MASTER_KEY_SIZE = 64
+KEY_PREFIX = "keys/"
+
+
+class PasswordError(StcoreError):
+    """No password was given, or none of the repository's keys opens with it."""
+
+
+#: A password, or something that produces one only when it is needed (a prompt, a command).
+PasswordSource = str | Callable[[], str | None] | None
+
+
+@attrs.frozen(kw_only=True)
+class KdfParams:
+    """Argon2id cost: 64 MiB and 3 passes take ~0.1-0.3 s on a 2-core machine."""
+
+    memory_kib: int = 64 * 1024
+    iterations: int = 3
+    lanes: int = 4
+
+    def derive(self, password: str, salt: bytes) -> bytes:
+        return Argon2id(
+            salt=salt,
+            length=32,
+            iterations=self.iterations,
+            lanes=self.lanes,
+            memory_cost=self.memory_kib,
+        ).derive(password.encode())
+
+
+@attrs.frozen(kw_only=True)
+class MasterKey:
+    encryption: bytes
+    ids: bytes
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        raw = secrets.token_bytes(MASTER_KEY_SIZE)
+        return cls(encryption=raw[:32], ids=raw[32:])
+
+    def raw(self) -> bytes:
+        return self.encryption + self.ids
+
+
+def _associated(key_id: str) -> bytes:
+    return b"stcore-master-key:" + key_id.encode()
+
+
+def wrap(master: MasterKey, password: str, kdf: KdfParams, key_id: str) -> bytes:
+    """The JSON of a ``keys/<key_id>`` object."""
+    salt = secrets.token_bytes(16)
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(kdf.derive(password, salt)).encrypt(nonce, master.raw(), _associated(key_id))
+    document = {
+        "version": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "host": default_host(),
+        "kdf": {"name": "argon2id", **attrs.asdict(kdf), "salt": base64.b64encode(salt).decode()},
+        "wrap": "aes-256-gcm",
+        "data": base64.b64encode(nonce + sealed).decode(),
+    }
+    return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def unwrap(raw: bytes, password: str, key_id: str) -> MasterKey | None:
+    """The master key if ``password`` opens this key object, else None."""
+    try:
+        document = json.loads(raw)
+        kdf_doc = dict(document["kdf"])
+        if kdf_doc.pop("name") != "argon2id" or document.get("wrap") != "aes-256-gcm":
+            raise ValueError("unknown key derivation or wrapping")
+        salt = base64.b64decode(kdf_doc.pop("salt"))
+        kdf = KdfParams(**kdf_doc)
+        blob = base64.b64decode(document["data"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptObjectError(f"key {key_id} cannot be parsed: {exc}") from exc
+    try:
+        raw_master = AESGCM(kdf.derive(password, salt)).decrypt(
+            blob[:12], blob[12:], _associated(key_id)
+        )
+    except InvalidTag:
+        return None
+    if len(raw_master) != MASTER_KEY_SIZE:
+        raise CorruptObjectError(f"key {key_id} holds a master key of the wrong size")
+    return MasterKey(encryption=raw_master[:32], ids=raw_master[32:])
+
+
+def resolve_password(source: PasswordSource, location: str) -> str:
+    """The password: ``source`` itself, what it returns if callable, else ``STCORE_PASSWORD``."""
+    if callable(source):
+        source = source()
+    if source is None:
+        source = password_from_env()
+    if source is None:
+        raise PasswordError(
+            f"{location} is encrypted and no password was given: set STCORE_PASSWORD, or use "
+            "--password-file or --password-command"
+        )
+    return source
+
+
+def key_ids(backend: Backend) -> list[str]:
+    return sorted(info.key[len(KEY_PREFIX) :] for info in backend.list(KEY_PREFIX))
+
+
+def open_master_key(backend: Backend, password: PasswordSource) -> tuple[MasterKey, str]:
+    """The master key and the id of the key object the password opened."""
+    ids = key_ids(backend)
+    if not ids:
+        raise RepositoryError(f"{backend.location} is encrypted but has no keys/ objects")
+    secret = resolve_password(password, backend.location)
+    for key_id in ids:
+        try:
+            raw = backend.read(KEY_PREFIX + key_id)
+        except ObjectNotFoundError:
+            continue  # removed while we looked
+        master = unwrap(raw, secret, key_id)
+        if master is not None:
+            return master, key_id
+    raise PasswordError(f"wrong password: none of the {len(ids)} keys of {backend.location} opens")
+
+
+def add_key(
+    backend: Backend, master: MasterKey, password: str, kdf: KdfParams | None = None
+) -> str:
+    key_id = secrets.token_hex(8)
+    backend.write(KEY_PREFIX + key_id, wrap(master, password, kdf or KdfParams(), key_id))
+    return key_id
+
+
+def describe_keys(backend: Backend) -> list[dict[str, Any]]:
+    described = []
+    for key_id in key_ids(backend):
+        try:
+            document = json.loads(backend.read(KEY_PREFIX + key_id))
+        except (ObjectNotFoundError, ValueError):
+            continue
+        described.append(
+            {
+                "id": key_id,
+                "created": document.get("created"),
+                "host": document.get("host"),
+                "kdf": {k: v for k, v in document.get("kdf", {}).items() if k != "salt"},
+            }
+        )
+    return described
+
+
+def remove_key(backend: Backend, key_id: str) -> None:
+    ids = key_ids(backend)
+    if key_id not in ids:
+        raise RepositoryError(f"no key {key_id!r} in {backend.location} (keys: {', '.join(ids)})")
+    if len(ids) == 1:
+        raise RepositoryError(
+            "refusing to remove the last key: the repository could never be opened again"
+        )
+    backend.delete(KEY_PREFIX + key_id)
+
+
+def password_from_env() -> str | None:
+    return os.environ.get("STCORE_PASSWORD")
