@@ -56,16 +56,17 @@ def test_chunking_is_deterministic_and_an_edit_keeps_earlier_chunks(
     chunker = Chunker(SMALL)
     chunks = list(chunker.chunks(io.BytesIO(data)))
     assert chunks == list(chunker.chunk_bytes(data))
-    # Cut points depend only on the bytes before them: every chunk that ends before an edit
-    # comes out the same, so an edit costs only the chunks from the edit on.
+    # A cut point depends only on the (at most max_size) bytes after the chunk's start, so every
+    # chunk starting at least max_size before an edit comes out the same: an edit costs only the
+    # chunks near and after it.
     at = int(size * where)
     edited = list(chunker.chunk_bytes(data[:at] + edit + data[at:]))
-    end = 0
+    start = 0
     for index, chunk in enumerate(chunks):
-        end += len(chunk)
-        if end > at:
+        if start + SMALL.max_size > at:
             break
         assert edited[index] == chunk
+        start += len(chunk)
 
 
 @settings(max_examples=50, deadline=None)
