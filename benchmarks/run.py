@@ -85,6 +85,19 @@ class Stcore(Tool):
         }
 
 
+class StcoreEncrypted(Stcore):
+    """stcore with AES-256-GCM: the cost of encryption, measured beside the plain run."""
+
+    name = "stcore-aes"
+
+    def __init__(self, work: Path) -> None:
+        super().__init__(work)
+        self.env.update(STCORE_PASSWORD="benchmark")
+
+    def init(self) -> list[str]:
+        return [*STCORE, "init", "--encrypt"]
+
+
 class Restic(Tool):
     name = "restic"
 
@@ -146,8 +159,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="dataset scale (1.0 = ~1 GiB)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("bench-data"))
+    parser.add_argument(
+        "--encrypt", action="store_true", help="also measure stcore with AES-256-GCM"
+    )
     args = parser.parse_args()
-    tools: list[type[Tool]] = [Stcore]
+    tools: list[type[Tool]] = [Stcore, StcoreEncrypted] if args.encrypt else [Stcore]
     tools += [t for t in (Restic, Borg) if shutil.which(t.name)]
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
     sizes: dict[tuple[str, str], list[int]] = defaultdict(list)
@@ -189,6 +205,8 @@ def report(tools, results, sizes, args) -> None:  # type: ignore[no-untyped-def]
     header = "| phase | " + " | ".join(f"{n} wall s | {n} CPU s | {n} peak RSS MiB" for n in names)
     if "restic" in names:
         header += " | stcore/restic wall | stcore/restic RSS"
+    if "stcore-aes" in names:
+        header += " | encrypted/plain wall"
     print(header + " |")
     print("|" + "---|" * (header.count("|") - 1))
     for phase in PHASES:
@@ -205,6 +223,8 @@ def report(tools, results, sizes, args) -> None:  # type: ignore[no-untyped-def]
                 f"{medians['stcore'][0] / medians['restic'][0]:.2f}x",
                 f"{medians['stcore'][1] / medians['restic'][1]:.2f}x",
             ]
+        if "stcore-aes" in names:
+            cells.append(f"{medians['stcore-aes'][0] / medians['stcore'][0]:.2f}x")
         print(f"| {phase} | " + " | ".join(cells) + " |")
     print()
     for what in ("after first backup", "incremental growth"):
