@@ -995,6 +995,7 @@ def key_list(ctx: Context, as_json: bool) -> None:
 def key_add(ctx: Context, new_password_file: str | None) -> None:
     """Add a key: another password that opens the repository."""
     with ctx.open() as repo:
+        repo.keys()  # an unencrypted repository says so before a new password is asked
         key_id = repo.add_key(_new_password(new_password_file))
     out.print(f"added key {key_id}", highlight=False)
 
@@ -1015,6 +1016,7 @@ def key_remove(ctx: Context, key_id: str) -> None:
 def key_passwd(ctx: Context, new_password_file: str | None) -> None:
     """Change the password: add a key for the new one, remove the key used to open."""
     with ctx.open() as repo:
+        repo.keys()  # an unencrypted repository says so before a new password is asked
         old = repo.key_id
         new = repo.change_password(_new_password(new_password_file))
     out.print(f"password changed: key {old} replaced by {new}", highlight=False)

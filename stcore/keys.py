@@ -143,20 +143,35 @@ def open_master_key(backend: Backend, password: PasswordSource) -> tuple[MasterK
     if not ids:
         raise RepositoryError(f"{backend.location} is encrypted but has no keys/ objects")
     secret = resolve_password(password, backend.location)
+    damaged: list[str] = []
     for key_id in ids:
         try:
             raw = backend.read(KEY_PREFIX + key_id)
         except ObjectNotFoundError:
             continue  # removed while we looked
-        master = unwrap(raw, secret, key_id)
+        try:
+            master = unwrap(raw, secret, key_id)
+        except CorruptObjectError:
+            damaged.append(key_id)  # one damaged key must not lock out the others
+            continue
         if master is not None:
             return master, key_id
-    raise PasswordError(f"wrong password: none of the {len(ids)} keys of {backend.location} opens")
+    message = f"wrong password: none of the {len(ids)} keys of {backend.location} opens"
+    if damaged:
+        message += f" (damaged, skipped: {', '.join(damaged)})"
+    raise PasswordError(message)
+
+
+def require_usable_password(password: str) -> str:
+    if not password:
+        raise PasswordError("an empty password cannot protect a repository; choose another")
+    return password
 
 
 def add_key(
     backend: Backend, master: MasterKey, password: str, kdf: KdfParams | None = None
 ) -> str:
+    require_usable_password(password)
     key_id = secrets.token_hex(8)
     backend.write(KEY_PREFIX + key_id, wrap(master, password, kdf or KdfParams(), key_id))
     return key_id

@@ -129,9 +129,10 @@ def test_a_damaged_cache_entry_is_fetched_again(remote_repo: tuple[str, Path]) -
         if path.is_file():
             path.write_bytes(b"garbage")
     reads.clear()
-    assert repo.snapshot("latest").sources["src"].read_bytes("one.bin") == (
-        source / "one.bin"
-    ).read_bytes()
+    assert (
+        repo.snapshot("latest").sources["src"].read_bytes("one.bin")
+        == (source / "one.bin").read_bytes()
+    )
     assert any(key.startswith("data/") for key, _, _ in reads)
 
 

@@ -41,6 +41,7 @@ from stcore.keys import (
     describe_keys,
     open_master_key,
     remove_key,
+    require_usable_password,
     resolve_password,
 )
 from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode, default_host
@@ -868,7 +869,7 @@ def init_repository(
     master: MasterKey | None = None
     secret: str | None = None
     if encryption != "none":
-        secret = resolve_password(password, url)
+        secret = require_usable_password(resolve_password(password, url))
         master = MasterKey.generate()
         encryptor_factory(master.encryption)  # the key fits the cipher
     backend = open_backend(url, host, create=create, options=options)
