@@ -6,15 +6,19 @@ source. Trees are read once per view and kept; file bytes are fetched blob by bl
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import hashlib
 import io
 import json
+import os
+import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from stcore.errors import ObjectNotFoundError
+from stcore.errors import CorruptObjectError, ObjectNotFoundError
 from stcore.globs import match_path
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode
 
@@ -34,6 +38,90 @@ class FileInfo:
     target: str | None = None
 
 
+def _info(path: str, node: TreeNode) -> FileInfo:
+    return FileInfo(
+        path=path,
+        kind=node.kind,
+        size=node.size,
+        mode=node.mode,
+        mtime=dt.datetime.fromtimestamp(node.mtime_ns / 1e9, dt.UTC),
+        target=node.target,
+    )
+
+
+class SnapshotFile(io.RawIOBase):
+    """A seekable, read-only file over a backed-up file's chunks, fetching only what is read.
+
+    Each read maps its byte range to the chunks covering it (from their sizes in the index) and
+    fetches just those blobs; the most recently used chunk is kept, so small sequential reads
+    cost one fetch per chunk. On a remote repository each fetch is a range read of one blob,
+    and the object cache keeps it for next time.
+    """
+
+    def __init__(self, repository: Repository, node: TreeNode, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self._repository = repository
+        self._ids = node.content
+        self._starts: list[int] = []
+        offset = 0
+        for blob_id in self._ids:
+            self._starts.append(offset)
+            entry = repository.index.get(blob_id)
+            if entry is None:
+                raise CorruptObjectError(
+                    f"{name}: blob {blob_id.hex()} is not in the index; run `stcore check`"
+                )
+            offset += entry.raw_length
+        self.size = offset
+        self._pos = 0
+        self._chunk: tuple[int, bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def _chunk_at(self, index: int) -> bytes:
+        if self._chunk is None or self._chunk[0] != index:
+            self._chunk = (index, self._repository.read_blob(self._ids[index]))
+        return self._chunk[1]
+
+    def readinto(self, buffer: Any) -> int:
+        target = memoryview(buffer).cast("B")
+        written = 0
+        while written < len(target) and self._pos < self.size:
+            index = bisect.bisect_right(self._starts, self._pos) - 1
+            chunk = self._chunk_at(index)
+            inside = self._pos - self._starts[index]
+            count = min(len(target) - written, len(chunk) - inside)
+            target[written : written + count] = chunk[inside : inside + count]
+            written += count
+            self._pos += count
+        return written
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self.size - self._pos)
+        buffer = bytearray(min(size, max(0, self.size - self._pos)))
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
 class SourceView:
     """One source of a snapshot."""
 
@@ -42,6 +130,7 @@ class SourceView:
         self.snapshot_id = snapshot_id
         self.summary = summary
         self._nodes: dict[str, TreeNode] | None = None
+        self._trees: dict[bytes, dict[str, TreeNode]] = {}
 
     @property
     def name(self) -> str:
@@ -64,25 +153,44 @@ class SourceView:
         for path, node in self._all_nodes().items():
             if glob is not None and not match_path(glob, path):
                 continue
-            infos.append(
-                FileInfo(
-                    path=path,
-                    kind=node.kind,
-                    size=node.size,
-                    mode=node.mode,
-                    mtime=dt.datetime.fromtimestamp(node.mtime_ns / 1e9, dt.UTC),
-                    target=node.target,
-                )
-            )
+            infos.append(_info(path, node))
         return infos
 
+    def _lookup(self, path: str) -> TreeNode | None:
+        """The node at ``path``, reading only the trees on the way down to it."""
+        if self._nodes is not None:
+            return self._nodes.get(path.strip("/"))
+        tree_id: bytes | None = self.summary.root
+        node: TreeNode | None = None
+        for name in path.strip("/").split("/"):
+            if tree_id is None:
+                return None
+            nodes = self._trees.get(tree_id)
+            if nodes is None:
+                nodes = {n.name: n for n in self._repository.read_tree(tree_id)}
+                self._trees[tree_id] = nodes
+            node = nodes.get(name)
+            if node is None:
+                return None
+            tree_id = node.subtree if node.kind == "dir" else None
+        return node
+
     def _file(self, path: str) -> TreeNode:
-        node = self._all_nodes().get(path.strip("/"))
+        node = self._lookup(path)
         if node is None or node.kind != "file":
             raise ObjectNotFoundError(
                 f"snapshot {self.snapshot_id}, source {self.name!r} has no file {path!r}"
             )
         return node
+
+    def info(self, path: str) -> FileInfo:
+        """Metadata of one entry, reading only the trees on its path."""
+        node = self._lookup(path)
+        if node is None:
+            raise ObjectNotFoundError(
+                f"snapshot {self.snapshot_id}, source {self.name!r} has no entry {path!r}"
+            )
+        return _info(path.strip("/"), node)
 
     def iter_chunks(self, path: str) -> Iterator[bytes]:
         for blob_id in self._file(path).content:
@@ -102,9 +210,35 @@ class SourceView:
             if line.strip():
                 yield json.loads(line)
 
-    def open(self, path: str) -> io.BytesIO:
-        """A read-only binary file object of ``path``'s bytes."""
-        return io.BytesIO(self.read_bytes(path))
+    def open(self, path: str) -> SnapshotFile:
+        """A seekable, read-only binary file of ``path`` that fetches only the chunks read."""
+        return SnapshotFile(self._repository, self._file(path), path)
+
+    def connect(self, path: str | None = None) -> sqlite3.Connection:
+        """A read-only sqlite3 connection to a backed-up database (a ``sqlite`` source's file).
+
+        The database is materialised once into the cache directory, named by its content, and
+        opened immutable; later calls (and other processes) reuse that copy.
+        """
+        if path is None:
+            files = [f.path for f in self.files() if f.kind == "file"]
+            if len(files) != 1:
+                raise ObjectNotFoundError(
+                    f"source {self.name!r} holds {len(files)} files; name the database to open"
+                )
+            path = files[0]
+        node = self._file(path)
+        name = hashlib.blake2b(b"".join(node.content), digest_size=16).hexdigest()
+        directory = self._repository.cache_dir / "sqlite"
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{name}.db"
+        if not target.exists():
+            temp = directory / f".tmp-{name}-{os.getpid()}"
+            with open(temp, "wb") as handle:
+                for chunk in self.iter_chunks(path):
+                    handle.write(chunk)
+            os.replace(temp, target)
+        return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
 
     @property
     def data(self) -> Any:

@@ -424,6 +424,35 @@ class Repository:
             limit=limit,
         )
 
+    def query(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        source: str | None = None,
+        type: str | None = None,
+        tags: Iterable[str] = (),
+        host: str | None = None,
+        synced: bool | None = None,
+        remote: str | None = None,
+        limit: int | None = None,
+    ) -> list[SnapshotManifest]:
+        """Snapshots by date, source name, source type, tag, host and sync state, newest first.
+
+        Answered by the catalog: once it is up to date, no manifest object is read.
+        """
+        return self.snapshots(
+            since=since,
+            until=until,
+            source=source,
+            source_type=type,
+            tags=tags,
+            host=host,
+            synced=synced,
+            remote=remote,
+            limit=limit,
+        )
+
     def resolve(self, ref: str) -> SnapshotManifest:
         """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
         if ref == "latest":
