@@ -150,3 +150,35 @@ def test_empty_policy_is_detected_and_durations_parse() -> None:
     assert Policy.from_mapping({"keep_daily": 7, "keep_within": "2d"}).daily == 7
     with pytest.raises(ConfigError, match="unknown keys keep_fortnightly"):
         Policy.from_mapping({"keep_fortnightly": 2})
+
+
+def test_cli_forget_dry_run_then_for_real(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import stcore
+    from tests.conftest import run_cli
+
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    start = dt.datetime(2026, 3, 1, tzinfo=UTC)
+    ids = [
+        repo.backup(
+            stcore.sources_for_paths([str(tmp_path / "d")]), time=start + dt.timedelta(days=i)
+        ).manifest.id
+        for i in range(5)
+    ]
+    env = {"STCORE_REPO": str(tmp_path / "repo")}
+    refused = run_cli("forget", env=env)
+    assert refused.returncode == 1 and "no policy given" in refused.stderr
+    dry = json.loads(run_cli("forget", "--keep-last", "2", "--dry-run", "--json", env=env).stdout)
+    assert [d["id"] for d in dry["decisions"] if d["keep"]] == [ids[4], ids[3]]
+    assert dry["removed"] == []
+    assert len(stcore.open_repository(str(tmp_path / "repo")).snapshots()) == 5
+    real = json.loads(run_cli("forget", "--keep-last", "2", "--json", env=env).stdout)
+    assert sorted(real["removed"]) == sorted(ids[:3])
+    assert [m.id for m in stcore.open_repository(str(tmp_path / "repo")).snapshots()] == [
+        ids[4], ids[3],
+    ]  # fmt: skip
+    named = run_cli("forget", ids[3][-8:], env=env)
+    assert named.returncode == 0 and "forgot 1 snapshots" in named.stdout
