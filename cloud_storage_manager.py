@@ -251,25 +251,31 @@ class CloudStorageManager:
         }
 
     def cleanup_old_backups(self, keep_days: int = 30) -> dict[str, Any]:
-        """Forget backups older than ``keep_days`` days (the newest one is always kept).
+        """Forget backups older than ``keep_days`` days and reclaim their space.
 
-        Forgetting removes the snapshot from the catalog and repository; the space its unique
-        data used is reclaimed by prune, which arrives with retention policies.
+        Applies the policy ``--keep-within {keep_days}d`` (measured from the newest backup, so a
+        machine that stopped backing up does not lose its history), then prunes.
         """
+        from stcore.retention import Policy, apply_policy
+
         if keep_days < 0:
             raise ValueError("keep_days must be >= 0")
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
-        with self._lock:
-            repo = self.repository
-            every = repo.snapshots()
-            doomed = [m.id for m in every[1:] if m.time < cutoff]
-            repo.forget(doomed)
+        try:
+            with self._lock:
+                repo = self.repository
+                policy = Policy(within=dt.timedelta(days=keep_days))
+                decisions = apply_policy(repo.snapshots(), policy)
+                doomed = [d.manifest.id for d in decisions if not d.keep]
+                removed = repo.forget(doomed)
+                result = repo.prune() if removed else None
+        except StcoreError as exc:
+            return {"success": False, "error": str(exc)}
         return {
             "success": True,
-            "removed": len(doomed),
-            "kept": len(every) - len(doomed),
-            "removed_ids": doomed,
-            "bytes_freed": 0,
+            "removed": len(removed),
+            "kept": len(decisions) - len(removed),
+            "removed_ids": removed,
+            "bytes_freed": result.bytes_freed if result else 0,
         }
 
     def sync_to_cloud(self, backup_id: str | None = None) -> dict[str, Any]:

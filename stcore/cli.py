@@ -624,6 +624,10 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
 @click.option("--remote", default=None, help="Remote to sync to (default: every configured one).")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Parallel uploads.")
 @click.option("--bwlimit", type=int, default=None, metavar="KIB/S", help="Upload bandwidth limit.")
+@click.option(
+    "--prune", "prune_remote", is_flag=True,
+    help="Also forget on the remote what was forgotten here, then prune it.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @pass_context
 def sync(
@@ -632,6 +636,7 @@ def sync(
     remote: str | None,
     concurrency: int,
     bwlimit: int | None,
+    prune_remote: bool,
     as_json: bool,
 ) -> None:
     """Upload the snapshots (default: all) and data a remote lacks.
@@ -645,8 +650,12 @@ def sync(
     remotes = [ctx.settings.remote(remote)] if remote else list(ctx.settings.remotes)
     if not remotes:
         ctx.settings.remote(None)  # raises the "no remote is configured" error
+    if prune_remote and snaps:
+        raise ConfigError("--prune works on a whole sync; do not name snapshots with it")
     options = SyncOptions(
-        concurrency=concurrency, bandwidth_limit=bwlimit * 1024 if bwlimit else None
+        concurrency=concurrency,
+        bandwidth_limit=bwlimit * 1024 if bwlimit else None,
+        prune=prune_remote,
     )
     results = []
     with ctx.open() as repo:
@@ -1032,6 +1041,56 @@ def forget(
         out.print(f"{verdict} {row['id']}  {', '.join(row['reasons'])}", highlight=False)
     action = "would forget" if dry_run else "forgot"
     out.print(f"{action} {len(doomed)} snapshots; run prune to reclaim space", highlight=False)
+
+
+@cli.command()
+@click.option("--remote", default=None, help="Prune this configured remote instead.")
+@click.option(
+    "--repack-threshold", type=float, default=0.5, show_default=True,
+    help="Repack packs whose live share is below this fraction.",
+)  # fmt: skip
+@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be freed.")
+@click.option(
+    "--wait", type=float, default=600.0, show_default=True, metavar="SECONDS",
+    help="How long to wait for running backups to finish.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@pass_context
+def prune(
+    ctx: Context,
+    remote: str | None,
+    repack_threshold: float,
+    dry_run: bool,
+    wait: float,
+    as_json: bool,
+) -> None:
+    """Delete data no snapshot references and repack mostly-dead packs.
+
+    Takes the repository's exclusive lock: running backups finish first, new ones wait.
+    """
+    if remote is not None:
+        from stcore.sync import open_remote_repository
+
+        opened = open_remote_repository(
+            ctx.settings.remote(remote), host=ctx.host, password=ctx.password
+        )
+    else:
+        opened = ctx.open()
+    with opened as repo, progress_bar("pruning", None, not as_json) as progress:
+        result = repo.prune(
+            repack_threshold=repack_threshold, dry_run=dry_run, wait=wait, progress=progress
+        )
+    if as_json:
+        emit_json({**result.to_json(), "dry_run": dry_run})
+        return
+    verb = "would free" if dry_run else "freed"
+    out.print(
+        f"{verb} {human_size(result.bytes_freed)}: {result.packs_deleted} of "
+        f"{result.packs_before} packs deleted, {result.packs_repacked} repacked into "
+        f"{result.packs_written}; {result.snapshots} snapshots kept "
+        f"({human_size(result.bytes_after)} stored)",
+        highlight=False,
+    )
 
 
 @cli.group()

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,8 @@ class SyncOptions:
     attempts: int = 6
     #: longest wait between two attempts, in seconds
     max_backoff: float = 30.0
+    #: also forget on the remote the snapshots forgotten locally, then prune the remote
+    prune: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -161,6 +164,8 @@ class Syncer:
         self._uploaded_bytes = 0
         #: set on the first failure, so queued uploads stop instead of piling on more errors
         self._failed = threading.Event()
+        #: what ``prune=True`` reclaimed on the remote, if it ran
+        self.pruned: Any = None
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -298,6 +303,25 @@ class Syncer:
                         needed.add(node.subtree)
         return needed
 
+    def _propagate_forgets(self, remote: Backend, local: set[str]) -> None:
+        """Forget on the remote what was forgotten here, then prune it (``sync --prune``)."""
+        extra = sorted(self._call(lambda: _list_ids(remote, "snapshots/")) - local)
+        for key in [object_key("snapshots", snapshot_id) for snapshot_id in extra]:
+            try:
+                self._call(partial(remote.delete, key))
+            except ObjectNotFoundError:
+                pass
+        if extra:
+            # The mirror has our config and master key: open it with them, no password needed.
+            mirror = Repository(
+                remote,
+                self.repository.config,
+                self.repository.host,
+                cache_root=self.repository.cache_dir.parent,
+                master_key=self.repository._master_key,
+            )
+            self.pruned = mirror.prune()
+
     # --- the sync -------------------------------------------------------------------------------
 
     def run(self, snapshot_ids: Iterable[str] | None = None) -> SyncResult:
@@ -338,6 +362,8 @@ class Syncer:
                             )
                             synced.append(snapshot_id)
                     skipped = len(wanted) - len(todo)
+                    if self.options.prune and snapshot_ids is None:
+                        self._propagate_forgets(remote, local)
                 finally:
                     remote.close()
         except BaseException as exc:

@@ -44,6 +44,7 @@ from stcore.keys import (
     require_usable_password,
     resolve_password,
 )
+from stcore.locks import lock_wait_from_env, repository_lock
 from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode, default_host
 from stcore.models import new_snapshot_id as _new_snapshot_id
 from stcore.plugins import PluginHost, make_plugin_manager
@@ -525,7 +526,23 @@ class Repository:
         now = time or dt.datetime.now(dt.UTC)
         snapshot_id = _new_snapshot_id(now)
         self.host.notify_backup_started(self.location, snapshot_id, names)
-        self.index  # noqa: B018 - load before reading sources, so dedup sees every stored blob
+        # A shared lock for the whole backup: prune (exclusive) cannot delete a pack this backup
+        # dedups against between our index load and our manifest.
+        with repository_lock(
+            self.backend, exclusive=False, purpose="backup", wait=lock_wait_from_env()
+        ):
+            self._index = self._load_index()  # after the lock: what a prune left is current
+            return self._locked_backup(sources, snapshot_id, now, tags, hostname, progress)
+
+    def _locked_backup(
+        self,
+        sources: Sequence[Source],
+        snapshot_id: str,
+        now: dt.datetime,
+        tags: Iterable[str],
+        hostname: str | None,
+        progress: ProgressCallback | None,
+    ) -> BackupResult:
         written: list[int] = []
         session = _BackupSession(
             packer=Packer(
@@ -720,6 +737,12 @@ class Repository:
             else:
                 remote = load_settings().remote(remote)
         return sync(self, remote, snapshots, options=options, progress=progress)
+
+    def prune(self, **kwargs: Any) -> Any:
+        """Reclaim unreferenced data; see :func:`stcore.prune.prune`."""
+        from stcore.prune import prune
+
+        return prune(self, **kwargs)
 
     def walk(
         self, tree_id: bytes, prefix: tuple[str, ...] = ()

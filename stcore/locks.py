@@ -1,0 +1,178 @@
+"""Repository locks: shared for writers that add data, exclusive for prune, which deletes it.
+
+A lock is an object ``locks/<id>`` (JSON: host, pid, time, exclusive). Taking one means writing
+it, then listing ``locks/``: a shared lock conflicts with any exclusive lock, an exclusive lock
+with any other lock. On a conflict the new lock is removed again and the caller waits or gives
+up, so two parties that race both back off rather than both proceeding. A holder refreshes its
+lock (writes a new object, deletes the old one) every ``REFRESH`` seconds; a lock not refreshed
+for ``STALE_AFTER`` seconds, or held by a process that no longer exists on this host, is stale
+and ignored (and removed by the next exclusive locker). So a backup killed with SIGKILL can
+never block prune for long, and a prune killed the same way never blocks backups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from stcore.errors import ObjectNotFoundError, RepositoryError
+from stcore.interfaces import Backend
+from stcore.models import default_host
+
+LOCK_PREFIX = "locks/"
+REFRESH = 300.0
+STALE_AFTER = 1800.0
+
+
+def lock_wait_from_env(default: float = 600.0) -> float:
+    """How long writers wait for a conflicting lock: ``STCORE_LOCK_WAIT`` seconds (default 600)."""
+    raw = os.environ.get("STCORE_LOCK_WAIT", "").strip()
+    return float(raw) if raw else default
+
+
+class RepositoryLockedError(RepositoryError):
+    """Another process holds a conflicting lock on the repository."""
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(document: dict[str, Any], now: float) -> bool:
+    if now - float(document.get("time", 0)) > STALE_AFTER:
+        return True
+    return document.get("host") == default_host() and not _pid_alive(int(document.get("pid", 0)))
+
+
+class Lock:
+    """One held lock; refreshed in the background until released."""
+
+    def __init__(self, backend: Backend, exclusive: bool, purpose: str) -> None:
+        self._backend = backend
+        self.exclusive = exclusive
+        self.purpose = purpose
+        self.key = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _document(self) -> bytes:
+        return json.dumps(
+            {
+                "host": default_host(),
+                "pid": os.getpid(),
+                "time": _now(),
+                "exclusive": self.exclusive,
+                "purpose": self.purpose,
+            }
+        ).encode()
+
+    def _write(self) -> str:
+        key = f"{LOCK_PREFIX}{secrets.token_hex(16)}"
+        self._backend.write(key, self._document())
+        return key
+
+    def _conflicts(self) -> list[dict[str, Any]]:
+        now = _now()
+        found = []
+        for info in self._backend.list(LOCK_PREFIX):
+            if info.key == self.key:
+                continue
+            try:
+                document = json.loads(self._backend.read(info.key))
+            except (ObjectNotFoundError, ValueError):
+                continue
+            if _is_stale(document, now):
+                if self.exclusive:
+                    try:
+                        self._backend.delete(info.key)
+                    except ObjectNotFoundError:
+                        pass
+                continue
+            if self.exclusive or document.get("exclusive"):
+                found.append(document)
+        return found
+
+    def try_acquire(self) -> list[dict[str, Any]]:
+        """Take the lock; return the conflicting holders (empty when it was taken)."""
+        self.key = self._write()
+        conflicts = self._conflicts()
+        if conflicts:
+            self._delete(self.key)
+            self.key = ""
+            return conflicts
+        self._thread = threading.Thread(target=self._refresh, name="st-lock", daemon=True)
+        self._thread.start()
+        return []
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(REFRESH):
+            old, self.key = self.key, self._write()
+            self._delete(old)
+
+    def _delete(self, key: str) -> None:
+        try:
+            self._backend.delete(key)
+        except ObjectNotFoundError:
+            pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.key:
+            self._delete(self.key)
+            self.key = ""
+
+
+def _describe(holders: list[dict[str, Any]]) -> str:
+    parts = []
+    for holder in holders[:3]:
+        when = dt.datetime.fromtimestamp(float(holder.get("time", 0)), dt.UTC).isoformat()
+        kind = "exclusive" if holder.get("exclusive") else "shared"
+        parts.append(
+            f"{holder.get('purpose', '?')} ({kind}) by pid {holder.get('pid')} on "
+            f"{holder.get('host')} since {when}"
+        )
+    return "; ".join(parts)
+
+
+@contextmanager
+def repository_lock(
+    backend: Backend, *, exclusive: bool, purpose: str, wait: float = 0.0
+) -> Iterator[Lock]:
+    """Hold a shared or exclusive lock for the ``with`` block, waiting up to ``wait`` seconds."""
+    lock = Lock(backend, exclusive, purpose)
+    deadline = time.monotonic() + wait
+    delay = 0.05
+    while True:
+        holders = lock.try_acquire()
+        if not holders:
+            break
+        if time.monotonic() >= deadline:
+            raise RepositoryLockedError(
+                f"{backend.location} is locked: {_describe(holders)}; try again later "
+                "(stale locks expire on their own)"
+            )
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 2.0)
+    try:
+        yield lock
+    finally:
+        lock.release()

@@ -1,0 +1,183 @@
+"""Prune: delete data no snapshot references, repack mostly-dead packs, rewrite the index.
+
+Runs under the repository's exclusive lock (:mod:`stcore.locks`), so no backup is between
+writing its packs and its manifest while prune decides what is unreferenced. The steps are
+ordered so that a prune killed at any moment leaves a repository that ``check`` passes and the
+next prune finishes:
+
+1. find every blob the snapshots reference (walking their trees);
+2. copy the live blobs of packs whose live share is below the threshold into new packs;
+3. write one new index object describing every live blob (kept packs and new packs);
+4. delete the old index objects;
+5. delete the packs the new index does not mention (dead, repacked, or left by crashed writers).
+
+Until step 3 nothing is deleted; after it, the old index objects and packs are redundant, and
+deleting redundant objects in any order never breaks a snapshot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from stcore.errors import ObjectNotFoundError
+from stcore.locks import repository_lock
+from stcore.models import IndexEntry
+from stcore.repo.format import encode_index, object_key
+from stcore.repo.packer import Packer
+
+if TYPE_CHECKING:
+    from stcore.repo.repository import Repository
+
+DEFAULT_REPACK_THRESHOLD = 0.5
+
+
+@attrs.frozen(kw_only=True)
+class PruneResult:
+    snapshots: int
+    packs_before: int
+    packs_deleted: int
+    packs_repacked: int
+    packs_written: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+
+    @property
+    def bytes_freed(self) -> int:
+        return self.bytes_before - self.bytes_after
+
+    def to_json(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "bytes_freed": self.bytes_freed}
+
+
+def _used_blobs(repository: Repository) -> tuple[set[bytes], int]:
+    used: set[bytes] = set()
+    seen_trees: set[bytes] = set()
+    snapshot_ids = [i.key.rsplit("/", 1)[-1] for i in repository.backend.list("snapshots/")]
+
+    def walk(tree_id: bytes) -> None:
+        if tree_id in seen_trees:
+            return
+        seen_trees.add(tree_id)
+        used.add(tree_id)
+        for node in repository.read_tree(tree_id):
+            used.update(node.content)
+            if node.subtree is not None:
+                walk(node.subtree)
+
+    for snapshot_id in snapshot_ids:
+        manifest = repository.load_manifest(snapshot_id)
+        for summary in manifest.sources.values():
+            walk(summary.root)
+    return used, len(snapshot_ids)
+
+
+def prune(
+    repository: Repository,
+    *,
+    repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
+    dry_run: bool = False,
+    wait: float = 300.0,
+    progress: Callable[[str, int], None] | None = None,
+) -> PruneResult:
+    """Reclaim the space of data no snapshot references; see the module docstring."""
+    progress = progress or (lambda event, amount: None)
+    started = time.monotonic()
+    backend = repository.backend
+    with repository_lock(backend, exclusive=True, purpose="prune", wait=wait):
+        index = repository._load_index(cached=False)
+        repository._index = index
+        used, snapshot_count = _used_blobs(repository)
+        packs = {info.key.rsplit("/", 1)[-1]: info.size for info in backend.list("data/")}
+        by_pack: dict[bytes, list[IndexEntry]] = {}
+        for entry in index.values():
+            by_pack.setdefault(entry.pack_id, []).append(entry)
+        keep_entries: list[IndexEntry] = []
+        repack: list[IndexEntry] = []
+        repacked_packs = 0
+        for entries in by_pack.values():
+            live = [e for e in entries if e.blob_id in used]
+            if not live:
+                continue
+            total = sum(e.stored_length for e in entries)
+            share = sum(e.stored_length for e in live) / total if total else 1.0
+            if share < repack_threshold:
+                repack.extend(live)
+                repacked_packs += 1
+            else:
+                keep_entries.extend(live)
+        kept_packs = {e.pack_id.hex() for e in keep_entries}
+        bytes_before = sum(packs.values())
+        if dry_run:
+            doomed = set(packs) - kept_packs
+            return PruneResult(
+                snapshots=snapshot_count,
+                packs_before=len(packs),
+                packs_deleted=len(doomed),
+                packs_repacked=repacked_packs,
+                packs_written=0,
+                bytes_before=bytes_before,
+                bytes_after=sum(packs[p] for p in kept_packs)
+                + sum(e.stored_length for e in repack),
+                seconds=time.monotonic() - started,
+            )
+        written_sizes: list[int] = []
+        new_entries: list[IndexEntry] = []
+        if repack:
+            packer = Packer(
+                backend,
+                repository.codec,
+                pack_size=repository.config.pack_size,
+                workers=repository.workers,
+                on_pack_written=written_sizes.append,
+            )
+            try:
+                for entry in repack:
+                    data = repository._read_entry(entry)  # verified against its id
+                    packer.add(entry.blob_id, entry.blob_type, data)
+                    progress("bytes", entry.raw_length)
+                new_entries = packer.finish()
+            except BaseException:
+                packer.close()
+                raise
+        old_indexes = [info.key for info in backend.list("index/")]
+        all_entries = keep_entries + new_entries
+        new_index_key = ""
+        if all_entries:
+            new_index_id = repository._write_content_addressed(
+                "index", encode_index(repository.codec, all_entries)
+            )
+            new_index_key = object_key("index", new_index_id)
+        for key in old_indexes:
+            if key != new_index_key:
+                _delete(backend, key)
+        live_packs = {e.pack_id.hex() for e in all_entries}
+        deleted = 0
+        for pack_hex in packs:
+            if pack_hex not in live_packs:
+                _delete(backend, object_key("data", pack_hex))
+                deleted += 1
+        # Cached blob frames stay valid: they are verified by blob id, wherever the blob lives.
+        repository._index = {e.blob_id: e for e in all_entries}
+        bytes_after = sum(info.size for info in backend.list("data/"))
+    return PruneResult(
+        snapshots=snapshot_count,
+        packs_before=len(packs),
+        packs_deleted=deleted,
+        packs_repacked=repacked_packs,
+        packs_written=len(written_sizes),
+        bytes_before=bytes_before,
+        bytes_after=bytes_after,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _delete(backend: Any, key: str) -> None:
+    try:
+        backend.delete(key)
+    except ObjectNotFoundError:
+        pass  # already gone: a previous, interrupted prune got this far
