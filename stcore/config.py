@@ -94,6 +94,8 @@ class Settings:
     configured_remotes: tuple[RemoteConfig, ...] = ()
     #: ``[daemon]`` as written (validated by :func:`stcore.daemon.daemon_config`)
     daemon: dict[str, Any] = attrs.field(factory=dict)
+    #: ``[retention]`` as written (``keep_daily = 7``...), applied by the daemon after backups
+    retention: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def remotes(self) -> tuple[RemoteConfig, ...]:
@@ -208,6 +210,13 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     unknown = set(daemon) - {"backup_interval", "sync_interval", "auto_sync"}
     if unknown:
         raise ConfigError(f"{where}: unknown [daemon] keys: {', '.join(sorted(unknown))}")
+    retention = document.get("retention", {})
+    if not isinstance(retention, Mapping):
+        raise ConfigError(f"{where}: [retention] must be a table")
+    if retention:
+        from stcore.retention import Policy
+
+        Policy.from_mapping(dict(retention), f"{where}: [retention]")  # fail early on typos
     backup = document.get("backup", {})
     return Settings(
         path=path,
@@ -219,6 +228,7 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         tags=tuple(backup.get("tags", ())) if isinstance(backup, Mapping) else (),
         configured_remotes=tuple(remotes),
         daemon=dict(daemon),
+        retention=dict(retention),
     )
 
 

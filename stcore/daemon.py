@@ -585,6 +585,7 @@ class AutoSync:
             ]
             result = repo.backup(sources, tags=self.settings.tags, progress=self._check_stop)
             snapshot, added = result.manifest.id, result.manifest.added_bytes
+            self._apply_retention(repo)
             if result.partial:
                 path, message = result.errors[0]
                 error = (
@@ -604,6 +605,17 @@ class AutoSync:
             snapshot=snapshot,
             error=error,
         )
+
+    def _apply_retention(self, repo: Repository) -> None:
+        """``[retention]`` from stcore.toml: forget what the policy drops, then prune."""
+        if not self.settings.retention:
+            return
+        from stcore.retention import Policy, apply_policy
+
+        policy = Policy.from_mapping(self.settings.retention, "[retention]")
+        doomed = [d.manifest.id for d in apply_policy(repo.snapshots(), policy) if not d.keep]
+        if repo.forget(doomed):
+            repo.prune()
 
     def _sync(self, repo: Repository) -> list[RunRecord]:
         from stcore.sync import sync

@@ -182,3 +182,31 @@ def test_cli_forget_dry_run_then_for_real(tmp_path) -> None:  # type: ignore[no-
     ]  # fmt: skip
     named = run_cli("forget", ids[3][-8:], env=env)
     assert named.returncode == 0 and "forgot 1 snapshots" in named.stdout
+
+
+def test_daemon_applies_the_configured_retention_after_a_backup(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import stcore
+    from stcore.config import load_settings
+    from stcore.daemon import AutoSync
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "stcore.toml").write_text(
+        '[repository]\nurl = "repo"\n[sources.data]\ntype = "files"\npath = "data"\n'
+        "[retention]\nkeep_last = 2\n"
+    )
+    settings = load_settings(tmp_path / "stcore.toml")
+    stcore.init_repository(str(tmp_path / "repo")).close()
+    autosync = AutoSync(settings=settings, backup_interval=3600, auto_sync=False)
+    for i in range(4):
+        (tmp_path / "data" / f"f{i}").write_bytes(bytes([i]) * 100_000)
+        autosync.run_once(sync=False)
+    autosync.close()
+    assert len(stcore.open_repository(str(tmp_path / "repo")).snapshots()) == 2
+
+
+def test_bad_retention_config_is_refused_early(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from stcore.config import load_settings
+
+    (tmp_path / "stcore.toml").write_text("[retention]\nkeep_dayly = 3\n")
+    with pytest.raises(ConfigError, match="unknown keys keep_dayly"):
+        load_settings(tmp_path / "stcore.toml")
