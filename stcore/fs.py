@@ -1,0 +1,422 @@
+"""``stcore://`` paths: a read-only fsspec filesystem over a repository's snapshots.
+
+Anything that reads through fsspec (pandas, pyarrow, duckdb, dask...) can read backed-up files
+in place, without restoring them::
+
+    import pandas as pd
+
+    events = pd.read_json(
+        "stcore://latest/logs/events.jsonl", lines=True, storage_options={"repo": "/srv/backups"}
+    )
+
+Paths are ``stcore://<snapshot>/<source>/<path inside the source>``. ``<snapshot>`` is a full
+snapshot id, a unique prefix of one, or ``latest``; names returned by ``ls``/``find``/``glob``
+keep the spelling the caller used, so ``glob("stcore://latest/logs/**/*.jsonl")`` answers with
+``latest/...`` paths. The filesystem is registered with fsspec through the ``fsspec.specs``
+entry point (``pip install 'stcore[fsspec]'``).
+
+Reads are lazy, as in :mod:`stcore.views`: ``info``/``open``/``cat_file`` on one file read only
+the trees on its path, and then only the chunks of the file that are read. Listing a directory
+inside a source reads that source's trees once per filesystem instance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+# fsspec ships no type information: everything imported from it is ``Any`` to mypy.
+from fsspec.spec import (  # type: ignore[import-untyped]
+    AbstractBufferedFile,
+    AbstractFileSystem,
+    _Cached,
+)
+
+from stcore.errors import ObjectNotFoundError, SnapshotNotFoundError
+from stcore.models import SnapshotManifest
+from stcore.repo.repository import Repository, open_repository
+from stcore.views import FileInfo, Snapshot, SnapshotFile, SourceView
+
+__all__ = ["StcoreFile", "StcoreFileSystem"]
+
+READ_ONLY = "stcore:// is read-only"
+_DIR_MODE = stat.S_IFDIR | 0o555
+_TYPES = {"file": "file", "dir": "directory"}
+
+
+def _repository_url(repo: str | os.PathLike[str] | None) -> str:
+    """Where the repository is: ``repo``, else ``STCORE_REPO``/stcore.toml, as an absolute path."""
+    if repo is None:
+        from stcore.config import load_settings
+
+        url = load_settings().repository_url()
+    else:
+        url = os.fspath(repo)
+    if "://" not in url:
+        url = os.path.abspath(os.path.expanduser(url))
+    return url
+
+
+# Subclassing fsspec's (untyped, so ``Any``) instance-caching metaclass: mypy's
+# disallow_subclassing_any would refuse it without the ignore.
+class _RepoKeyedCache(_Cached):  # type: ignore[misc]
+    """fsspec's instance cache, keyed by the resolved repository URL.
+
+    fsspec keys cached instances by the constructor's arguments; resolving ``repo`` first (from
+    the environment when it is omitted, to an absolute path when it is relative) means
+    ``filesystem("stcore")`` after ``STCORE_REPO`` changes, or from another working directory,
+    cannot be handed an instance of a different repository.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            args = (_repository_url(args[0]), *args[1:])
+        else:
+            kwargs["repo"] = _repository_url(kwargs.get("repo"))
+        return super().__call__(*args, **kwargs)
+
+
+def _entry(name: str, info: FileInfo) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": name,
+        "size": info.size if info.kind == "file" else 0,
+        "type": _TYPES.get(info.kind, "other"),
+        "mtime": info.mtime.timestamp(),
+        "mode": info.mode,
+        "islink": info.kind == "symlink",
+    }
+    if info.kind == "symlink":
+        entry["destination"] = info.target
+    return entry
+
+
+def _not_found(path: str, why: object) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, f"stcore://{path}: {why}", path)
+
+
+# AbstractFileSystem is untyped (``Any``); the ignore is mypy's disallow_subclassing_any.
+class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: ignore[misc]
+    """Read-only ``stcore://<snapshot>/<source>/<path>`` access to one repository.
+
+    ``repo`` is the repository's path or URL (default: ``STCORE_REPO``, then stcore.toml);
+    ``password`` opens an encrypted one (default: ``STCORE_PASSWORD``); ``cache`` is handed to
+    :func:`~stcore.repo.repository.open_repository` (on by default for remote repositories).
+    The repository is opened on first use and kept for the life of the instance.
+
+    The snapshot list is read once per instance, so ``latest`` keeps naming the same snapshot;
+    :meth:`invalidate_cache` (or ``skip_instance_cache=True``) sees newer ones.
+    """
+
+    protocol = "stcore"
+    root_marker = ""
+
+    def __init__(
+        self,
+        repo: str | os.PathLike[str] | None = None,
+        *,
+        password: str | None = None,
+        cache: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.repo_url = _repository_url(repo)
+        self._password = password
+        self._cache = cache
+        self._lock = threading.RLock()
+        self._repository: Repository | None = None
+        self._views: dict[str, Snapshot] = {}
+        #: per (snapshot id, source): every entry by path, and each directory's children
+        self._listings: dict[
+            tuple[str, str], tuple[dict[str, FileInfo], dict[str, list[FileInfo]]]
+        ] = {}
+
+    # --- the repository and what it holds -------------------------------------------------------
+
+    @property
+    def repository(self) -> Repository:
+        """The open repository (opened on first use, then reused)."""
+        with self._lock:
+            if self._repository is None:
+                self._repository = open_repository(
+                    self.repo_url, password=self._password, cache=self._cache
+                )
+            return self._repository
+
+    @property
+    def fsid(self) -> str:
+        return f"stcore-{self.repository.id}"
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        """Forget listings and the snapshot list: the next call sees snapshots made since.
+
+        The repository is opened again on next use; files already open keep reading from the
+        instance they were opened with.
+        """
+        with self._lock:
+            self._views.clear()
+            self._listings.clear()
+            self._repository = None
+        super().invalidate_cache(path)
+
+    @contextmanager
+    def _translated(self, path: str) -> Iterator[None]:
+        """Run under the lock, turning "there is no such snapshot/source/entry" into ENOENT."""
+        with self._lock:
+            try:
+                yield
+            except (SnapshotNotFoundError, ObjectNotFoundError) as exc:
+                raise _not_found(path, exc) from exc
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = os.fspath(path) if isinstance(path, os.PathLike) else str(path)
+        if path.startswith("stcore://"):
+            path = path[len("stcore://") :]
+        elif path.startswith("stcore::"):
+            path = path[len("stcore::") :]
+        return path.strip("/")
+
+    def _split(self, path: str) -> tuple[str, str, str]:
+        """``path`` (protocol stripped) as (snapshot ref, source, path inside the source)."""
+        parts = path.split("/", 2)
+        parts += [""] * (3 - len(parts))
+        return parts[0], parts[1], parts[2].strip("/")
+
+    def _snapshot(self, ref: str) -> Snapshot:
+        manifest: SnapshotManifest = self.repository.resolve(ref)
+        view = self._views.get(manifest.id)
+        if view is None:
+            view = self._views[manifest.id] = Snapshot(self.repository, manifest)
+        return view
+
+    def _source(self, path: str, ref: str, name: str) -> SourceView:
+        snapshot = self._snapshot(ref)
+        if name not in snapshot.sources:
+            available = ", ".join(snapshot.sources) or "none"
+            raise _not_found(
+                path, f"snapshot {snapshot.id} has no source {name!r} (it has: {available})"
+            )
+        return snapshot.sources[name]
+
+    def _listing(self, view: SourceView) -> tuple[dict[str, FileInfo], dict[str, list[FileInfo]]]:
+        key = (view.snapshot_id, view.name)
+        listing = self._listings.get(key)
+        if listing is None:
+            entries: dict[str, FileInfo] = {}
+            children: dict[str, list[FileInfo]] = {"": []}
+            for info in view.files():
+                entries[info.path] = info
+                children.setdefault(info.path.rpartition("/")[0], []).append(info)
+                if info.kind == "dir":
+                    children.setdefault(info.path, [])
+            listing = self._listings[key] = (entries, children)
+        return listing
+
+    def _snapshot_entry(self, name: str, manifest: SnapshotManifest) -> dict[str, Any]:
+        return {
+            "name": name,
+            "size": 0,
+            "type": "directory",
+            "mtime": manifest.time.timestamp(),
+            "mode": _DIR_MODE,
+            "snapshot_id": manifest.id,
+            "tags": list(manifest.tags),
+            "host": manifest.host,
+        }
+
+    def _source_entry(
+        self, name: str, view: SourceView, manifest: SnapshotManifest
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "size": 0,
+            "type": "directory",
+            "mtime": manifest.time.timestamp(),
+            "mode": _DIR_MODE,
+            "source_type": view.type,
+        }
+
+    # --- listing and metadata -------------------------------------------------------------------
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        with self._translated(path):
+            entries = self._ls(path)
+        return entries if detail else [entry["name"] for entry in entries]
+
+    def _ls(self, path: str) -> list[dict[str, Any]]:
+        ref, name, inner = self._split(path)
+        if not ref:
+            return [self._snapshot_entry(m.id, m) for m in self.repository.snapshots()]
+        snapshot = self._snapshot(ref)
+        if not name:
+            return [
+                self._source_entry(f"{ref}/{source}", view, snapshot.manifest)
+                for source, view in snapshot.sources.items()
+            ]
+        view = self._source(path, ref, name)
+        entries, children = self._listing(view)
+        prefix = f"{ref}/{name}/"
+        if inner and inner not in entries:
+            raise _not_found(
+                path, f"snapshot {view.snapshot_id}, source {name!r} has no entry {inner!r}"
+            )
+        if inner and entries[inner].kind != "dir":
+            return [_entry(prefix + inner, entries[inner])]
+        return [_entry(prefix + info.path, info) for info in children.get(inner, [])]
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        ref, name, inner = self._split(path)
+        with self._translated(path):
+            if not ref:
+                return {"name": "", "size": 0, "type": "directory", "mode": _DIR_MODE}
+            snapshot = self._snapshot(ref)
+            if not name:
+                return self._snapshot_entry(ref, snapshot.manifest)
+            view = self._source(path, ref, name)
+            if not inner:
+                return self._source_entry(f"{ref}/{name}", view, snapshot.manifest)
+            # SourceView.info reads only the trees on the way down to this one entry.
+            return _entry(path, view.info(inner))
+
+    def modified(self, path: str) -> dt.datetime:
+        mtime = self.info(path).get("mtime")
+        if mtime is None:
+            raise FileNotFoundError(errno.ENOENT, "the repository root has no time", path)
+        return dt.datetime.fromtimestamp(mtime, dt.UTC)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _raw(self, path: str) -> tuple[SnapshotFile, dict[str, Any]]:
+        """A :class:`SnapshotFile` of ``path`` (protocol stripped) and its info."""
+        ref, name, inner = self._split(path)
+        with self._translated(path):
+            if not inner:
+                raise IsADirectoryError(
+                    errno.EISDIR, "stcore:// snapshots and sources are directories", path
+                )
+            view = self._source(path, ref, name)
+            found = view.info(inner)
+            if found.kind == "dir":
+                raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+            if found.kind != "file":
+                raise _not_found(
+                    path, f"{inner!r} is a symbolic link to {found.target!r}; open its target"
+                )
+            return view.open(inner), _entry(path, found)
+
+    def _open(
+        self,
+        path: str,
+        mode: str = "rb",
+        block_size: int | None = None,
+        autocommit: bool = True,
+        cache_options: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> StcoreFile:
+        path = self._strip_protocol(path)
+        if mode != "rb":
+            raise PermissionError(
+                errno.EROFS, f"{READ_ONLY}: cannot open in mode {mode!r}", f"stcore://{path}"
+            )
+        raw, entry = self._raw(path)
+        return StcoreFile(
+            self, path, raw, entry, block_size=block_size, cache_options=cache_options, **kwargs
+        )
+
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        """The bytes of ``path`` in ``[start, end)`` (negative = from the end), fetching only
+        the chunks that range covers."""
+        path = self._strip_protocol(path)
+        raw, _ = self._raw(path)
+        with raw, self._lock:
+            size = raw.size
+            begin = 0 if start is None else (start if start >= 0 else max(0, size + start))
+            stop = size if end is None else (end if end >= 0 else max(0, size + end))
+            stop = min(stop, size)
+            if stop <= begin:
+                return b""
+            raw.seek(begin)
+            return raw.read(stop - begin)
+
+    # --- writing: refused -----------------------------------------------------------------------
+
+    def _refuse(self, action: str, path: Any) -> PermissionError:
+        where = self._strip_protocol(path) if isinstance(path, str | os.PathLike) else path
+        return PermissionError(errno.EROFS, f"{READ_ONLY}: cannot {action}", f"stcore://{where}")
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        raise self._refuse("create a directory", path)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        raise self._refuse("create a directory", path)
+
+    def rmdir(self, path: str) -> None:
+        raise self._refuse("remove a directory", path)
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        raise self._refuse("remove", path)
+
+    def rm_file(self, path: str) -> None:
+        raise self._refuse("remove", path)
+
+    def _rm(self, path: str) -> None:
+        raise self._refuse("remove", path)
+
+    def touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        raise self._refuse("create a file", path)
+
+    def pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
+        raise self._refuse("write", path)
+
+    def put_file(self, lpath: str, rpath: str, **kwargs: Any) -> None:
+        raise self._refuse("upload", rpath)
+
+    def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        raise self._refuse("copy into it", path2)
+
+    def mv(self, path1: Any, path2: Any, **kwargs: Any) -> None:
+        raise self._refuse("move", path1)
+
+
+# AbstractBufferedFile is untyped (``Any``); the ignore is mypy's disallow_subclassing_any.
+class StcoreFile(AbstractBufferedFile):  # type: ignore[misc]
+    """A buffered, seekable read-only file of one backed-up file (what ``open`` returns).
+
+    fsspec's buffering asks :meth:`_fetch_range` for byte ranges; each is answered by the
+    :class:`~stcore.views.SnapshotFile`, which fetches only the chunks covering it.
+    """
+
+    def __init__(
+        self,
+        fs: StcoreFileSystem,
+        path: str,
+        raw: SnapshotFile,
+        entry: dict[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        self._raw_file = raw
+        if kwargs.get("block_size") is None:
+            kwargs["block_size"] = "default"
+        super().__init__(fs, path, mode="rb", size=raw.size, **kwargs)
+        self.details = entry
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        with self.fs._lock:
+            self._raw_file.seek(start)
+            return self._raw_file.read(max(0, end - start))
+
+    def close(self) -> None:
+        super().close()
+        self._raw_file.close()
