@@ -99,11 +99,13 @@ def prune(
         keep_entries: list[IndexEntry] = []
         repack: list[IndexEntry] = []
         repacked_packs = 0
-        for entries in by_pack.values():
+        for pack_id, entries in by_pack.items():
             live = [e for e in entries if e.blob_id in used]
             if not live:
                 continue
-            total = sum(e.stored_length for e in entries)
+            # The pack's real size, not the sum of its indexed blobs: once a prune keeps a pack,
+            # the new index forgets its dead blobs, yet their bytes are still in the pack.
+            total = packs.get(pack_id.hex()) or sum(e.stored_length for e in entries)
             share = sum(e.stored_length for e in live) / total if total else 1.0
             if share < repack_threshold:
                 repack.extend(live)

@@ -1,0 +1,82 @@
+"""forget + ``sync --prune`` against a cloud emulator: the remote follows the local forgets.
+
+The remote ends with exactly the local snapshots, its unreferenced data is gone, it passes
+``check --read-data`` and every kept snapshot restores from it byte-for-byte.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+import stcore
+from integration.conftest import Remote
+from stcore.config import RemoteConfig
+from stcore.repo.repository import open_backend
+from stcore.sync import Syncer, SyncOptions
+from stcore.sync import sync as run_sync
+from tests.trees import snapshot_of_tree
+
+FILE = 200_000
+
+
+def _data_bytes(repo: stcore.Repository) -> int:
+    return sum(info.size for info in repo.backend.list("data/"))
+
+
+@pytest.mark.parametrize("remote", ["s3"], indirect=True)
+def test_forget_then_sync_prune_reclaims_space_on_the_remote(
+    tmp_path: Path, remote: Remote
+) -> None:
+    url, _ = remote
+    open_backend(url, stcore.make_plugin_manager(), create=True).close()  # the empty bucket
+    local = stcore.init_repository(str(tmp_path / "repo"), pack_size=1 << 20)
+    target = RemoteConfig(name="cloud", url=url)
+    rng = random.Random(11)
+    root = tmp_path / "data"
+    trees = {}
+    for i in range(4):
+        if root.exists():
+            for old in root.iterdir():
+                old.unlink()
+        root.mkdir(exist_ok=True)
+        for j in range(3):
+            (root / f"own-{i}-{j}.bin").write_bytes(rng.randbytes(FILE))
+        manifest = local.backup(stcore.sources_for_paths([str(root)])).manifest
+        trees[manifest.id] = snapshot_of_tree(root)
+    ids = list(trees)  # oldest first
+    assert len(run_sync(local, target).snapshots) == 4
+    mirror = stcore.open_repository(url)
+    before = _data_bytes(mirror)
+    snapshot_keys = {f"snapshots/{i}" for i in ids}
+    assert {info.key for info in mirror.backend.list("snapshots/")} == snapshot_keys
+
+    assert local.forget(ids[:2]) == ids[:2]
+    run_sync(local, target)  # a plain sync deletes nothing on the remote
+    assert {info.key for info in mirror.backend.list("snapshots/")} == snapshot_keys
+    assert _data_bytes(mirror) == before
+
+    syncer = Syncer(local, target, options=SyncOptions(prune=True))
+    syncer.run()
+    assert syncer.pruned is not None and syncer.pruned.bytes_freed >= 2 * 3 * FILE
+    assert {info.key for info in mirror.backend.list("snapshots/")} == {
+        f"snapshots/{i}" for i in ids[2:]
+    }
+    assert before - _data_bytes(mirror) == syncer.pruned.bytes_freed
+    assert not list(mirror.backend.list("locks/"))
+    mirror.close()
+
+    fresh = stcore.open_repository(url)
+    result = fresh.check(read_data=True)
+    assert result.ok, result.errors
+    assert result.snapshots == 2
+    for snapshot_id in ids[2:]:
+        out = tmp_path / f"out-{snapshot_id}"
+        fresh.restore(snapshot_id, out)
+        assert snapshot_of_tree(out / "data") == trees[snapshot_id]
+    assert fresh.prune().bytes_freed == 0  # nothing unreferenced is left
+    fresh.close()
+    assert os.environ.get("AWS_ENDPOINT_URL")  # the emulator, never a real cloud
