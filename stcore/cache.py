@@ -8,14 +8,18 @@ encrypted repository never leaves plaintext on disk.
 
 Several processes may share one cache: files appear by atomic rename, readers tolerate entries
 vanishing under them, and eviction (least recently used first, by mtime, which a hit refreshes)
-deletes whole files only. The bound is kept within one entry per writing process.
+deletes whole files only. The total size is one counter shared by every process (``.size``,
+updated under ``flock``), so the bound holds however many processes write.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,6 @@ class ObjectCache:
         self.root = root
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._estimate: int | None = None
         self.hits = 0
         self.misses = 0
 
@@ -60,6 +63,25 @@ class ObjectCache:
         self.hits += 1
         return data
 
+    @contextmanager
+    def _shared_total(self) -> Iterator[list[int]]:
+        """The cache's total size, read and written under a lock every process respects."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.root / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            counter = self.root / ".size"
+            try:
+                total = [int(counter.read_text() or 0)]
+            except (FileNotFoundError, ValueError):
+                total = [self._scan_size()]
+            try:
+                yield total
+            finally:
+                temp = self.root / f".size-{secrets.token_hex(4)}"
+                temp.write_text(str(max(0, total[0])))
+                os.replace(temp, counter)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def put(self, kind: str, name: str, data: bytes) -> None:
         if len(data) > self.max_bytes:
             return
@@ -67,17 +89,25 @@ class ObjectCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.parent / f".tmp-{secrets.token_hex(6)}"
         temp.write_bytes(data)
+        existed = path.exists()
+        # The rename happens outside the lock: a slow disk must not stall every other process.
         os.replace(temp, path)
-        with self._lock:
-            if self._estimate is None:
-                self._estimate = self._scan_size()
-            self._estimate += len(data)
-            if self._estimate > self.max_bytes:
-                self._estimate = self._evict()
+        with self._shared_total() as total:
+            if not existed:
+                total[0] += len(data)
+            if total[0] > self.max_bytes:
+                total[0] = self._evict()
 
     def discard(self, kind: str, name: str) -> None:
         """Drop one entry (after it failed verification)."""
-        self._path(kind, name).unlink(missing_ok=True)
+        path = self._path(kind, name)
+        with self._shared_total() as total:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                return
+            total[0] -= size
 
     def _entries(self) -> list[tuple[float, int, Path]]:
         entries: list[tuple[float, int, Path]] = []
@@ -85,6 +115,8 @@ class ObjectCache:
             return entries
         for dirpath, _, filenames in os.walk(self.root):
             for filename in filenames:
+                if filename.startswith("."):
+                    continue  # another process's file being written, or the size counter
                 path = Path(dirpath) / filename
                 try:
                     st = path.stat()
@@ -121,9 +153,9 @@ class ObjectCache:
     def clear(self) -> int:
         """Remove every entry; return how many bytes were freed."""
         freed = 0
-        for _, size, path in self._entries():
-            path.unlink(missing_ok=True)
-            freed += size
-        with self._lock:
-            self._estimate = 0
+        with self._shared_total() as total:
+            for _, size, path in self._entries():
+                path.unlink(missing_ok=True)
+                freed += size
+            total[0] = 0
         return freed

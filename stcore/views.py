@@ -83,11 +83,20 @@ class SnapshotFile(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
     def tell(self) -> int:
+        self._check_open()
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        self._check_open()
+        bases = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}
+        if whence not in bases:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        base = bases[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
         self._pos = base + offset
@@ -99,6 +108,7 @@ class SnapshotFile(io.RawIOBase):
         return self._chunk[1]
 
     def readinto(self, buffer: Any) -> int:
+        self._check_open()
         target = memoryview(buffer).cast("B")
         written = 0
         while written < len(target) and self._pos < self.size:
@@ -112,6 +122,7 @@ class SnapshotFile(io.RawIOBase):
         return written
 
     def read(self, size: int | None = -1) -> bytes:
+        self._check_open()
         if size is None or size < 0:
             size = max(0, self.size - self._pos)
         buffer = bytearray(min(size, max(0, self.size - self._pos)))
