@@ -142,7 +142,9 @@ class SourceEntry:
     ``path`` is a tuple of names (no ``.``/``..``, no ``/``). A file entry carries ``opener``, which
     returns a binary stream of its bytes; the stream is read to the end and closed by the engine.
     ``page_size`` tells the chunker the bytes are made of fixed-size pages (SQLite), so chunk
-    boundaries can fall on page boundaries.
+    boundaries can fall on page boundaries. ``change_token`` identifies this version of the file
+    (the files source uses size, mtime, ctime and inode): when it equals the token recorded at the
+    previous backup, the file is not read again. Leave it None when no such token exists.
     """
 
     path: tuple[str, ...]
@@ -153,6 +155,7 @@ class SourceEntry:
     target: str | None = None
     opener: Callable[[], BinaryIO] | None = None
     page_size: int | None = None
+    change_token: str | None = None
 
 
 ErrorReporter = Callable[[str, BaseException], None]

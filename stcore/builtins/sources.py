@@ -66,6 +66,7 @@ def _entry_for(path: str, parts: tuple[str, ...], st: os.stat_result) -> SourceE
             mtime_ns=st.st_mtime_ns,
             size=st.st_size,
             opener=partial(_open_binary, path),
+            change_token=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
         )
     return None  # sockets, FIFOs and devices are not backed up
 

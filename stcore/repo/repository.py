@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,6 +50,7 @@ from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode,
 from stcore.models import new_snapshot_id as _new_snapshot_id
 from stcore.plugins import PluginHost, make_plugin_manager
 from stcore.repo.chunker import Chunker, ChunkerParams
+from stcore.repo.filescache import SAFETY_NS, FilesCache
 from stcore.repo.format import (
     DEFAULT_PACK_SIZE,
     PACK_FOOTER,
@@ -142,6 +144,11 @@ class _BackupSession:
     files: int = 0
     dirs: int = 0
     size: int = 0
+    #: files-cache state: what the last backup recorded, what this one will, and the cut-off
+    cached: dict[str, dict[str, tuple[str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    record: dict[str, list[tuple[str, str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    started_ns: int = 0
+    unchanged_files: int = 0
 
     def report(self, path: str, exc: BaseException) -> None:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -532,7 +539,13 @@ class Repository:
             self.backend, exclusive=False, purpose="backup", wait=lock_wait_from_env()
         ):
             self._index = self._load_index()  # after the lock: what a prune left is current
-            return self._locked_backup(sources, snapshot_id, now, tags, hostname, progress)
+            files_cache = FilesCache(self.cache_dir / "files.sqlite")
+            try:
+                return self._locked_backup(
+                    sources, snapshot_id, now, tags, hostname, progress, files_cache
+                )
+            finally:
+                files_cache.close()
 
     def _locked_backup(
         self,
@@ -542,6 +555,7 @@ class Repository:
         tags: Iterable[str],
         hostname: str | None,
         progress: ProgressCallback | None,
+        files_cache: FilesCache,
     ) -> BackupResult:
         written: list[int] = []
         session = _BackupSession(
@@ -553,7 +567,11 @@ class Repository:
                 on_pack_written=written.append,
             ),
             progress=progress or _no_progress,
+            started_ns=_time.time_ns(),
         )
+        for source in sources:
+            session.cached[source.name] = files_cache.load(source.name)
+            session.record[source.name] = []
         summaries: dict[str, SourceSummary] = {}
         try:
             for source in sources:
@@ -589,6 +607,9 @@ class Repository:
         self.backend.write(object_key("snapshots", snapshot_id), stored)
         if self._catalog is not None:
             self._catalog.add(manifest)
+        # Recorded only now: every blob named in the cache is in an index object that exists.
+        for name, recorded in session.record.items():
+            files_cache.replace(name, recorded)
         self.host.notify_backup_finished(self.location, manifest)
         return BackupResult(manifest=manifest, errors=tuple(session.errors))
 
@@ -671,7 +692,14 @@ class Repository:
         self, entry: SourceEntry, chunker: Chunker, session: _BackupSession, source_name: str
     ) -> TreeNode | None:
         assert entry.opener is not None
-        display = f"{source_name}:{'/'.join(entry.path)}"
+        relative = "/".join(entry.path)
+        display = f"{source_name}:{relative}"
+        token = entry.change_token
+        if token is not None:
+            known = session.cached.get(source_name, {}).get(relative)
+            if known is not None and known[0] == token and all(b in self.index for b in known[1]):
+                session.unchanged_files += 1
+                return self._file_node(entry, known[1], entry.size, session, source_name, token)
         content: list[bytes] = []
         size = 0
         try:
@@ -683,16 +711,31 @@ class Repository:
         except OSError as exc:
             session.report(display, exc)
             return None
+        return self._file_node(entry, tuple(content), size, session, source_name, token)
+
+    def _file_node(
+        self,
+        entry: SourceEntry,
+        content: tuple[bytes, ...],
+        size: int,
+        session: _BackupSession,
+        source_name: str,
+        token: str | None,
+    ) -> TreeNode:
         session.files += 1
         session.size += size
         session.progress("file", 1)
+        if token is not None and entry.mtime_ns < session.started_ns - SAFETY_NS:
+            session.record.setdefault(source_name, []).append(
+                ("/".join(entry.path), token, content)
+            )
         return TreeNode(
             name=entry.path[-1],
             kind="file",
             mode=entry.mode,
             mtime_ns=entry.mtime_ns,
             size=size,
-            content=tuple(content),
+            content=content,
         )
 
     # --- restore --------------------------------------------------------------------------------

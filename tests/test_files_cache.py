@@ -1,0 +1,96 @@
+"""The files cache: unchanged files are not read again; anything that changed is."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import stcore
+from stcore.builtins import sources as builtin_sources
+from stcore.repo.repository import Repository
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every file the files source opens during a backup."""
+    paths: list[str] = []
+    real = builtin_sources._open_binary
+
+    def counting(path: str):  # type: ignore[no-untyped-def]
+        paths.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(builtin_sources, "_open_binary", counting)
+    return paths
+
+
+def _old_tree(root: Path) -> Path:
+    root.mkdir()
+    for i in range(5):
+        (root / f"f{i}").write_bytes(os.urandom(50_000))
+        old = time.time_ns() - 10 * 1_000_000_000
+        os.utime(root / f"f{i}", ns=(old, old))
+    return root
+
+
+def _backup(repo: Repository, root: Path) -> stcore.BackupResult:
+    return repo.backup(stcore.sources_for_paths([str(root)]))
+
+
+def test_an_unchanged_file_is_not_read_again(
+    repo: Repository, tmp_path: Path, opened: list[str]
+) -> None:
+    root = _old_tree(tmp_path / "src")
+    first = _backup(repo, root)
+    assert sorted(opened) == [f"f{i}" for i in range(5)]
+    opened.clear()
+    second = _backup(repo, root)
+    assert opened == []
+    assert second.manifest.sources["src"].root == first.manifest.sources["src"].root
+    repo.restore(second.manifest.id, tmp_path / "out")
+    for i in range(5):
+        assert (tmp_path / "out" / "src" / f"f{i}").read_bytes() == (root / f"f{i}").read_bytes()
+
+
+def test_a_file_rewritten_with_its_old_size_and_mtime_is_read_again(
+    repo: Repository, tmp_path: Path, opened: list[str]
+) -> None:
+    root = _old_tree(tmp_path / "src")
+    _backup(repo, root)
+    st = (root / "f2").stat()
+    (root / "f2").write_bytes(os.urandom(50_000))  # same size
+    os.utime(root / "f2", ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime; ctime moves on
+    opened.clear()
+    result = _backup(repo, root)
+    assert opened == ["f2"]
+    view = repo.snapshot(result.manifest.id).sources["src"]
+    assert view.read_bytes("f2") == (root / "f2").read_bytes()
+
+
+def test_a_file_changed_just_before_the_backup_is_read_next_time(
+    repo: Repository, tmp_path: Path, opened: list[str]
+) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "fresh").write_bytes(b"now")  # mtime within the last second: racy, never cached
+    _backup(repo, root)
+    opened.clear()
+    _backup(repo, root)
+    assert opened == ["fresh"]
+
+
+def test_cached_content_missing_from_the_index_is_read_again(
+    repo: Repository, tmp_path: Path, opened: list[str]
+) -> None:
+    root = _old_tree(tmp_path / "src")
+    first = _backup(repo, root)
+    repo.forget([first.manifest.id])
+    repo.prune()  # every blob is gone, but the files cache still names them
+    opened.clear()
+    result = _backup(repo, root)
+    assert sorted(opened) == [f"f{i}" for i in range(5)]
+    assert repo.check(read_data=True).ok
+    repo.restore(result.manifest.id, tmp_path / "out")
