@@ -44,7 +44,7 @@ class Packer:
         )
         self._max_sealing = workers * 4
         self._writes: collections.deque[Future[None]] = collections.deque()
-        self._max_writes = 3
+        self._max_writes = 2
         self._buffer: list[bytes] = []
         self._blobs: list[PackedBlob] = []
         self._buffered = 0
