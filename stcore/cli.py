@@ -86,9 +86,20 @@ class Context:
     def url(self) -> str:
         return self.settings.repository_url(self.explicit_repo)
 
-    def open(self) -> Repository:
+    def open(self, remote: str | None = None, *, cache: bool | None = None) -> Repository:
+        """The repository (``--repo``/config), or the configured ``remote`` when one is named."""
+        if remote is not None:
+            from stcore.sync import open_remote_repository
+
+            return open_remote_repository(
+                self.settings.remote(remote), host=self.host, password=self.password
+            )
         return open_repository(
-            self.url, host=self.host, options=self.settings.backend_options, password=self.password
+            self.url,
+            host=self.host,
+            options=self.settings.backend_options,
+            password=self.password,
+            cache=cache,
         )
 
 
@@ -529,15 +540,7 @@ def restore(
 
     With --repo pointing at a cloud URL, a fresh machine restores from the cloud alone.
     """
-    if from_remote is not None:
-        from stcore.sync import open_remote_repository
-
-        opened = open_remote_repository(
-            ctx.settings.remote(from_remote), host=ctx.host, password=ctx.password
-        )
-    else:
-        opened = ctx.open()
-    with opened as repo:
+    with ctx.open(from_remote) as repo:
         manifest = repo.resolve(snap)
         total = sum(s.size for n, s in manifest.sources.items() if not sources or n in sources)
         with progress_bar("restoring", total, not as_json) as progress:
@@ -1068,15 +1071,7 @@ def prune(
 
     Takes the repository's exclusive lock: running backups finish first, new ones wait.
     """
-    if remote is not None:
-        from stcore.sync import open_remote_repository
-
-        opened = open_remote_repository(
-            ctx.settings.remote(remote), host=ctx.host, password=ctx.password
-        )
-    else:
-        opened = ctx.open()
-    with opened as repo, progress_bar("pruning", None, not as_json) as progress:
+    with ctx.open(remote) as repo, progress_bar("pruning", None, not as_json) as progress:
         result = repo.prune(
             repack_threshold=repack_threshold, dry_run=dry_run, wait=wait, progress=progress
         )
@@ -1165,29 +1160,13 @@ def cache() -> None:
     """Inspect or empty the local cache of objects fetched from remote repositories."""
 
 
-def _open_for_cache(ctx: Context, from_remote: str | None) -> Repository:
-    if from_remote is None:
-        return open_repository(
-            ctx.url,
-            host=ctx.host,
-            options=ctx.settings.backend_options,
-            cache=True,
-            password=ctx.password,
-        )
-    from stcore.sync import open_remote_repository
-
-    return open_remote_repository(
-        ctx.settings.remote(from_remote), host=ctx.host, password=ctx.password
-    )
-
-
 @cache.command("stats")
 @click.option("--from", "from_remote", default=None, metavar="REMOTE", help="A configured remote.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_context
 def cache_stats(ctx: Context, from_remote: str | None, as_json: bool) -> None:
     """Entries and bytes in the cache of this repository (or remote)."""
-    with _open_for_cache(ctx, from_remote) as repo:
+    with ctx.open(from_remote, cache=True) as repo:
         assert repo.object_cache is not None
         numbers = repo.object_cache.stats()
     if as_json:
@@ -1205,7 +1184,7 @@ def cache_stats(ctx: Context, from_remote: str | None, as_json: bool) -> None:
 @pass_context
 def cache_clear(ctx: Context, from_remote: str | None) -> None:
     """Delete every cached object of this repository (or remote); nothing else is touched."""
-    with _open_for_cache(ctx, from_remote) as repo:
+    with ctx.open(from_remote, cache=True) as repo:
         assert repo.object_cache is not None
         freed = repo.object_cache.clear()
     out.print(f"cache cleared: {human_size(freed)} freed", highlight=False)
