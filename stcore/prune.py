@@ -54,28 +54,6 @@ class PruneResult:
         return {**attrs.asdict(self), "bytes_freed": self.bytes_freed}
 
 
-def _used_blobs(repository: Repository) -> tuple[set[bytes], int]:
-    used: set[bytes] = set()
-    seen_trees: set[bytes] = set()
-    snapshot_ids = [i.key.rsplit("/", 1)[-1] for i in repository.backend.list("snapshots/")]
-
-    def walk(tree_id: bytes) -> None:
-        if tree_id in seen_trees:
-            return
-        seen_trees.add(tree_id)
-        used.add(tree_id)
-        for node in repository.read_tree(tree_id):
-            used.update(node.content)
-            if node.subtree is not None:
-                walk(node.subtree)
-
-    for snapshot_id in snapshot_ids:
-        manifest = repository.load_manifest(snapshot_id)
-        for summary in manifest.sources.values():
-            walk(summary.root)
-    return used, len(snapshot_ids)
-
-
 def prune(
     repository: Repository,
     *,
@@ -91,7 +69,9 @@ def prune(
     with repository_lock(backend, exclusive=True, purpose="prune", wait=wait):
         index = repository._load_index(cached=False)
         repository._index = index
-        used, snapshot_count = _used_blobs(repository)
+        snapshot_ids = [i.key.rsplit("/", 1)[-1] for i in backend.list("snapshots/")]
+        used = repository.referenced_blobs(snapshot_ids)
+        snapshot_count = len(snapshot_ids)
         packs = {info.key.rsplit("/", 1)[-1]: info.size for info in backend.list("data/")}
         by_pack: dict[bytes, list[IndexEntry]] = {}
         for entry in index.values():

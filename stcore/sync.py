@@ -292,16 +292,7 @@ class Syncer:
         """Every blob the snapshots reference; None means "all of them" (a full sync)."""
         if set(snapshot_ids) >= {m.id for m in self.repository.snapshots()}:
             return None
-        needed: set[bytes] = set()
-        for snapshot_id in snapshot_ids:
-            manifest = self.repository.load_manifest(snapshot_id)
-            for summary in manifest.sources.values():
-                needed.add(summary.root)
-                for _, node in self.repository.walk(summary.root):
-                    needed.update(node.content)
-                    if node.subtree is not None:
-                        needed.add(node.subtree)
-        return needed
+        return self.repository.referenced_blobs(snapshot_ids)
 
     def _propagate_forgets(self, remote: Backend, local: set[str]) -> None:
         """Forget on the remote what was forgotten here, then prune it (``sync --prune``)."""

@@ -80,10 +80,9 @@ def assert_check_ok(repo: Repository) -> None:
 
 def referenced_packs(repo: Repository) -> set[str]:
     """Packs holding at least one blob some snapshot references (per a fresh index)."""
-    from stcore.prune import _used_blobs
-
     repo._index = repo._load_index(cached=False)
-    used, _ = _used_blobs(repo)
+    snapshot_ids = [info.key.rsplit("/", 1)[-1] for info in repo.backend.list("snapshots/")]
+    used = repo.referenced_blobs(snapshot_ids)
     return {f"data/{e.pack_id.hex()[:2]}/{e.pack_id.hex()}" for e in repo._index.values()
             if e.blob_id in used}  # fmt: skip
 

@@ -787,6 +787,26 @@ class Repository:
 
         return prune(self, **kwargs)
 
+    def referenced_blobs(self, snapshot_ids: Iterable[str]) -> set[bytes]:
+        """Every blob (trees and data) the snapshots reference; each tree is read once."""
+        used: set[bytes] = set()
+        seen_trees: set[bytes] = set()
+
+        def visit(tree_id: bytes) -> None:
+            if tree_id in seen_trees:
+                return
+            seen_trees.add(tree_id)
+            used.add(tree_id)
+            for node in self.read_tree(tree_id):
+                used.update(node.content)
+                if node.subtree is not None:
+                    visit(node.subtree)
+
+        for snapshot_id in snapshot_ids:
+            for summary in self.load_manifest(snapshot_id).sources.values():
+                visit(summary.root)
+        return used
+
     def walk(
         self, tree_id: bytes, prefix: tuple[str, ...] = ()
     ) -> Iterator[tuple[tuple[str, ...], TreeNode]]:
