@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from stcore.localdb import open_local_database
 from stcore.models import SnapshotManifest
 
 SCHEMA = """
@@ -71,22 +71,8 @@ class Catalog:
     """Queries over the snapshots of one repository."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        # Switching to WAL and creating the schema need the write lock, and SQLite does not
-        # apply its busy timeout to the journal-mode switch: retry while another process holds it.
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA foreign_keys=ON")
-                self._db.executescript(SCHEMA)
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self._db = open_local_database(path, SCHEMA)
 
     def close(self) -> None:
         self._db.close()

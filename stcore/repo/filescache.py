@@ -10,10 +10,10 @@ backup's start, so a file written during the same second as a backup is always r
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from stcore.localdb import open_local_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -31,18 +31,7 @@ SAFETY_NS = 1_000_000_000
 
 class FilesCache:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.executescript(SCHEMA)
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self._db = open_local_database(path, SCHEMA)
 
     def load(self, source: str) -> dict[str, tuple[str, tuple[bytes, ...]]]:
         rows = self._db.execute(
