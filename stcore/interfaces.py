@@ -14,6 +14,9 @@ import attrs
 
 # --- backends ------------------------------------------------------------------------------------
 
+#: What :meth:`Backend.write` accepts: any contiguous bytes-like object.
+BytesLike = bytes | bytearray | memoryview
+
 
 @attrs.frozen(kw_only=True)
 class ObjectInfo:
@@ -35,8 +38,12 @@ class Backend(Protocol):
     #: Where the objects live, for messages; never contains credentials.
     location: str
 
-    def write(self, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key``; raise ``ObjectExistsError`` if ``key`` exists."""
+    def write(self, key: str, data: BytesLike) -> None:
+        """Store ``data`` under ``key``; raise ``ObjectExistsError`` if ``key`` exists.
+
+        ``data`` may be a ``memoryview`` of a buffer the caller reuses once ``write`` returns
+        (packs are written that way), so keep no reference to it after returning.
+        """
         ...
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -107,6 +107,21 @@ class BackendContract:
         assert backend.read("data/la/large", middle, 4096) == payload[middle : middle + 4096]
         assert backend.read("data/la/large") == payload
 
+    @pytest.mark.parametrize("large", [False, True], ids=["small", "large"])
+    def test_any_bytes_like_object_can_be_written_and_reused_after(
+        self, backend: Backend, large: bool
+    ) -> None:
+        # Packs are written from a reused bytearray through a memoryview: the backend must store
+        # the bytes as they were during the call, whatever the caller does with the buffer after.
+        payload = os.urandom(self.large_size if large else 4096)
+        buffer = bytearray(payload + b"tail")
+        with memoryview(buffer) as view:
+            backend.write("data/bl/view", view[: len(payload)])
+        buffer[:] = bytes(len(buffer))
+        backend.write("data/bl/bytearray", bytearray(payload))
+        assert backend.read("data/bl/view") == payload
+        assert backend.read("data/bl/bytearray") == payload
+
     def test_concurrent_create_only_writes_let_exactly_one_win(self, backend: Backend) -> None:
         outcomes: list[str] = []
         lock = threading.Lock()

@@ -68,7 +68,7 @@ from stcore.errors import (
     StcoreError,
     TransientBackendError,
 )
-from stcore.interfaces import ObjectInfo
+from stcore.interfaces import BytesLike, ObjectInfo
 from stcore.streams import MemoryviewReader
 
 log = logging.getLogger(__name__)
@@ -536,7 +536,9 @@ class AzureBackend:
 
     # --- Backend protocol -----------------------------------------------------------------------
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: BytesLike) -> None:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # upload_blob wants bytes; a memoryview is the caller's buffer
         blob = self._container.get_blob_client(self._blob_name(key))
         digest = hashlib.md5(data, usedforsecurity=False).digest()
         try:

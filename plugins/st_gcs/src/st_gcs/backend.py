@@ -59,7 +59,7 @@ from stcore.errors import (
     StcoreError,
     TransientBackendError,
 )
-from stcore.interfaces import ObjectInfo
+from stcore.interfaces import BytesLike, ObjectInfo
 
 MiB = 1024 * 1024
 DEFAULT_ENDPOINT = "https://storage.googleapis.com"
@@ -621,7 +621,9 @@ class GcsBackend:
 
     # --- Backend protocol -----------------------------------------------------------------------
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: BytesLike) -> None:
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the SDK's simple and resumable uploads want bytes
         name = self._name(key)
         crc32c, md5 = _declared_checksums(data)
         resumable = len(data) > self._options.resumable_threshold

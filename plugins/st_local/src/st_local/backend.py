@@ -23,7 +23,7 @@ from stcore.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
 )
-from stcore.interfaces import ObjectInfo
+from stcore.interfaces import BytesLike, ObjectInfo
 
 TEMP_PREFIX = ".tmp-"
 
@@ -101,7 +101,7 @@ class LocalBackend:
 
     # --- Backend protocol -----------------------------------------------------------------------
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: BytesLike) -> None:
         path = self._path(key)
         try:
             self._ensure_dir(path.parent)

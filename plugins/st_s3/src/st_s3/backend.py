@@ -53,7 +53,7 @@ from stcore.errors import (
     ObjectNotFoundError,
     TransientBackendError,
 )
-from stcore.interfaces import ObjectInfo
+from stcore.interfaces import BytesLike, ObjectInfo
 from stcore.streams import MemoryviewReader
 
 log = logging.getLogger(__name__)
@@ -514,7 +514,7 @@ class S3Backend:
 
     # --- Backend protocol -----------------------------------------------------------------------
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: BytesLike) -> None:
         object_key = self._object_key(key)
         if len(data) > self.settings.multipart_threshold:
             self._write_multipart(key, object_key, data)
@@ -544,7 +544,7 @@ class S3Backend:
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error(exc, key) from exc
 
-    def _write_multipart(self, key: str, object_key: str, data: bytes) -> None:
+    def _write_multipart(self, key: str, object_key: str, data: BytesLike) -> None:
         """Upload in parts from a memoryview; complete create-only; abort on any failure."""
         # Fail before uploading megabytes when the key is already there; the conditional
         # complete below is what makes it race-free.
