@@ -27,6 +27,7 @@ from stcore.errors import ObjectNotFoundError
 from stcore.locks import repository_lock
 from stcore.models import IndexEntry
 from stcore.repo.format import encode_index, object_key
+from stcore.repo.index import BlobIndex
 from stcore.repo.packer import Packer
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ def prune(
                 _delete(backend, object_key("data", pack_hex))
                 deleted += 1
         # Cached blob frames stay valid: they are verified by blob id, wherever the blob lives.
-        repository._index = {e.blob_id: e for e in all_entries}
+        repository._index = BlobIndex(all_entries)
         bytes_after = sum(info.size for info in backend.list("data/"))
     return PruneResult(
         snapshots=snapshot_count,

@@ -1,7 +1,10 @@
 """Lazy, read-only views of a snapshot: nothing is fetched until it is read.
 
 ``repo.snapshot("latest").sources["ai_hub"].data`` reads exactly the trees and blobs of that one
-source. Trees are read once per view and kept; file bytes are fetched blob by blob.
+source. Trees are read once per view and kept. File bytes are fetched in bulk
+(:meth:`Repository.read_blobs`): a read that spans many blobs, such as a database stored one page
+per blob, costs a range request per pack rather than one per blob, and still fetches only the
+blobs it touches (plus, at most, the small gaps between neighbours in one pack).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import attrs
 from stcore.errors import CorruptObjectError, ObjectNotFoundError
 from stcore.globs import match_path
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode
+from stcore.repo.reader import read_in_order
 
 if TYPE_CHECKING:
     from stcore.repo.repository import Repository
@@ -54,8 +58,9 @@ class SnapshotFile(io.RawIOBase):
 
     Each read maps its byte range to the chunks covering it (from their sizes in the index) and
     fetches just those blobs; the most recently used chunk is kept, so small sequential reads
-    cost one fetch per chunk. On a remote repository each fetch is a range read of one blob,
-    and the object cache keeps it for next time.
+    cost one fetch per chunk. A read spanning several chunks fetches them together, neighbours
+    in a pack with one range request. On a remote repository the object cache keeps every
+    fetched blob for next time.
     """
 
     def __init__(self, repository: Repository, node: TreeNode, name: str) -> None:
@@ -102,20 +107,32 @@ class SnapshotFile(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def _chunk_at(self, index: int) -> bytes:
-        if self._chunk is None or self._chunk[0] != index:
-            self._chunk = (index, self._repository.read_blob(self._ids[index]))
-        return self._chunk[1]
+    def _chunks(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
+        """Chunks ``first`` to ``last`` in order, the kept one reused and the others fetched in
+        bulk; the last one is kept for the next read."""
+        kept = self._chunk
+        wanted = [i for i in range(first, last + 1) if kept is None or kept[0] != i]
+        fetched = read_in_order(self._repository, [self._ids[i] for i in wanted])
+        for index in range(first, last + 1):
+            if kept is not None and kept[0] == index:
+                chunk = kept[1]
+            else:
+                chunk = next(fetched)
+            self._chunk = (index, chunk)
+            yield index, chunk
 
     def readinto(self, buffer: Any) -> int:
         self._check_open()
         target = memoryview(buffer).cast("B")
+        end = min(self._pos + len(target), self.size)
+        if end <= self._pos:
+            return 0
+        first = bisect.bisect_right(self._starts, self._pos) - 1
+        last = bisect.bisect_right(self._starts, end - 1) - 1
         written = 0
-        while written < len(target) and self._pos < self.size:
-            index = bisect.bisect_right(self._starts, self._pos) - 1
-            chunk = self._chunk_at(index)
+        for index, chunk in self._chunks(first, last):
             inside = self._pos - self._starts[index]
-            count = min(len(target) - written, len(chunk) - inside)
+            count = min(end - self._pos, len(chunk) - inside)
             target[written : written + count] = chunk[inside : inside + count]
             written += count
             self._pos += count
@@ -204,8 +221,8 @@ class SourceView:
         return _info(path.strip("/"), node)
 
     def iter_chunks(self, path: str) -> Iterator[bytes]:
-        for blob_id in self._file(path).content:
-            yield self._repository.read_blob(blob_id)
+        """The file's chunks in order, fetched a window at a time with few range requests."""
+        yield from read_in_order(self._repository, self._file(path).content)
 
     def read_bytes(self, path: str) -> bytes:
         return b"".join(self.iter_chunks(path))

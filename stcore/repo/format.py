@@ -191,7 +191,12 @@ def encode_index(codec: Codec, entries: Iterable[IndexEntry]) -> bytes:
     return codec.seal(payload, b"index")
 
 
-def decode_index(codec: Codec, stored: bytes) -> list[IndexEntry]:
+#: one row of an index object: blob id, type code, pack id, offset, stored length, raw length
+IndexRow = tuple[bytes, int, bytes, int, int, int]
+
+
+def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
+    """The rows of an index object, checked; cheaper than ``IndexEntry`` objects in bulk."""
     payload = codec.unseal(stored, b"index")
     try:
         if payload[:4] != INDEX_MAGIC:
@@ -212,21 +217,34 @@ def decode_index(codec: Codec, stored: bytes) -> list[IndexEntry]:
         body = payload[position:]
         if len(body) != entry_count * INDEX_ENTRY.size:
             raise CorruptObjectError("index object is truncated")
-        return [
-            IndexEntry(
-                blob_id=blob_id,
-                blob_type=BLOB_TYPES_BY_CODE[code],
-                pack_id=packs[number],
-                offset=offset,
-                stored_length=stored_length,
-                raw_length=raw_length,
-            )
+        rows = [
+            (blob_id, code, packs[number], offset, stored_length, raw_length)
             for blob_id, code, number, offset, stored_length, raw_length in INDEX_ENTRY.iter_unpack(
                 body
             )
         ]
-    except (struct.error, IndexError, KeyError) as exc:
+    except (struct.error, IndexError) as exc:
         raise CorruptObjectError(f"index object cannot be parsed: {exc}") from exc
+    unknown = {row[1] for row in rows} - set(BLOB_TYPES_BY_CODE)
+    if unknown:
+        raise CorruptObjectError(f"index object names unknown blob type codes {sorted(unknown)}")
+    return rows
+
+
+def decode_index(codec: Codec, stored: bytes) -> list[IndexEntry]:
+    return [
+        IndexEntry(
+            blob_id=blob_id,
+            blob_type=BLOB_TYPES_BY_CODE[code],
+            pack_id=pack_id,
+            offset=offset,
+            stored_length=stored_length,
+            raw_length=raw_length,
+        )
+        for blob_id, code, pack_id, offset, stored_length, raw_length in decode_index_rows(
+            codec, stored
+        )
+    ]
 
 
 # --- trees -----------------------------------------------------------------------------------

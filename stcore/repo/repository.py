@@ -55,8 +55,10 @@ from stcore.repo.format import (
     DEFAULT_PACK_SIZE,
     PACK_FOOTER,
     Codec,
+    IndexRow,
     RepositoryConfig,
     decode_index,
+    decode_index_rows,
     decode_pack_footer,
     decode_pack_trailer,
     decode_tree,
@@ -65,6 +67,7 @@ from stcore.repo.format import (
     hash_id,
     object_key,
 )
+from stcore.repo.index import BlobIndex
 from stcore.repo.packer import Packer
 
 #: Called with an event name and an amount: ("bytes", n) as data is read, ("file", 1) per file.
@@ -73,6 +76,13 @@ ProgressCallback = Callable[[str, int], None]
 
 def _no_progress(event: str, amount: int) -> None:
     pass
+
+
+def decode_index_rows_checked(codec: Codec, key: str, stored: bytes) -> list[IndexRow]:
+    try:
+        return decode_index_rows(codec, stored)
+    except CorruptObjectError as exc:
+        raise CorruptObjectError(f"{key}: {exc}") from exc
 
 
 def default_cache_root() -> Path:
@@ -183,7 +193,7 @@ class Repository:
         # share a catalog (refreshing one would drop the other's snapshots and sync state).
         where = hash_id(backend.location.encode()).hex()[:12]
         self.cache_dir = (cache_root or default_cache_root()) / f"{config.id}-{where}"
-        self._index: dict[bytes, IndexEntry] | None = None
+        self._index: BlobIndex | None = None
         self._catalog: Catalog | None = None
         self._catalog_fresh = False
         #: what was fetched from a remote backend, kept on local disk (None for local repos)
@@ -272,26 +282,33 @@ class Repository:
     # --- index ----------------------------------------------------------------------------------
 
     @property
-    def index(self) -> dict[bytes, IndexEntry]:
+    def index(self) -> BlobIndex:
         if self._index is None:
             self._index = self._load_index()
         return self._index
 
-    def _load_index(self, *, cached: bool = True) -> dict[bytes, IndexEntry]:
+    def _load_index(self, *, cached: bool = True) -> BlobIndex:
         """All index objects merged; ``cached=False`` reads every one from the backend (check)."""
-        index: dict[bytes, IndexEntry] = {}
+        index = BlobIndex()
         keys = [info.key for info in self.backend.list("index/")]
 
-        def read(key: str) -> list[IndexEntry]:
-            return self._read_index_object(key, cached=cached)
+        def read(key: str) -> list[IndexRow]:
+            return decode_index_rows_checked(self.codec, key, self._read_index_stored(key, cached))
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for entries in pool.map(read, keys):
-                for entry in entries:
-                    index.setdefault(entry.blob_id, entry)
+            for rows in pool.map(read, keys):
+                for row in rows:
+                    index.add_fields(*row)
         return index
 
     def _read_index_object(self, key: str, *, cached: bool = True) -> list[IndexEntry]:
+        try:
+            return decode_index(self.codec, self._read_index_stored(key, cached))
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"{key}: {exc}") from exc
+
+    def _read_index_stored(self, key: str, cached: bool) -> bytes:
+        """The stored bytes of one index object, verified against its name."""
         name = key.rsplit("/", 1)[-1]
         cache = self.object_cache if cached else None
         stored = cache.get("index", name) if cache is not None else None
@@ -301,10 +318,7 @@ class Repository:
                 raise CorruptObjectError(f"{key} does not match its hash")
             if cache is not None:
                 cache.put("index", name, stored)
-        try:
-            return decode_index(self.codec, stored)
-        except CorruptObjectError as exc:
-            raise CorruptObjectError(f"{key}: {exc}") from exc
+        return stored
 
     def _read_object(self, key: str) -> bytes:
         try:
@@ -325,6 +339,17 @@ class Repository:
                 "the repository is damaged (run `stcore check`)"
             )
         return self._read_entry(entry)
+
+    def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+        """``(blob id, plaintext)`` for many blobs, each verified, with few backend reads.
+
+        Blobs are grouped by pack and neighbours read with one range request (see
+        :mod:`stcore.repo.reader`). The order is by pack range, not the order asked; an id asked
+        for twice is yielded twice. Use :func:`stcore.repo.reader.read_in_order` for file order.
+        """
+        from stcore.repo.reader import BlobReader
+
+        return BlobReader(self).read_blobs(blob_ids)
 
     def _read_entry(self, entry: IndexEntry) -> bytes:
         key = object_key("data", entry.pack_id)
@@ -564,6 +589,8 @@ class Repository:
                 self.codec,
                 pack_size=self.config.pack_size,
                 workers=self.workers,
+                # Over a network a write waits on latency, not the disk: keep more going.
+                writes_in_flight=3 if is_remote_url(self.location) else 1,
                 on_pack_written=written.append,
             ),
             progress=progress or _no_progress,
@@ -588,8 +615,7 @@ class Repository:
             body = encode_index(self.codec, entries)
             self._write_content_addressed("index", body)
             added += len(body)
-            for entry in entries:
-                self.index.setdefault(entry.blob_id, entry)
+            self.index.update(entries)
         manifest = SnapshotManifest(
             id=snapshot_id,
             time=now,
@@ -704,7 +730,7 @@ class Repository:
         size = 0
         try:
             with entry.opener() as stream:
-                for chunk in chunker.chunks(stream, entry.size):
+                for chunk in chunker.chunks(stream, entry.size, entry.page_size):
                     content.append(self._store_blob(session, "data", chunk))
                     size += len(chunk)
                     session.progress("bytes", len(chunk))
@@ -938,7 +964,7 @@ class Repository:
             kind = info.key.split("/", 1)[0]
             stored[kind if kind in stored else "other"] += info.size
         totals = self.catalog.totals()
-        raw = sum(e.raw_length for e in self.index.values() if e.blob_type == "data")
+        raw = self.index.raw_bytes("data")
         return {
             "repository": self.location,
             "id": self.id,

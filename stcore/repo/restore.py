@@ -1,16 +1,26 @@
 """Restoring a snapshot into a directory, refusing anything that would land outside it.
 
 The restore first walks every tree it will restore (trees are small) and validates every name:
-no empty names, ``.``, ``..``, separators or NUL bytes, no duplicate names in one directory. Only
-then does it write, so a hostile manifest is refused before a single byte lands. While writing it
-never follows a symlink: files are opened with ``O_NOFOLLOW`` and every parent directory is
-checked to resolve inside the target.
+no empty names, ``.``, ``..``, separators or NUL bytes, no duplicate names in one directory. It
+also checks that each file's chunks add up to its recorded size. Only then does it write, so a
+hostile or damaged manifest is refused before a single byte lands. While writing it never follows
+a symlink: files are opened with ``O_NOFOLLOW`` and every parent directory is checked to resolve
+inside the target.
+
+Data is written pack by pack, not file by file: every (file, offset, blob) placement is planned,
+every file is created at its final size, and then each pack range is read once (through
+:class:`~stcore.repo.reader.BlobReader`, which coalesces neighbouring blobs into one request)
+and each of its blobs written with ``pwrite`` to every place it goes. Thousands of small blobs
+(one per database page) thus cost a request per pack instead of one per blob, and a blob shared
+by many files is fetched once. Modes and mtimes are set after all data is written.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +31,7 @@ import attrs
 from stcore.errors import RestoreError, SnapshotNotFoundError
 from stcore.globs import match_any
 from stcore.models import SnapshotManifest, TreeNode
+from stcore.repo.reader import BlobReader, PackRange
 
 if TYPE_CHECKING:
     from stcore.repo.repository import Repository
@@ -44,11 +55,62 @@ def validate_name(name: str, where: str) -> None:
         )
 
 
+#: file descriptors kept open by all writing threads together: a restore of 10k files must stay
+#: far below the usual limit of 1024 open files
+MAX_OPEN_FILES = 256
+
+
 @attrs.define
 class _Plan:
     dirs: list[tuple[Path, TreeNode | None]] = attrs.field(factory=list)
     files: list[tuple[Path, TreeNode]] = attrs.field(factory=list)
     symlinks: list[tuple[Path, TreeNode]] = attrs.field(factory=list)
+
+
+@attrs.define
+class _Placements:
+    """Where every blob goes: blob id -> [(file number, offset in the file)], and how many
+    placements each file (a number into ``_Plan.files``) still waits for."""
+
+    targets: dict[bytes, list[tuple[int, int]]] = attrs.field(factory=dict)
+    remaining: list[int] = attrs.field(factory=list)
+
+
+class _OpenFiles:
+    """A small least-recently-used set of descriptors opened for writing, owned by one thread.
+
+    A pack range scatters its blobs over many files; reopening for each blob would cost a
+    syscall chain per 4 KiB page, and keeping every file open would exhaust descriptors.
+    """
+
+    def __init__(self, capacity: int, opener: Callable[[int], int]) -> None:
+        self._capacity = max(1, capacity)
+        self._opener = opener
+        self._fds: OrderedDict[int, int] = OrderedDict()
+
+    def get(self, number: int) -> int:
+        fd = self._fds.get(number)
+        if fd is not None:
+            self._fds.move_to_end(number)
+            return fd
+        if len(self._fds) >= self._capacity:
+            _, oldest = self._fds.popitem(last=False)
+            os.close(oldest)
+        fd = self._opener(number)
+        self._fds[number] = fd
+        return fd
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.popitem()[1])
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        count = os.pwrite(fd, view, offset)
+        view = view[count:]
+        offset += count
 
 
 class Restorer:
@@ -63,6 +125,10 @@ class Restorer:
         self.manifest = manifest
         self.target = target.absolute()
         self.progress = progress
+        self._reader = BlobReader(repository)
+        self._files: list[tuple[Path, TreeNode]] = []
+        self._placements = _Placements()
+        self._lock = threading.Lock()
 
     def run(self, *, sources: list[str] | None, include: list[str]) -> RestoreResult:
         names = sources if sources is not None else list(self.manifest.sources)
@@ -78,14 +144,18 @@ class Restorer:
             root = self.target / name
             plan.dirs.append((root, None))
             self._plan_tree(self.manifest.sources[name].root, root, "", include, plan)
+        self._files = plan.files
+        self._placements = self._plan_placements(plan.files)
+        ranges = self._reader.plan(self._placements.targets)
         self.target.mkdir(parents=True, exist_ok=True)
         self._real_target = os.path.realpath(self.target)
         for path, _ in plan.dirs:
             self._make_dir(path)
-        written = 0
         with ThreadPoolExecutor(max_workers=self.repository.workers) as pool:
-            for size in pool.map(self._write_file, plan.files):
-                written += size
+            list(pool.map(self._create_file, range(len(plan.files))))
+        written = sum(self._reader.run(ranges, self._restore_range))
+        for number in range(len(plan.files)):
+            self._finish_file(number)
         for path, node in plan.symlinks:
             self._make_symlink(path, node)
         # Directory metadata last, deepest first, so writing children does not change mtimes.
@@ -147,27 +217,77 @@ class Restorer:
         self._clear_link(path)
         path.mkdir(exist_ok=True)
 
-    def _write_file(self, item: tuple[Path, TreeNode]) -> int:
-        path, node = item
+    def _plan_placements(self, files: list[tuple[Path, TreeNode]]) -> _Placements:
+        """Every blob's places in the files; a file whose chunks do not add up to its recorded
+        size is refused here, before anything is written."""
+        placements = _Placements()
+        for number, (path, node) in enumerate(files):
+            offset = 0
+            for blob_id in node.content:
+                placements.targets.setdefault(blob_id, []).append((number, offset))
+                offset += self._reader.entry(blob_id).raw_length
+            if offset != node.size:
+                raise RestoreError(
+                    f"{path}: its chunks hold {offset} bytes but the snapshot says {node.size}; "
+                    "the snapshot is damaged (run `stcore check`)"
+                )
+            placements.remaining.append(len(node.content))
+        return placements
+
+    def _create_file(self, number: int) -> None:
+        """Create (or truncate) one file at its final size, so blobs can land in any order."""
+        path, node = self._files[number]
         self._check_inside(path)
         self._clear_link(path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         fd = os.open(path, flags, 0o600)
+        try:
+            os.ftruncate(fd, node.size)
+        finally:
+            os.close(fd)
+        if not node.content:
+            self.progress("file", 1)
+
+    def _finish_file(self, number: int) -> None:
+        """Mode and mtime, set through a descriptor opened without following links, once every
+        byte is written (writing would change the mtime, and the mode may forbid writing)."""
+        path, node = self._files[number]
+        self._check_inside(path)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)  # it was writable a moment ago
+        try:
+            os.fchmod(fd, stat.S_IMODE(node.mode))
+            os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+        finally:
+            os.close(fd)
+
+    def _open_for_write(self, number: int) -> int:
+        path = self._files[number][0]
+        self._check_inside(path)
+        return os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+
+    def _restore_range(self, rng: PackRange) -> int:
+        """Read one pack range and write each of its blobs everywhere it goes; runs on a worker
+        thread, with its own few descriptors."""
+        capacity = MAX_OPEN_FILES // self._reader.workers
+        open_files = _OpenFiles(capacity, self._open_for_write)
         written = 0
-        with os.fdopen(fd, "wb") as handle:
-            for blob_id in node.content:
-                data = self.repository.read_blob(blob_id)
-                handle.write(data)
-                written += len(data)
-                self.progress("bytes", len(data))
-        if written != node.size:
-            raise RestoreError(
-                f"{path}: restored {written} bytes but the snapshot says {node.size}"
-            )
-        os.chmod(path, stat.S_IMODE(node.mode))
-        os.utime(path, ns=(node.mtime_ns, node.mtime_ns))
-        self.progress("file", 1)
+        try:
+            for entry, data in self._reader.blobs(rng):
+                for number, offset in self._placements.targets[entry.blob_id]:
+                    _pwrite_all(open_files.get(number), data, offset)
+                    written += len(data)
+                    self.progress("bytes", len(data))
+                    self._placed(number)
+        finally:
+            open_files.close()
         return written
+
+    def _placed(self, number: int) -> None:
+        with self._lock:
+            self._placements.remaining[number] -= 1
+            done = self._placements.remaining[number] == 0
+        if done:
+            self.progress("file", 1)
 
     def _make_symlink(self, path: Path, node: TreeNode) -> None:
         self._check_inside(path)
