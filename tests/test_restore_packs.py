@@ -189,23 +189,32 @@ def test_a_size_that_does_not_match_the_chunks_is_refused_before_writing(tmp_pat
 
 
 def test_a_file_replaced_by_a_symlink_mid_restore_is_not_written_through(
-    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One file whose blobs span many packs: it is created by the first range that reaches it
+    # and opened again by later ones, the moment an attacker could swap in a link.
     source = tmp_path / "src"
     source.mkdir()
-    (source / "a").write_bytes(b"payload")
+    (source / "a").write_bytes(random.Random(4).randbytes(256 * 1024))
+    repo = stcore.init_repository(
+        str(tmp_path / "repo"), chunker=SMALL_CHUNKS, pack_size=SMALL_PACKS
+    )
     repo.backup(stcore.sources_for_paths([str(source)]))
+    assert len(list(repo.backend.list("data/"))) > 2
     outside = tmp_path / "outside"
     outside.write_bytes(b"untouched")
-    original = restore_module.Restorer._create_file
+    original = restore_module.Restorer._open_for_write
 
-    def create_then_swap(self: restore_module.Restorer, number: int) -> None:
-        original(self, number)
+    def open_then_swap(self: restore_module.Restorer, number: int) -> int:
+        fd = original(self, number)
         path = self._files[number][0]
-        path.unlink()
-        os.symlink(outside, path)  # an attacker swaps the file for a link after creation
+        if not path.is_symlink():
+            path.unlink()
+            os.symlink(outside, path)  # an attacker swaps the file for a link after creation
+        return fd
 
-    monkeypatch.setattr(restore_module.Restorer, "_create_file", create_then_swap)
+    monkeypatch.setattr(restore_module.Restorer, "_open_for_write", open_then_swap)
     with pytest.raises(OSError):
         repo.restore("latest", tmp_path / "out")
     assert outside.read_bytes() == b"untouched"
+    repo.close()

@@ -8,11 +8,12 @@ a symlink: files are opened with ``O_NOFOLLOW`` and every parent directory is ch
 inside the target.
 
 Data is written pack by pack, not file by file: every (file, offset, blob) placement is planned,
-every file is created at its final size, and then each pack range is read once (through
-:class:`~stcore.repo.reader.BlobReader`, which coalesces neighbouring blobs into one request)
-and each of its blobs written with ``pwrite`` to every place it goes. Thousands of small blobs
-(one per database page) thus cost a request per pack instead of one per blob, and a blob shared
-by many files is fetched once. Modes and mtimes are set after all data is written.
+then each pack range is read once (through :class:`~stcore.repo.reader.BlobReader`, which
+coalesces neighbouring blobs into one request) and each of its blobs written with ``pwrite`` to
+every place it goes. Thousands of small blobs (one per database page) thus cost a request per
+pack instead of one per blob, and a blob shared by many files is fetched once. The first blob to
+arrive creates its file; the thread that writes a file's last blob sets its mode and mtime
+through the same descriptor, so most files cost one ``open`` in all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -129,6 +129,9 @@ class Restorer:
         self._files: list[tuple[Path, TreeNode]] = []
         self._placements = _Placements()
         self._lock = threading.Lock()
+        self._create_locks = [threading.Lock() for _ in range(64)]
+        self._created: set[int] = set()
+        self._inside: set[str] = set()
 
     def run(self, *, sources: list[str] | None, include: list[str]) -> RestoreResult:
         names = sources if sources is not None else list(self.manifest.sources)
@@ -151,11 +154,10 @@ class Restorer:
         self._real_target = os.path.realpath(self.target)
         for path, _ in plan.dirs:
             self._make_dir(path)
-        with ThreadPoolExecutor(max_workers=self.repository.workers) as pool:
-            list(pool.map(self._create_file, range(len(plan.files))))
+        for number, (_, node) in enumerate(plan.files):
+            if not node.content:
+                self._write_empty_file(number)
         written = sum(self._reader.run(ranges, self._restore_range))
-        for number in range(len(plan.files)):
-            self._finish_file(number)
         for path, node in plan.symlinks:
             self._make_symlink(path, node)
         # Directory metadata last, deepest first, so writing children does not change mtimes.
@@ -201,12 +203,19 @@ class Restorer:
                 anything = True
         return anything
 
-    def _check_inside(self, path: Path) -> None:
-        parent = os.path.realpath(path.parent)
-        if parent != self._real_target and not parent.startswith(self._real_target + os.sep):
+    def _check_inside(self, path: Path, *, cached: bool = False) -> None:
+        """Refuse ``path`` if its directory resolves outside the target. ``cached`` reuses the
+        answer for a directory already checked in this restore (each file's directory is checked
+        when the directory is made), sparing a stat per path component for every file."""
+        parent = str(path.parent)
+        if cached and parent in self._inside:
+            return
+        real = os.path.realpath(parent)
+        if real != self._real_target and not real.startswith(self._real_target + os.sep):
             raise RestoreError(
                 f"refusing to restore {path}: its directory resolves outside {self.target}"
             )
+        self._inside.add(parent)
 
     def _clear_link(self, path: Path) -> None:
         if path.is_symlink():
@@ -234,36 +243,38 @@ class Restorer:
             placements.remaining.append(len(node.content))
         return placements
 
-    def _create_file(self, number: int) -> None:
-        """Create (or truncate) one file at its final size, so blobs can land in any order."""
-        path, node = self._files[number]
-        self._check_inside(path)
-        self._clear_link(path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        fd = os.open(path, flags, 0o600)
+    def _write_empty_file(self, number: int) -> None:
+        fd = self._open_for_write(number)
         try:
-            os.ftruncate(fd, node.size)
+            self._finish_file(number, fd)
         finally:
             os.close(fd)
-        if not node.content:
-            self.progress("file", 1)
 
-    def _finish_file(self, number: int) -> None:
-        """Mode and mtime, set through a descriptor opened without following links, once every
-        byte is written (writing would change the mtime, and the mode may forbid writing)."""
-        path, node = self._files[number]
-        self._check_inside(path)
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)  # it was writable a moment ago
-        try:
-            os.fchmod(fd, stat.S_IMODE(node.mode))
-            os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
-        finally:
-            os.close(fd)
+    def _finish_file(self, number: int, fd: int) -> None:
+        """Mode and mtime, set through the descriptor that wrote the file's last bytes (writing
+        would change the mtime, and the mode may forbid writing)."""
+        node = self._files[number][1]
+        os.fchmod(fd, stat.S_IMODE(node.mode))
+        os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+        self.progress("file", 1)
 
     def _open_for_write(self, number: int) -> int:
+        """A descriptor for writing file ``number``; the first opening creates (or truncates) it.
+
+        Never follows a symlink at the file itself (``O_NOFOLLOW``) and checks its directory
+        resolves inside the target. Blobs land in pack order, so a file is written by whichever
+        range holds its blobs; the first to arrive creates it, under the file's lock stripe.
+        """
         path = self._files[number][0]
-        self._check_inside(path)
-        return os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+        self._check_inside(path, cached=True)
+        with self._create_locks[number % len(self._create_locks)]:
+            if number in self._created:
+                return os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+            self._clear_link(path)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+            fd = os.open(path, flags, 0o600)
+            self._created.add(number)
+            return fd
 
     def _restore_range(self, rng: PackRange) -> int:
         """Read one pack range and write each of its blobs everywhere it goes; runs on a worker
@@ -274,20 +285,21 @@ class Restorer:
         try:
             for entry, data in self._reader.blobs(rng):
                 for number, offset in self._placements.targets[entry.blob_id]:
-                    _pwrite_all(open_files.get(number), data, offset)
+                    fd = open_files.get(number)
+                    _pwrite_all(fd, data, offset)
                     written += len(data)
                     self.progress("bytes", len(data))
-                    self._placed(number)
+                    if self._placed(number):
+                        self._finish_file(number, fd)
         finally:
             open_files.close()
         return written
 
-    def _placed(self, number: int) -> None:
+    def _placed(self, number: int) -> bool:
+        """Count one placement of file ``number``; True when it was the file's last."""
         with self._lock:
             self._placements.remaining[number] -= 1
-            done = self._placements.remaining[number] == 0
-        if done:
-            self.progress("file", 1)
+            return self._placements.remaining[number] == 0
 
     def _make_symlink(self, path: Path, node: TreeNode) -> None:
         self._check_inside(path)
