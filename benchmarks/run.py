@@ -1,18 +1,20 @@
 """Measure stcore against restic and borg (when installed) on the same dataset, same run.
 
-    python benchmarks/run.py [--scale 0.25] [--repeat 3] [--work DIR]
+    python benchmarks/run.py [--scale 0.25] [--repeat 3] [--work DIR] [--profile DIR]
 
 For each tool and repetition: first backup, no-change backup, incremental backup (after
 `dataset.py mutate`), full restore, and check with full data read. Reports medians of wall time,
 CPU time and peak RSS (of the tool's process tree, from wait4), plus repository sizes, as a
 Markdown table with ratios against restic. Tools are interleaved within each repetition so
-machine noise hits all of them alike.
+machine noise hits all of them alike. ``--profile DIR`` adds one more, unmeasured run of stcore
+alone with every phase under pyinstrument, and writes each phase's profile to ``DIR/<phase>.txt``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -35,6 +37,9 @@ def dataset(*args: str) -> None:
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (bytes) of one command."""
+    # Dirty pages left by the dataset generator or the previous tool would otherwise be written
+    # back during this command and billed to whichever tool happens to run first.
+    os.sync()
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -162,6 +167,12 @@ def main() -> None:
     parser.add_argument(
         "--encrypt", action="store_true", help="also measure stcore with AES-256-GCM"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after measuring, profile each stcore phase with pyinstrument into DIR",
+    )
     args = parser.parse_args()
     tools: list[type[Tool]] = [Stcore, StcoreEncrypted] if args.encrypt else [Stcore]
     tools += [t for t in (Restic, Borg) if shutil.which(t.name)]
@@ -194,6 +205,31 @@ def main() -> None:
         print(f"repetition {repetition + 1}/{args.repeat} done", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
     report(tools, results, sizes, args)
+    if args.profile:
+        profile(args)
+
+
+def profile(args: argparse.Namespace) -> None:
+    """Each phase of one stcore run under pyinstrument (main thread; seal and write threads show
+    up as the time it waits for them)."""
+    work = args.work.absolute() / "profile"
+    shutil.rmtree(work, ignore_errors=True)
+    data = work / "data"
+    dataset("generate", str(data), "--scale", str(args.scale))
+    tool = Stcore(work)
+    measure(tool.init(), tool.env)
+    args.profile.mkdir(parents=True, exist_ok=True)
+    for phase in PHASES:
+        if phase == "incremental backup":
+            dataset("mutate", str(data))
+        target = work / "restore"
+        shutil.rmtree(target, ignore_errors=True)
+        output = args.profile / (re.sub(r"[^a-z]+", "-", phase).strip("-") + ".txt")
+        argv = tool.commands(data, target)[phase][len(STCORE) :]
+        profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(output)]
+        measure([*profiler, "-m", "stcore.cli", *argv], tool.env)
+        print(f"profile of {phase}: {output}", file=sys.stderr)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def report(tools, results, sizes, args) -> None:  # type: ignore[no-untyped-def]
