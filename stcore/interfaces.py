@@ -71,6 +71,36 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class ObjectWriter(Protocol):
+    """An object written piece by piece and named when it is complete.
+
+    Packs are named by the hash of their bytes, known only once the last byte is written, so a
+    backend that can spool to its own storage (the local one writes a temporary file) lets the
+    engine write a pack while filling it, instead of holding the whole pack in memory.
+    """
+
+    def write(self, data: BytesLike) -> None:
+        """Append ``data`` (keep no reference to it after returning)."""
+        ...
+
+    def commit(self, key: str) -> None:
+        """Store what was written under ``key``, with :meth:`Backend.write`'s guarantees:
+        atomic, durable, create-only (``ObjectExistsError``). The writer is finished after."""
+        ...
+
+    def abort(self) -> None:
+        """Drop what was written; safe to call after :meth:`commit` or twice."""
+        ...
+
+
+@runtime_checkable
+class StreamingBackend(Protocol):
+    """Optional for backends: :meth:`open_writer` for objects too large to hold in memory."""
+
+    def open_writer(self) -> ObjectWriter: ...
+
+
 class BackendFactory(Protocol):
     """What a backend registration's ``load()`` returns."""
 

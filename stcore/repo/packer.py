@@ -3,62 +3,77 @@
 New blobs are gathered into batches of about 256 KiB (one large chunk, or a few dozen database
 pages), and each batch is compressed and sealed by a thread pool (zstd and BLAKE3 release the GIL);
 batching keeps the per-blob cost of a thread hand-off off the many small blobs of paged files.
-Sealed blobs are copied into a pack buffer; a full pack is handed to a second, small pool that
-writes it while the next one fills. Pack buffers are ``bytearray`` objects reused from pack to
-pack (one filling, one or more writing) and written through a ``memoryview``, so a 16 MiB
-pack is neither joined into a fresh copy nor re-allocated per pack. Sealing is bounded in bytes
-too, so memory stays at a few packs' worth whatever the size of the data set.
+Sealing is bounded in bytes (2 MiB per worker in flight).
+
+Sealed blobs are appended to the pack being filled, and its hash (the pack's name) is updated as
+they go. When the backend can stream (:class:`~stcore.interfaces.StreamingBackend`, as the local
+one does), the pack goes straight to a temporary object and never sits in memory; finishing it
+(fsync and link, for a local disk) happens on a writer thread while the next pack fills. Other
+backends get the pack from a ``bytearray`` reused from pack to pack, written through a
+``memoryview``, so no 16 MiB pack is joined or allocated per pack. Either way memory stays at a few
+packs' worth at most, whatever the size of the data set.
 """
 
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import blake3
+
 from stcore.errors import ObjectExistsError
-from stcore.interfaces import Backend
+from stcore.interfaces import Backend, BytesLike, ObjectWriter, StreamingBackend
 from stcore.models import BlobType, IndexEntry
-from stcore.repo.format import Codec, PackedBlob, encode_pack_trailer, hash_id, object_key
+from stcore.repo.format import Codec, PackedBlob, encode_pack_trailer, object_key
 from stcore.repo.memory import release_free_memory
 
 #: raw bytes gathered before a batch goes to a sealing thread
 BATCH_BYTES = 256 * 1024
 #: raw bytes in sealing at once, per worker thread
 INFLIGHT_PER_WORKER = 2 * 1024 * 1024
-
-#: packs being written at once by default; one more fills meanwhile. One is enough for a local
-#: disk (a 16 MiB write and fsync takes less time than filling the next pack) and each extra one
-#: costs a pack's worth of memory; backends with network latency ask for more.
-WRITES_IN_FLIGHT = 1
+#: packs being finished (written, synced, named) at once by default while the next one fills
+WRITES_IN_FLIGHT = 2
 
 _Batch = list[tuple[bytes, BlobType, int]]
 
 
-class _PackBuffer:
-    """A growable byte buffer whose storage is kept between packs."""
+class _MemoryWriter:
+    """:class:`ObjectWriter` for backends that cannot stream: a reused in-memory buffer."""
 
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.length = 0
+    def __init__(self, backend: Backend, free: list[bytearray]) -> None:
+        self._backend = backend
+        self._free = free
+        self._buffer: bytearray | None = free.pop() if free else bytearray()
+        self._length = 0
 
-    def append(self, chunk: bytes) -> None:
-        end = self.length + len(chunk)
-        if end <= len(self.data):
-            self.data[self.length : end] = chunk  # same length: a copy, never a resize
+    def write(self, data: BytesLike) -> None:
+        assert self._buffer is not None
+        end = self._length + len(data)
+        if end <= len(self._buffer):
+            self._buffer[self._length : end] = data  # same length: a copy, never a resize
         else:
-            del self.data[self.length :]
-            self.data += chunk
-        self.length = end
+            del self._buffer[self._length :]
+            self._buffer += data
+        self._length = end
 
-    def reset(self) -> None:
-        self.length = 0
+    def commit(self, key: str) -> None:
+        assert self._buffer is not None
+        try:
+            with memoryview(self._buffer) as whole, whole[: self._length] as body:
+                self._backend.write(key, body)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._buffer is not None:
+            self._free.append(self._buffer)  # list.append is atomic: writer threads return here
+            self._buffer = None
 
 
 class Packer:
-    """Accepts new blobs, seals them in parallel, groups them into packs and uploads the packs.
+    """Accepts new blobs, seals them in parallel, groups them into packs and stores the packs.
 
     ``add`` must be called from one thread; results (index entries) are available after
     :meth:`finish`. ``is_known`` lets callers skip blobs already added in this session.
@@ -88,12 +103,18 @@ class Packer:
         )
         self._inflight = 0
         self._max_inflight = workers * INFLIGHT_PER_WORKER
-        self._writes: collections.deque[Future[None]] = collections.deque()
-        # Free pack buffers; taking one blocks while every buffer is being written (backpressure).
-        self._free: queue.SimpleQueue[_PackBuffer] = queue.SimpleQueue()
-        for _ in range(writes_in_flight + 1):
-            self._free.put(_PackBuffer())
-        self._pack: _PackBuffer | None = None
+        self._writes: collections.deque[tuple[Future[None], ObjectWriter]] = collections.deque()
+        self._max_writes = writes_in_flight
+        self._free_buffers: list[bytearray] = []
+        self._open_writer: Callable[[], ObjectWriter] = (
+            backend.open_writer
+            if isinstance(backend, StreamingBackend)
+            else lambda: _MemoryWriter(backend, self._free_buffers)
+        )
+        # the pack being filled: its writer, running hash, length and blobs
+        self._pack: ObjectWriter | None = None
+        self._hash = blake3.blake3()
+        self._length = 0
         self._blobs: list[PackedBlob] = []
         self._added: set[bytes] = set()
         self._entries: list[IndexEntry] = []
@@ -132,53 +153,48 @@ class Packer:
         sealed_blobs = future.result()
         self._inflight -= size
         for (blob_id, blob_type, raw_length), sealed in zip(blobs, sealed_blobs, strict=True):
-            pack = self._pack
-            if pack is None:
-                pack = self._pack = self._take_buffer()
+            if self._pack is None:
+                self._pack = self._open_writer()
+                self._hash = blake3.blake3()
+                self._length = 0
             self._blobs.append(
                 PackedBlob(
                     blob_id=blob_id,
                     blob_type=blob_type,
-                    offset=pack.length,
+                    offset=self._length,
                     stored_length=len(sealed),
                     raw_length=raw_length,
                 )
             )
-            pack.append(sealed)
-            if pack.length >= self._pack_size:
+            self._append(sealed)
+            if self._length >= self._pack_size:
                 self._flush_pack()
 
-    def _take_buffer(self) -> _PackBuffer:
-        while True:
-            try:
-                return self._free.get_nowait()
-            except queue.Empty:
-                # Every buffer is being written: wait for the oldest write (and see its error).
-                self._writes.popleft().result()
+    def _append(self, data: bytes) -> None:
+        assert self._pack is not None
+        self._pack.write(data)
+        self._hash.update(data)
+        self._length += len(data)
 
     def _flush_pack(self) -> None:
         pack, blobs = self._pack, self._blobs
         if pack is None or not blobs:
             return
+        self._append(encode_pack_trailer(self._codec, blobs))
+        pack_id, size = self._hash.digest(), self._length
         self._pack, self._blobs = None, []
-        pack.append(encode_pack_trailer(self._codec, blobs))
-        self._writes.append(self._write_pool.submit(self._write_pack, pack, blobs))
-        while self._writes and self._writes[0].done():
-            self._writes.popleft().result()
+        future = self._write_pool.submit(self._commit, pack, pack_id, blobs, size)
+        self._writes.append((future, pack))
+        while self._writes and (len(self._writes) > self._max_writes or self._writes[0][0].done()):
+            self._writes.popleft()[0].result()
 
-    def _write_pack(self, pack: _PackBuffer, blobs: list[PackedBlob]) -> None:
+    def _commit(
+        self, pack: ObjectWriter, pack_id: bytes, blobs: list[PackedBlob], size: int
+    ) -> None:
         try:
-            with memoryview(pack.data) as whole, whole[: pack.length] as body:
-                pack_id = hash_id(body)
-                try:
-                    self._backend.write(object_key("data", pack_id), body)
-                except ObjectExistsError:
-                    pass  # identical bytes -> identical id: another writer stored this exact pack
-            size = pack.length
-        finally:
-            pack.reset()
-            self._free.put(pack)
-        release_free_memory()
+            pack.commit(object_key("data", pack_id))
+        except ObjectExistsError:
+            pass  # identical bytes -> identical id: another writer stored this exact pack
         entries = [
             IndexEntry(
                 blob_id=b.blob_id,
@@ -193,6 +209,7 @@ class Packer:
         with self._lock:
             self._entries.extend(entries)
             self.stored_bytes += size
+        release_free_memory()
         if self._on_pack_written is not None:
             self._on_pack_written(size)
 
@@ -204,13 +221,21 @@ class Packer:
                 self._collect_one()
             self._flush_pack()
             while self._writes:
-                self._writes.popleft().result()
+                self._writes.popleft()[0].result()
         finally:
             self.close()
         return self._entries
 
     def close(self) -> None:
+        """Stop: cancel queued work and drop every pack not stored (no temporary left behind)."""
         for _, _, future in self._sealing:
             future.cancel()
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._write_pool.shutdown(wait=True, cancel_futures=True)
+        for write, pack in self._writes:
+            if write.cancelled():
+                pack.abort()
+        self._writes.clear()
+        if self._pack is not None:
+            self._pack.abort()
+            self._pack = None

@@ -590,7 +590,7 @@ class Repository:
                 pack_size=self.config.pack_size,
                 workers=self.workers,
                 # Over a network a write waits on latency, not the disk: keep more going.
-                writes_in_flight=3 if is_remote_url(self.location) else 1,
+                writes_in_flight=3 if is_remote_url(self.location) else 2,
                 on_pack_written=written.append,
             ),
             progress=progress or _no_progress,

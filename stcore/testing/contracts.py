@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from stcore.errors import CorruptObjectError, ObjectExistsError, ObjectNotFoundError
-from stcore.interfaces import Backend, Compressor, Encryptor, Source, SourceEntry
+from stcore.interfaces import (
+    Backend,
+    Compressor,
+    Encryptor,
+    Source,
+    SourceEntry,
+    StreamingBackend,
+)
 
 
 class BackendContract:
@@ -121,6 +128,29 @@ class BackendContract:
         backend.write("data/bl/bytearray", bytearray(payload))
         assert backend.read("data/bl/view") == payload
         assert backend.read("data/bl/bytearray") == payload
+
+    def test_streamed_objects_commit_create_only_and_aborts_leave_nothing(
+        self, backend: Backend
+    ) -> None:
+        """Only for backends that offer ``open_writer`` (:class:`StreamingBackend`)."""
+        if not isinstance(backend, StreamingBackend):
+            pytest.skip("this backend does not stream objects")
+        pieces = [os.urandom(n) for n in (1, 4096, 300_000, 7)]
+        writer = backend.open_writer()
+        for piece in pieces:
+            writer.write(memoryview(piece))
+        writer.commit("data/st/streamed")
+        assert backend.read("data/st/streamed") == b"".join(pieces)
+        again = backend.open_writer()
+        again.write(b"other bytes")
+        with pytest.raises(ObjectExistsError):
+            again.commit("data/st/streamed")
+        assert backend.read("data/st/streamed") == b"".join(pieces)
+        dropped = backend.open_writer()
+        dropped.write(b"never stored")
+        dropped.abort()
+        dropped.abort()
+        assert [info.key for info in backend.list()] == ["data/st/streamed"]
 
     def test_concurrent_create_only_writes_let_exactly_one_win(self, backend: Backend) -> None:
         outcomes: list[str] = []

@@ -106,3 +106,42 @@ def test_full_disk_is_reported_without_losing_existing_objects(
     monkeypatch.undo()
     assert backend.read("kept") == b"safe"
     assert [o.key for o in backend.list()] == ["kept"]
+
+
+def _temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_a_full_disk_while_streaming_leaves_no_temporary_and_no_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    writer = backend.open_writer()
+    writer.write(b"first piece")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(BackendError, match="no space left"):
+        writer.commit("data/ab/pack")
+    monkeypatch.undo()
+    assert list(backend.list()) == []
+    assert _temporaries(tmp_path) == []
+
+
+def test_a_failing_write_while_streaming_aborts_the_object(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    writer = backend.open_writer()
+
+    class Exploding:
+        def write(self, data: object) -> None:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    writer._handle = Exploding()  # type: ignore[attr-defined]
+    with pytest.raises(BackendError, match="no space left"):
+        writer.write(b"x" * 10)
+    assert _temporaries(tmp_path) == []

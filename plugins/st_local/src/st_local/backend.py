@@ -3,7 +3,8 @@
 Writes are atomic and create-only: bytes go to a temporary file in the target directory, are
 fsynced, then hard-linked into place (``link`` fails if the name exists, which is the create-only
 check, done by the kernel, race-free between processes), and the directory is fsynced so the
-new name survives a crash.
+new name survives a crash. :meth:`LocalBackend.open_writer` does the same for objects written
+piece by piece (packs), with the temporary file in the repository's root until the name is known.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from stcore.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
 )
-from stcore.interfaces import BytesLike, ObjectInfo
+from stcore.interfaces import BytesLike, ObjectInfo, ObjectWriter
 
 TEMP_PREFIX = ".tmp-"
+#: user-space buffer of a streamed object: page-sized blobs become few write calls
+WRITER_BUFFER = 1024 * 1024
 
 
 def path_from_url(url: str) -> Path:
@@ -124,6 +127,29 @@ class LocalBackend:
         except OSError as exc:
             raise _map_os_error(exc, path) from exc
 
+    def open_writer(self) -> ObjectWriter:
+        """A temporary file in the root (the same file system as every key, so it can be
+        hard-linked anywhere), committed under its key with :meth:`write`'s guarantees."""
+        temp = self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise _map_os_error(exc, temp) from exc
+        return _LocalWriter(self, temp, os.fdopen(fd, "wb", buffering=WRITER_BUFFER))
+
+    def _link_into_place(self, temp: Path, key: str) -> None:
+        path = self._path(key)
+        try:
+            self._ensure_dir(path.parent)
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                raise ObjectExistsError(f"{key} already exists in {self.location}") from None
+            if self._fsync:
+                _fsync_dir(path.parent)
+        except OSError as exc:
+            raise _map_os_error(exc, path) from exc
+
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(key)
         try:
@@ -181,6 +207,42 @@ class LocalBackend:
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.location!r})"
+
+
+class _LocalWriter:
+    """One streamed object: a buffered temporary file, linked into place by :meth:`commit`."""
+
+    def __init__(self, backend: LocalBackend, temp: Path, handle: Any) -> None:
+        self._backend = backend
+        self._temp = temp
+        self._handle = handle
+
+    def write(self, data: BytesLike) -> None:
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            self.abort()
+            raise _map_os_error(exc, self._temp) from exc
+
+    def commit(self, key: str) -> None:
+        try:
+            try:
+                self._handle.flush()
+                if self._backend._fsync:
+                    os.fsync(self._handle.fileno())
+                self._handle.close()
+            except OSError as exc:
+                raise _map_os_error(exc, self._temp) from exc
+            self._backend._link_into_place(self._temp, key)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        try:
+            self._handle.close()
+        except OSError:
+            pass  # a failed flush of bytes we are throwing away
+        self._temp.unlink(missing_ok=True)
 
 
 def _map_os_error(exc: OSError, path: Path) -> BackendError:

@@ -1,0 +1,128 @@
+"""The packer: streamed and in-memory packs hold what the index says, failures leave nothing."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import stcore
+from stcore.errors import BackendError
+from stcore.interfaces import BytesLike, ObjectInfo, StreamingBackend
+from stcore.repo.format import hash_id, object_key
+from stcore.repo.packer import Packer
+from stcore.repo.repository import Repository
+
+
+class PlainBackend:
+    """A local backend seen through the plain protocol only (no ``open_writer``)."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+        self.location = inner.location  # type: ignore[attr-defined]
+        self.largest_write = 0
+
+    def write(self, key: str, data: BytesLike) -> None:
+        self.largest_write = max(self.largest_write, len(data))
+        self._inner.write(key, data)  # type: ignore[attr-defined]
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._inner.read(key, offset, length)  # type: ignore[attr-defined,no-any-return]
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._inner.stat(key)  # type: ignore[attr-defined,no-any-return]
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return self._inner.list(prefix)  # type: ignore[attr-defined,no-any-return]
+
+    def delete(self, key: str) -> None:
+        self._inner.delete(key)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        pass
+
+
+def _pack_blobs(repo: Repository, backend: object, blobs: list[bytes]) -> list[object]:
+    packer = Packer(backend, repo.codec, pack_size=64 * 1024, workers=2)  # type: ignore[arg-type]
+    for data in blobs:
+        packer.add(repo.codec.blob_id(data), "data", data)
+    return packer.finish()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])
+def test_every_pack_is_named_by_its_hash_and_holds_its_index_entries(
+    repo: Repository, streaming: bool
+) -> None:
+    rng = random.Random(8)
+    blobs = [rng.randbytes(rng.choice([100, 4096, 40_000])) for _ in range(300)]
+    backend = repo.backend if streaming else PlainBackend(repo.backend)
+    assert isinstance(backend, StreamingBackend) == streaming
+    entries = _pack_blobs(repo, backend, blobs)
+    assert len(entries) == len(blobs)
+    packs = {info.key for info in repo.backend.list("data/")}
+    assert len(packs) > 10
+    for key in packs:
+        assert hash_id(repo.backend.read(key)).hex() == key.rsplit("/", 1)[-1]
+    by_id = {repo.codec.blob_id(b): b for b in blobs}
+    for entry in entries:
+        stored = repo.backend.read(
+            object_key("data", entry.pack_id),  # type: ignore[attr-defined]
+            entry.offset,  # type: ignore[attr-defined]
+            entry.stored_length,  # type: ignore[attr-defined]
+        )
+        blob_id = entry.blob_id  # type: ignore[attr-defined]
+        assert repo.codec.unseal_blob(blob_id, stored, len(by_id[blob_id])) == by_id[blob_id]
+    if not streaming:
+        assert backend.largest_write < 64 * 1024 + 40_000 + 64 * 1024  # type: ignore[union-attr]
+
+
+def test_a_full_disk_during_a_backup_leaves_no_temporary_and_no_snapshot(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big.bin").write_bytes(random.Random(2).randbytes(40 * 1024 * 1024))
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def fsync_until_full(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] > 1:  # the first pack lands, the disk is full from the second on
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_until_full)
+    with pytest.raises(BackendError, match="no space left"):
+        repo.backup(stcore.sources_for_paths([str(source)]))
+    monkeypatch.undo()
+    root = Path(repo.location)
+    assert [p for p in root.rglob("*") if p.name.startswith(".tmp-")] == []
+    assert list(repo.backend.list("snapshots/")) == []
+    assert repo.check(read_data=True).ok
+    result = repo.backup(stcore.sources_for_paths([str(source)]))
+    repo.restore(result.manifest.id, tmp_path / "out")
+    assert (tmp_path / "out" / "src" / "big.bin").read_bytes() == (source / "big.bin").read_bytes()
+
+
+def test_an_interrupted_backup_leaves_no_temporary(repo: Repository, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(6):
+        (source / f"part-{i}.bin").write_bytes(random.Random(i).randbytes(8 * 1024 * 1024))
+    seen = {"bytes": 0}
+
+    def interrupt_midway(event: str, amount: int) -> None:
+        if event == "bytes":
+            seen["bytes"] += amount
+            if seen["bytes"] > 36 * 1024 * 1024:  # inside the third pack
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        repo.backup(stcore.sources_for_paths([str(source)]), progress=interrupt_midway)
+    root = Path(repo.location)
+    assert [p for p in root.rglob("*") if p.name.startswith(".tmp-")] == []
+    assert list(repo.backend.list("snapshots/")) == []
+    assert repo.check(read_data=True).ok
