@@ -1,6 +1,6 @@
 """A deterministic mixed dataset shaped like an AI application's state, and a day of changes.
 
-    python benchmarks/dataset.py generate DIR [--scale 1.0]   # ~1 GiB at scale 1.0
+    python benchmarks/dataset.py generate DIR [--scale 1.0]   # ~0.9 GiB at scale 1.0
     python benchmarks/dataset.py mutate DIR                   # rewrite 2% of JSON, append logs...
 
 Same seed, same bytes: runs on different machines or days compare like with like.
@@ -48,17 +48,17 @@ def generate(root: Path, scale: float = 1.0, seed: int = 1) -> None:
     dupes = root / "duplicates"
     for directory in (docs, logs, arrays, dupes):
         directory.mkdir(parents=True, exist_ok=True)
-    for i in range(int(4000 * scale)):  # ~200 MiB of JSON documents
+    for i in range(int(10_000 * scale)):  # ~190 MiB of JSON documents, ~19 KiB each
         body = json.dumps([_document(rng, i * 10 + k) for k in range(20)], indent=1)
         (docs / f"doc-{i:05d}.json").write_text(body)
-    for i in range(int(8 * scale)):  # ~160 MiB of JSON-lines logs
+    for i in range(int(24 * scale)):  # ~140 MiB of JSON-lines logs
         with open(logs / f"events-{i}.jsonl", "w") as log:
             for k in range(100_000):
                 event = {"seq": k, "kind": rng.choice(WORDS), "value": rng.random()}
                 log.write(json.dumps(event) + "\n")
-    for i in range(int(12 * scale)):  # ~300 MiB of incompressible arrays
+    for i in range(int(14 * scale)):  # ~350 MiB of incompressible arrays
         (arrays / f"weights-{i}.npy").write_bytes(rng.randbytes(25 * 1024 * 1024))
-    sample = (arrays / "weights-0.npy").read_bytes() if scale >= 1 / 12 else b"x"
+    sample = (arrays / "weights-0.npy").read_bytes() if int(14 * scale) >= 1 else b"x"
     for i in range(4):  # ~100 MiB of exact duplicates
         (dupes / f"copy-{i}.npy").write_bytes(sample)
     db = sqlite3.connect(root / "state.db")
@@ -67,7 +67,7 @@ def generate(root: Path, scale: float = 1.0, seed: int = 1) -> None:
         "INSERT INTO rows (agent, payload) VALUES (?, ?)",
         (
             (f"agent-{k % 97}", " ".join(rng.choice(WORDS) for _ in range(40)))
-            for k in range(int(400_000 * scale))
+            for k in range(int(570_000 * scale))  # ~150 MiB
         ),
     )
     db.commit()
