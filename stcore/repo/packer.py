@@ -1,9 +1,9 @@
 """Packing blobs into pack files and writing them while the backup keeps reading.
 
-New blobs are gathered into batches of about 256 KiB (one large chunk, or a few dozen database
+New blobs are gathered into batches of about 1 MiB (one large chunk, or a few hundred database
 pages), and each batch is compressed and sealed by a thread pool (zstd and BLAKE3 release the GIL);
 batching keeps the per-blob cost of a thread hand-off off the many small blobs of paged files.
-Sealing is bounded in bytes (2 MiB per worker in flight).
+Sealing is bounded in bytes (4 MiB per worker in flight).
 
 Sealed blobs are appended to the pack being filled, and its hash (the pack's name) is updated as
 they go. When the backend can stream (:class:`~stcore.interfaces.StreamingBackend`, as the local
@@ -29,10 +29,11 @@ from stcore.models import BlobType, IndexEntry
 from stcore.repo.format import Codec, PackedBlob, encode_pack_trailer, object_key
 from stcore.repo.memory import release_free_memory
 
-#: raw bytes gathered before a batch goes to a sealing thread
-BATCH_BYTES = 256 * 1024
+#: raw bytes gathered before a batch goes to a sealing thread (one or a few large chunks, or
+#: a few hundred database pages)
+BATCH_BYTES = 1024 * 1024
 #: raw bytes in sealing at once, per worker thread
-INFLIGHT_PER_WORKER = 2 * 1024 * 1024
+INFLIGHT_PER_WORKER = 4 * 1024 * 1024
 #: packs being finished (written, synced, named) at once by default while the next one fills
 WRITES_IN_FLIGHT = 2
 
@@ -77,6 +78,11 @@ class Packer:
 
     ``add`` must be called from one thread; results (index entries) are available after
     :meth:`finish`. ``is_known`` lets callers skip blobs already added in this session.
+
+    The sealing threads also append their sealed blobs to the pack being filled (under a lock),
+    so the calling thread only chunks, hashes and hands over. Blobs therefore land in a pack in
+    the order their batches finish sealing, not the order they were added; nothing depends on
+    that order, as every blob is found through the index.
     """
 
     def __init__(
@@ -98,12 +104,14 @@ class Packer:
         )
         self._pending: list[tuple[bytes, BlobType, bytes]] = []
         self._pending_bytes = 0
-        self._sealing: collections.deque[tuple[_Batch, int, Future[list[bytes]]]] = (
-            collections.deque()
-        )
+        # raw bytes handed to sealing and not yet in a pack; bounded, so memory is too
+        self._flow = threading.Condition()
         self._inflight = 0
         self._max_inflight = workers * INFLIGHT_PER_WORKER
+        self._error: BaseException | None = None
+        self._tasks: collections.deque[Future[None]] = collections.deque()
         self._writes: collections.deque[tuple[Future[None], ObjectWriter]] = collections.deque()
+        self._writes_lock = threading.Lock()
         self._max_writes = writes_in_flight
         self._free_buffers: list[bytearray] = []
         self._open_writer: Callable[[], ObjectWriter] = (
@@ -111,7 +119,8 @@ class Packer:
             if isinstance(backend, StreamingBackend)
             else lambda: _MemoryWriter(backend, self._free_buffers)
         )
-        # the pack being filled: its writer, running hash, length and blobs
+        # the pack being filled: its writer, running hash, length and blobs (under _pack_lock)
+        self._pack_lock = threading.Lock()
         self._pack: ObjectWriter | None = None
         self._hash = blake3.blake3()
         self._length = 0
@@ -136,39 +145,59 @@ class Packer:
     def _submit(self) -> None:
         if not self._pending:
             return
-        pending, size = self._pending, self._pending_bytes
+        batch, size = self._pending, self._pending_bytes
         self._pending, self._pending_bytes = [], 0
-        future = self._seal_pool.submit(self._seal_batch, [(b, d) for b, _, d in pending])
-        self._sealing.append(([(b, t, len(d)) for b, t, d in pending], size, future))
-        self._inflight += size
-        while self._inflight > self._max_inflight:
-            self._collect_one()
+        with self._flow:
+            while self._inflight and self._inflight + size > self._max_inflight:
+                if self._error is not None:
+                    break
+                self._flow.wait()
+            if self._error is not None:
+                raise self._error
+            self._inflight += size
+        self._tasks.append(self._seal_pool.submit(self._seal_and_pack, batch, size))
+        while self._tasks and self._tasks[0].done():
+            self._tasks.popleft().result()
 
-    def _seal_batch(self, batch: list[tuple[bytes, bytes]]) -> list[bytes]:
-        seal = self._codec.seal_blob
-        return [seal(blob_id, data) for blob_id, data in batch]
+    def _seal_and_pack(self, batch: list[tuple[bytes, BlobType, bytes]], size: int) -> None:
+        """On a sealing thread: seal a batch, append it to the pack, start writing full packs."""
+        try:
+            seal = self._codec.seal_blob
+            sealed = [seal(blob_id, data) for blob_id, _, data in batch]
+            full: list[tuple[ObjectWriter, bytes, list[PackedBlob], int]] = []
+            with self._pack_lock:
+                for (blob_id, blob_type, data), stored in zip(batch, sealed, strict=True):
+                    self._append_blob(blob_id, blob_type, len(data), stored)
+                    if self._length >= self._pack_size:
+                        full.append(self._detach_pack())
+            for pack in full:
+                self._start_commit(*pack)
+        except BaseException as exc:
+            with self._flow:
+                self._error = self._error or exc
+            raise
+        finally:
+            with self._flow:
+                self._inflight -= size
+                self._flow.notify_all()
 
-    def _collect_one(self) -> None:
-        blobs, size, future = self._sealing.popleft()
-        sealed_blobs = future.result()
-        self._inflight -= size
-        for (blob_id, blob_type, raw_length), sealed in zip(blobs, sealed_blobs, strict=True):
-            if self._pack is None:
-                self._pack = self._open_writer()
-                self._hash = blake3.blake3()
-                self._length = 0
-            self._blobs.append(
-                PackedBlob(
-                    blob_id=blob_id,
-                    blob_type=blob_type,
-                    offset=self._length,
-                    stored_length=len(sealed),
-                    raw_length=raw_length,
-                )
+    def _append_blob(
+        self, blob_id: bytes, blob_type: BlobType, raw_length: int, stored: bytes
+    ) -> None:
+        if self._pack is None:
+            self._pack = self._open_writer()
+            self._hash = blake3.blake3()
+            self._length = 0
+        self._blobs.append(
+            PackedBlob(
+                blob_id=blob_id,
+                blob_type=blob_type,
+                offset=self._length,
+                stored_length=len(stored),
+                raw_length=raw_length,
             )
-            self._append(sealed)
-            if self._length >= self._pack_size:
-                self._flush_pack()
+        )
+        self._append(stored)
 
     def _append(self, data: bytes) -> None:
         assert self._pack is not None
@@ -176,17 +205,32 @@ class Packer:
         self._hash.update(data)
         self._length += len(data)
 
-    def _flush_pack(self) -> None:
-        pack, blobs = self._pack, self._blobs
-        if pack is None or not blobs:
-            return
-        self._append(encode_pack_trailer(self._codec, blobs))
-        pack_id, size = self._hash.digest(), self._length
+    def _detach_pack(self) -> tuple[ObjectWriter, bytes, list[PackedBlob], int]:
+        """Close the pack being filled (with its trailer) and start a new one; under the lock."""
+        assert self._pack is not None
+        self._append(encode_pack_trailer(self._codec, self._blobs))
+        detached = (self._pack, self._hash.digest(), self._blobs, self._length)
         self._pack, self._blobs = None, []
-        future = self._write_pool.submit(self._commit, pack, pack_id, blobs, size)
-        self._writes.append((future, pack))
-        while self._writes and (len(self._writes) > self._max_writes or self._writes[0][0].done()):
-            self._writes.popleft()[0].result()
+        return detached
+
+    def _start_commit(
+        self, pack: ObjectWriter, pack_id: bytes, blobs: list[PackedBlob], size: int
+    ) -> None:
+        try:
+            future = self._write_pool.submit(self._commit, pack, pack_id, blobs, size)
+        except RuntimeError:
+            pack.abort()  # shutting down after an error elsewhere
+            raise
+        with self._writes_lock:
+            self._writes.append((future, pack))
+        while True:
+            with self._writes_lock:
+                if not self._writes or (
+                    len(self._writes) <= self._max_writes and not self._writes[0][0].done()
+                ):
+                    return
+                oldest = self._writes.popleft()[0]
+            oldest.result()
 
     def _commit(
         self, pack: ObjectWriter, pack_id: bytes, blobs: list[PackedBlob], size: int
@@ -217,19 +261,30 @@ class Packer:
         """Seal what is queued, write the last pack, wait for every write; return the entries."""
         try:
             self._submit()
-            while self._sealing:
-                self._collect_one()
-            self._flush_pack()
-            while self._writes:
-                self._writes.popleft()[0].result()
+            while self._tasks:
+                self._tasks.popleft().result()
+            with self._pack_lock:
+                last = self._detach_pack() if self._blobs else None
+            if last is not None:
+                self._start_commit(*last)
+            while True:
+                with self._writes_lock:
+                    if not self._writes:
+                        break
+                    oldest = self._writes.popleft()[0]
+                oldest.result()
         finally:
             self.close()
         return self._entries
 
     def close(self) -> None:
         """Stop: cancel queued work and drop every pack not stored (no temporary left behind)."""
-        for _, _, future in self._sealing:
-            future.cancel()
+        with self._flow:
+            if self._error is None:
+                self._error = RuntimeError("the packer was closed")
+            self._flow.notify_all()
+        for task in self._tasks:
+            task.cancel()
         self._seal_pool.shutdown(wait=True, cancel_futures=True)
         self._write_pool.shutdown(wait=True, cancel_futures=True)
         for write, pack in self._writes:
