@@ -132,14 +132,15 @@ def test_open_files_stay_bounded_with_many_files(
     monkeypatch.setattr(restore_module, "MAX_OPEN_FILES", 8)
     baseline = len(os.listdir("/proc/self/fd"))
     peak = [0]
-    original = restore_module._pwrite_all
+    original = restore_module._WriteRun.flush
 
-    def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    def flush(run: restore_module._WriteRun) -> int:
         peak[0] = max(peak[0], len(os.listdir("/proc/self/fd")))
-        original(fd, data, offset)
+        return original(run)
 
-    monkeypatch.setattr(restore_module, "_pwrite_all", pwrite_all)
+    monkeypatch.setattr(restore_module._WriteRun, "flush", flush)
     repo.restore("latest", tmp_path / "out")
+    assert peak[0] > baseline  # the probe ran while files were open
     # 8 restore descriptors, at most one pack file per reading thread, a little slack
     assert peak[0] - baseline <= 8 + 4 + 4, (baseline, peak[0])
     assert snapshot_of_tree(tmp_path / "out" / "src") == snapshot_of_tree(source)

@@ -145,15 +145,18 @@ class _WriteRun:
         self.buffers.append(data)
         self.length += len(data)
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write the run; return how many blobs (placements) it held."""
         if not self.buffers:
-            return
+            return 0
         written = os.pwritev(self.fd, self.buffers, self.offset)
         if written < self.length:  # a short write: finish it the slow way
             _pwrite_all(self.fd, b"".join(self.buffers)[written:], self.offset + written)
+        count = len(self.buffers)
         self.offset += self.length
         self.length = 0
         self.buffers = []
+        return count
 
 
 class Restorer:
@@ -335,23 +338,28 @@ class Restorer:
             for entry, data in self._reader.blobs(rng):
                 for number, offset in self._placements.targets[entry.blob_id]:
                     if not run.extends(number, offset):
-                        run.flush()  # before get(): it may close the run's descriptor
+                        self._flush(run)  # before get(): it may close the run's descriptor
                         run.start(number, open_files.get(number), offset)
                     run.add(data)
                     written += len(data)
                     self.progress("bytes", len(data))
-                    if self._placed(number):
-                        run.flush()
-                        self._finish_file(number, run.fd)
-            run.flush()
+            self._flush(run)
         finally:
             open_files.close()
         return written
 
-    def _placed(self, number: int) -> bool:
-        """Count one placement of file ``number``; True when it was the file's last."""
+    def _flush(self, run: _WriteRun) -> None:
+        """Write a run, and finish its file if that was the file's last data. Placements are
+        counted only once written, so no thread sets a file's mtime while another still holds
+        bytes for it."""
+        count = run.flush()
+        if count and self._placed(run.number, count):
+            self._finish_file(run.number, run.fd)
+
+    def _placed(self, number: int, count: int) -> bool:
+        """Count ``count`` written placements of file ``number``; True when those were its last."""
         with self._lock:
-            self._placements.remaining[number] -= 1
+            self._placements.remaining[number] -= count
             return self._placements.remaining[number] == 0
 
     def _make_symlink(self, path: Path, node: TreeNode) -> None:
