@@ -182,6 +182,9 @@ class SourceEntry:
     boundaries can fall on page boundaries. ``change_token`` identifies this version of the file
     (the files source uses size, mtime, ctime and inode): when it equals the token recorded at the
     previous backup, the file is not read again. Leave it None when no such token exists.
+    ``prefetch``, when given, is called a few entries before the file is read, to start reading
+    it in the background (the files source asks the kernel with ``posix_fadvise``): small files
+    are read one after another, and without it each waits for the disk in turn.
     """
 
     path: tuple[str, ...]
@@ -193,6 +196,7 @@ class SourceEntry:
     opener: Callable[[], BinaryIO] | None = None
     page_size: int | None = None
     change_token: str | None = None
+    prefetch: Callable[[], None] | None = None
 
 
 ErrorReporter = Callable[[str, BaseException], None]

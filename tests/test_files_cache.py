@@ -94,3 +94,55 @@ def test_cached_content_missing_from_the_index_is_read_again(
     assert sorted(opened) == [f"f{i}" for i in range(5)]
     assert repo.check(read_data=True).ok
     repo.restore(result.manifest.id, tmp_path / "out")
+
+
+@pytest.fixture
+def advised(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every file the files source asks the kernel to read ahead, in order."""
+    paths: list[str] = []
+    real = builtin_sources._advise_willneed
+
+    def recording(path: str, size: int) -> None:
+        paths.append(os.path.basename(path))
+        real(path, size)
+
+    monkeypatch.setattr(builtin_sources, "_advise_willneed", recording)
+    return paths
+
+
+def test_files_are_read_ahead_before_they_are_read_unless_the_cache_knows_them(
+    repo: Repository,
+    tmp_path: Path,
+    opened: list[str],
+    advised: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = _old_tree(tmp_path / "src")
+    opened_when_advised: list[int] = []
+    real = builtin_sources._advise_willneed
+
+    def noting(path: str, size: int) -> None:
+        opened_when_advised.append(len(opened))
+        real(path, size)
+
+    monkeypatch.setattr(builtin_sources, "_advise_willneed", noting)
+    _backup(repo, root)
+    # every file was advised before any was opened: the loop looks 32 entries ahead
+    assert opened_when_advised == [0] * 5
+    assert sorted(opened) == [f"f{i}" for i in range(5)]
+    monkeypatch.undo()
+    advised.clear()
+    monkeypatch.setattr(
+        builtin_sources, "_advise_willneed", lambda path, size: advised.append(Path(path).name)
+    )
+    (root / "f2").write_bytes(os.urandom(50_000))
+    old = time.time_ns() - 10 * 1_000_000_000
+    os.utime(root / "f2", ns=(old, old))
+    _backup(repo, root)
+    assert advised == ["f2"]
+
+
+def test_reading_ahead_a_file_that_vanished_is_harmless(tmp_path: Path) -> None:
+    builtin_sources._advise_willneed(str(tmp_path / "missing"), 100)
+    (tmp_path / "link").symlink_to(tmp_path / "missing")
+    builtin_sources._advise_willneed(str(tmp_path / "link"), 100)

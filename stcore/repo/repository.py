@@ -8,6 +8,7 @@ every snapshot a reader can see has all of its data.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import os
@@ -163,6 +164,28 @@ class _BackupSession:
     def report(self, path: str, exc: BaseException) -> None:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self.errors.append((path, message))
+
+
+#: entries the backup loop looks ahead to start reading files early (``SourceEntry.prefetch``)
+READ_AHEAD_ENTRIES = 32
+
+
+def _read_ahead(
+    entries: Iterable[SourceEntry], session: _BackupSession, source_name: str
+) -> Iterator[SourceEntry]:
+    """``entries`` in order, each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the
+    loop reaches it, unless the files cache will spare reading it."""
+    window: collections.deque[SourceEntry] = collections.deque()
+    cached = session.cached.get(source_name, {})
+    for entry in entries:
+        if entry.prefetch is not None and entry.kind == "file":
+            known = cached.get("/".join(entry.path))
+            if known is None or known[0] != entry.change_token:
+                entry.prefetch()
+        window.append(entry)
+        if len(window) > READ_AHEAD_ENTRIES:
+            yield window.popleft()
+    yield from window
 
 
 class Repository:
@@ -673,7 +696,7 @@ class Repository:
                 )
             )
 
-        for entry in source.scan(session.report):
+        for entry in _read_ahead(source.scan(session.report), session, source.name):
             parent = entry.path[:-1]
             while stack[-1].path != parent:
                 if len(stack) == 1:
