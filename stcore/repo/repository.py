@@ -166,6 +166,9 @@ class _BackupSession:
         self.errors.append((path, message))
 
 
+#: bytes read between two "bytes" progress events of one file
+PROGRESS_STEP = 1024 * 1024
+
 #: entries the backup loop looks ahead to start reading files early (``SourceEntry.prefetch``)
 READ_AHEAD_ENTRIES = 32
 
@@ -750,16 +753,22 @@ class Repository:
                 session.unchanged_files += 1
                 return self._file_node(entry, known[1], entry.size, session, source_name, token)
         content: list[bytes] = []
-        size = 0
+        size = unreported = 0
         try:
             with entry.opener() as stream:
                 for chunk in chunker.chunks(stream, entry.size, entry.page_size):
                     content.append(self._store_blob(session, "data", chunk))
                     size += len(chunk)
-                    session.progress("bytes", len(chunk))
+                    unreported += len(chunk)
+                    if unreported >= PROGRESS_STEP:  # not per 4 KiB page: a bar update is slow
+                        session.progress("bytes", unreported)
+                        unreported = 0
         except OSError as exc:
             session.report(display, exc)
             return None
+        finally:
+            if unreported:
+                session.progress("bytes", unreported)
         return self._file_node(entry, tuple(content), size, session, source_name, token)
 
     def _file_node(
