@@ -18,6 +18,7 @@ from tests.test_bad_input import _forge
 from tests.test_reader import (
     SMALL_CHUNKS,
     SMALL_PACKS,
+    _damage_middle_of_a_pack,
     count_reads,
     data_entries,
     data_reads,
@@ -153,14 +154,7 @@ def test_open_files_stay_bounded_with_many_files(
 def test_a_corrupted_blob_in_a_coalesced_range_names_pack_and_blob(tmp_path: Path) -> None:
     small_blob_repository(tmp_path / "repo", tmp_path / "src").close()
     repo = stcore.open_repository(str(tmp_path / "repo"))
-    entries = data_entries(repo)
-    in_pack = [e for e in entries if e.pack_id == entries[0].pack_id]
-    victim = in_pack[len(in_pack) // 2]
-    key = object_key("data", victim.pack_id)
-    path = Path(repo.location) / key
-    body = bytearray(path.read_bytes())
-    body[victim.offset + 1] ^= 0x01
-    path.write_bytes(bytes(body))
+    key, victim = _damage_middle_of_a_pack(repo)
     target = tmp_path / "area" / "out"
     with pytest.raises(CorruptObjectError) as caught:
         repo.restore("latest", target)
