@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -66,9 +67,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
 
 
 def backup(repo: Repository, root: Path, name: str, size: int) -> str:
-    """Add one random file of ``size`` bytes under ``root`` and back the whole tree up."""
+    """Add one random file of ``size`` bytes under ``root`` and back the whole tree up.
+
+    The bytes are random but seeded by name and size, so the chunks are always the same: tests
+    that need several packs get them whatever order the sealing threads finish in (3.5 MB of
+    "a.bin" is four chunks of 0.5-1.2 MB, at least three packs of 1 MiB).
+    """
     root.mkdir(exist_ok=True)
-    (root / name).write_bytes(os.urandom(size))
+    (root / name).write_bytes(random.Random(f"{name}:{size}").randbytes(size))
     return repo.backup(stcore.sources_for_paths([str(root)])).manifest.id
 
 
@@ -137,14 +143,14 @@ def test_sync_to_each_cloud_uploads_only_what_the_remote_lacks(
 
     monkeypatch.setattr(Syncer, "_copy", spy)
     mirror = RemoteConfig(name="cloud", url=url)
-    first = backup(local, tmp_path / "data", "a.bin", 2_500_000)
+    first = backup(local, tmp_path / "data", "a.bin", 3_500_000)
     before = keys(local) - {"config"}
     assert len(keys(local, "data/")) >= 2
 
     full = sync(local, mirror)
     assert full.snapshots == (first,)
     assert full.objects_uploaded == len(before) and sorted(attempted) == sorted(before)
-    assert full.bytes_uploaded > 2_500_000
+    assert full.bytes_uploaded > 3_500_000
 
     attempted.clear()
     again = sync(local, mirror)
