@@ -1083,7 +1083,12 @@ def prune(
         f"{verb} {human_size(result.bytes_freed)}: {result.packs_deleted} of "
         f"{result.packs_before} packs deleted, {result.packs_repacked} repacked into "
         f"{result.packs_written}; {result.snapshots} snapshots kept "
-        f"({human_size(result.bytes_after)} stored)",
+        f"({human_size(result.bytes_after)} stored)"
+        + (
+            f"; removed {result.abandoned_removed} files left by interrupted writes"
+            if result.abandoned_removed
+            else ""
+        ),
         highlight=False,
     )
 

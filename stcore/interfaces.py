@@ -100,6 +100,12 @@ class StreamingBackend(Protocol):
 
     def open_writer(self) -> ObjectWriter: ...
 
+    def discard_abandoned(self) -> int:
+        """Remove what writers left behind when their process died before commit or abort, and
+        return how many. Called only under the repository's exclusive lock (by prune), when no
+        writer of this repository can be running."""
+        ...
+
 
 class BackendFactory(Protocol):
     """What a backend registration's ``load()`` returns."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from stcore.errors import ObjectNotFoundError
+from stcore.interfaces import StreamingBackend
 from stcore.locks import repository_lock
 from stcore.models import IndexEntry
 from stcore.repo.format import encode_index, object_key
@@ -46,6 +47,8 @@ class PruneResult:
     bytes_before: int
     bytes_after: int
     seconds: float
+    #: temporaries of writes whose process died, removed (local repositories)
+    abandoned_removed: int = 0
 
     @property
     def bytes_freed(self) -> int:
@@ -146,6 +149,8 @@ def prune(
                 deleted += 1
         # Cached blob frames stay valid: they are verified by blob id, wherever the blob lives.
         repository._index = BlobIndex(all_entries)
+        # No writer can run under the exclusive lock: what a crashed one left is garbage.
+        abandoned = backend.discard_abandoned() if isinstance(backend, StreamingBackend) else 0
         bytes_after = sum(info.size for info in backend.list("data/"))
     return PruneResult(
         snapshots=snapshot_count,
@@ -156,6 +161,7 @@ def prune(
         bytes_before=bytes_before,
         bytes_after=bytes_after,
         seconds=time.monotonic() - started,
+        abandoned_removed=abandoned,
     )
 
 

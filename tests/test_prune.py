@@ -563,3 +563,19 @@ def test_facade_cleanup_keeps_within_n_days_of_the_newest_and_frees_space(
     again = storage.cleanup_old_backups(keep_days=7)
     assert again["removed"] == 0 and again["bytes_freed"] == 0
     storage.close()
+
+
+def test_prune_removes_what_a_crashed_backup_left_behind(repo: Repository, tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "f").write_bytes(os.urandom(100_000))
+    repo.backup(stcore.sources_for_paths([str(source)]))
+    # A backup killed mid-pack leaves its temporary pack file in the repository's root.
+    leftover = Path(repo.location) / ".tmp-0123456789abcdef"
+    leftover.write_bytes(os.urandom(50_000))
+    hours_ago = time.time() - 2 * 3600
+    os.utime(leftover, (hours_ago, hours_ago))
+    result = repo.prune()
+    assert result.abandoned_removed == 1
+    assert not leftover.exists()
+    assert repo.check(read_data=True).ok

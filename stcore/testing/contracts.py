@@ -151,6 +151,8 @@ class BackendContract:
         dropped.abort()
         dropped.abort()
         assert [info.key for info in backend.list()] == ["data/st/streamed"]
+        assert backend.discard_abandoned() >= 0
+        assert [info.key for info in backend.list()] == ["data/st/streamed"]
 
     def test_concurrent_create_only_writes_let_exactly_one_win(self, backend: Backend) -> None:
         outcomes: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,3 +146,20 @@ def test_a_failing_write_while_streaming_aborts_the_object(tmp_path: Path) -> No
     with pytest.raises(BackendError, match="no space left"):
         writer.write(b"x" * 10)
     assert _temporaries(tmp_path) == []
+
+
+def test_writes_abandoned_by_a_dead_process_are_discarded_once_old(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    backend.write("kept", b"safe")
+    dead = backend.open_writer()
+    dead.write(b"a pack its process never finished")
+    (stale,) = _temporaries(tmp_path)
+    live = backend.open_writer()
+    live.write(b"a pack being written right now")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    assert backend.discard_abandoned() == 1
+    assert not stale.exists()
+    live.commit("data/li/live")  # the fresh one was left alone
+    assert backend.read("data/li/live") == b"a pack being written right now"
+    assert sorted(o.key for o in backend.list()) == ["data/li/live", "kept"]

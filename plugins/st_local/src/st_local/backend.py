@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from stcore.errors import (
 from stcore.interfaces import BytesLike, ObjectInfo, ObjectWriter
 
 TEMP_PREFIX = ".tmp-"
+#: seconds after which an untouched temporary file is a crashed write's leftover
+ABANDONED_AFTER = 3600.0
 #: user-space buffer of a streamed object: page-sized blobs become few write calls
 WRITER_BUFFER = 1024 * 1024
 
@@ -136,6 +139,25 @@ class LocalBackend:
         except OSError as exc:
             raise _map_os_error(exc, temp) from exc
         return _LocalWriter(self, temp, os.fdopen(fd, "wb", buffering=WRITER_BUFFER))
+
+    def discard_abandoned(self) -> int:
+        """Delete the temporary files of writes whose process died (``.tmp-*``, anywhere),
+        once untouched for ``ABANDONED_AFTER`` seconds: a live write (a sync into this directory
+        takes no repository lock) keeps its file's mtime fresh."""
+        removed = 0
+        cutoff = time.time() - ABANDONED_AFTER
+        for dirpath, _, filenames in os.walk(self.root):
+            for filename in filenames:
+                if not filename.startswith(TEMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, filename)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     def _link_into_place(self, temp: Path, key: str) -> None:
         path = self._path(key)
