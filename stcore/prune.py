@@ -122,10 +122,12 @@ def prune(
                 on_pack_written=written_sizes.append,
             )
             try:
-                for entry in repack:
-                    data = repository._read_entry(entry)  # verified against its id
-                    packer.add(entry.blob_id, entry.blob_type, data)
-                    progress("bytes", entry.raw_length)
+                # One range read per run of live blobs in each pack (thousands of database
+                # pages would otherwise be as many requests), each blob verified against its id.
+                types = {entry.blob_id: entry.blob_type for entry in repack}
+                for blob_id, data in repository.read_blobs(types):
+                    packer.add(blob_id, types[blob_id], data)
+                    progress("bytes", len(data))
                 new_entries = packer.finish()
             except BaseException:
                 packer.close()
