@@ -231,7 +231,8 @@ def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
     return rows
 
 
-def decode_index(codec: Codec, stored: bytes) -> list[IndexEntry]:
+def index_entries(rows: Iterable[IndexRow]) -> list[IndexEntry]:
+    """``IndexEntry`` objects for rows of :func:`decode_index_rows`."""
     return [
         IndexEntry(
             blob_id=blob_id,
@@ -241,9 +242,7 @@ def decode_index(codec: Codec, stored: bytes) -> list[IndexEntry]:
             stored_length=stored_length,
             raw_length=raw_length,
         )
-        for blob_id, code, pack_id, offset, stored_length, raw_length in decode_index_rows(
-            codec, stored
-        )
+        for blob_id, code, pack_id, offset, stored_length, raw_length in rows
     ]
 
 

@@ -58,7 +58,6 @@ from stcore.repo.format import (
     Codec,
     IndexRow,
     RepositoryConfig,
-    decode_index,
     decode_index_rows,
     decode_pack_footer,
     decode_pack_trailer,
@@ -66,6 +65,7 @@ from stcore.repo.format import (
     encode_index,
     encode_tree,
     hash_id,
+    index_entries,
     object_key,
 )
 from stcore.repo.index import BlobIndex
@@ -77,13 +77,6 @@ ProgressCallback = Callable[[str, int], None]
 
 def _no_progress(event: str, amount: int) -> None:
     pass
-
-
-def decode_index_rows_checked(codec: Codec, key: str, stored: bytes) -> list[IndexRow]:
-    try:
-        return decode_index_rows(codec, stored)
-    except CorruptObjectError as exc:
-        raise CorruptObjectError(f"{key}: {exc}") from exc
 
 
 def default_cache_root() -> Path:
@@ -165,6 +158,15 @@ class _BackupSession:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self.errors.append((path, message))
 
+    def recorded_content(self, source_name: str, entry: SourceEntry) -> tuple[bytes, ...] | None:
+        """The content the files cache recorded for ``entry`` at the last backup, if its change
+        token still matches (whether those blobs are all still stored is the caller's check)."""
+        token = entry.change_token
+        if token is None:
+            return None
+        known = self.cached.get(source_name, {}).get("/".join(entry.path))
+        return known[1] if known is not None and known[0] == token else None
+
 
 #: bytes read between two "bytes" progress events of one file
 PROGRESS_STEP = 1024 * 1024
@@ -179,12 +181,13 @@ def _read_ahead(
     """``entries`` in order, each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the
     loop reaches it, unless the files cache will spare reading it."""
     window: collections.deque[SourceEntry] = collections.deque()
-    cached = session.cached.get(source_name, {})
     for entry in entries:
-        if entry.prefetch is not None and entry.kind == "file":
-            known = cached.get("/".join(entry.path))
-            if known is None or known[0] != entry.change_token:
-                entry.prefetch()
+        if (
+            entry.prefetch is not None
+            and entry.kind == "file"
+            and session.recorded_content(source_name, entry) is None
+        ):
+            entry.prefetch()
         window.append(entry)
         if len(window) > READ_AHEAD_ENTRIES:
             yield window.popleft()
@@ -319,7 +322,7 @@ class Repository:
         keys = [info.key for info in self.backend.list("index/")]
 
         def read(key: str) -> list[IndexRow]:
-            return decode_index_rows_checked(self.codec, key, self._read_index_stored(key, cached))
+            return self._read_index_rows(key, cached=cached)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             for rows in pool.map(read, keys):
@@ -328,8 +331,13 @@ class Repository:
         return index
 
     def _read_index_object(self, key: str, *, cached: bool = True) -> list[IndexEntry]:
+        return index_entries(self._read_index_rows(key, cached=cached))
+
+    def _read_index_rows(self, key: str, *, cached: bool = True) -> list[IndexRow]:
+        """The rows of one index object; damage is reported with the object's key."""
+        stored = self._read_index_stored(key, cached)  # names the key itself when damaged
         try:
-            return decode_index(self.codec, self._read_index_stored(key, cached))
+            return decode_index_rows(self.codec, stored)
         except CorruptObjectError as exc:
             raise CorruptObjectError(f"{key}: {exc}") from exc
 
@@ -744,14 +752,12 @@ class Repository:
         self, entry: SourceEntry, chunker: Chunker, session: _BackupSession, source_name: str
     ) -> TreeNode | None:
         assert entry.opener is not None
-        relative = "/".join(entry.path)
-        display = f"{source_name}:{relative}"
+        display = f"{source_name}:{'/'.join(entry.path)}"
         token = entry.change_token
-        if token is not None:
-            known = session.cached.get(source_name, {}).get(relative)
-            if known is not None and known[0] == token and all(b in self.index for b in known[1]):
-                session.unchanged_files += 1
-                return self._file_node(entry, known[1], entry.size, session, source_name, token)
+        known = session.recorded_content(source_name, entry)
+        if known is not None and all(b in self.index for b in known):
+            session.unchanged_files += 1
+            return self._file_node(entry, known, entry.size, session, source_name, token)
         content: list[bytes] = []
         size = unreported = 0
         try:
