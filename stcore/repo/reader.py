@@ -148,11 +148,11 @@ class BlobReader:
     def plan(self, blob_ids: Iterable[bytes]) -> list[PackRange]:
         """The ranges covering ``blob_ids`` (each blob once); raises before any read if one is
         not in the index."""
-        return plan_ranges(
-            (self.entry(blob_id) for blob_id in blob_ids),
-            max_gap=self.max_gap,
-            max_length=self.max_range,
-        )
+        return self.plan_entries(self.entry(blob_id) for blob_id in blob_ids)
+
+    def plan_entries(self, entries: Iterable[IndexEntry]) -> list[PackRange]:
+        """:meth:`plan` for blobs whose index entries the caller already has."""
+        return plan_ranges(entries, max_gap=self.max_gap, max_length=self.max_range)
 
     # --- one range ------------------------------------------------------------------------------
 
@@ -170,7 +170,7 @@ class BlobReader:
                 missing.append(entry)
             else:
                 frames.append(_Frame(entry, stored, 0, from_cache=True))
-        for sub in plan_ranges(missing, max_gap=self.max_gap, max_length=self.max_range):
+        for sub in self.plan_entries(missing):
             frames.extend(self._fetch(sub))
         return frames
 

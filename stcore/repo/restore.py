@@ -31,7 +31,7 @@ import attrs
 
 from stcore.errors import RestoreError, SnapshotNotFoundError
 from stcore.globs import match_any
-from stcore.models import SnapshotManifest, TreeNode
+from stcore.models import IndexEntry, SnapshotManifest, TreeNode
 from stcore.repo.reader import BlobReader, PackRange
 
 if TYPE_CHECKING:
@@ -70,10 +70,12 @@ class _Plan:
 
 @attrs.define
 class _Placements:
-    """Where every blob goes: blob id -> [(file number, offset in the file)], and how many
-    placements each file (a number into ``_Plan.files``) still waits for."""
+    """Where every blob goes: blob id -> [(file number, offset in the file)], each blob's index
+    entry (looked up once), and how many placements each file (a number into ``_Plan.files``)
+    still waits for."""
 
     targets: dict[bytes, list[tuple[int, int]]] = attrs.field(factory=dict)
+    entries: dict[bytes, IndexEntry] = attrs.field(factory=dict)
     remaining: list[int] = attrs.field(factory=list)
 
 
@@ -195,7 +197,7 @@ class Restorer:
             self._plan_tree(self.manifest.sources[name].root, root, "", include, plan)
         self._files = plan.files
         self._placements = self._plan_placements(plan.files)
-        ranges = self._reader.plan(self._placements.targets)
+        ranges = self._reader.plan_entries(self._placements.entries.values())
         self.target.mkdir(parents=True, exist_ok=True)
         self._real_target = os.path.realpath(self.target)
         for path, _ in plan.dirs:
@@ -279,8 +281,11 @@ class Restorer:
         for number, (path, node) in enumerate(files):
             offset = 0
             for blob_id in node.content:
+                entry = placements.entries.get(blob_id)
+                if entry is None:
+                    entry = placements.entries[blob_id] = self._reader.entry(blob_id)
                 placements.targets.setdefault(blob_id, []).append((number, offset))
-                offset += self._reader.entry(blob_id).raw_length
+                offset += entry.raw_length
             if offset != node.size:
                 raise RestoreError(
                     f"{path}: its chunks hold {offset} bytes but the snapshot says {node.size}; "
