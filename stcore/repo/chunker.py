@@ -94,12 +94,7 @@ class Chunker:
         ``page_size`` says the stream is paged; when it is None, a SQLite header is looked for.
         """
         if size_hint is not None and size_hint <= self.params.min_size:
-            data = stream.read()
-            if len(data) <= self.params.min_size:
-                if data:
-                    yield data
-                return
-            yield from (bytes(c.data) for c in self._cdc.cut_buf(data))
+            yield from self.chunk_bytes(stream.read())  # it may have grown since the hint
             return
         if page_size is None:
             page_size = self._sniff_page_size(stream, size_hint)
