@@ -28,6 +28,7 @@ def _open_binary(path: str) -> BinaryIO:
 
 #: how much of a file to ask the kernel to read ahead of the backup loop
 ADVISE_BYTES = 4 * 1024 * 1024
+_CAN_ADVISE = hasattr(os, "posix_fadvise")  # not on macOS or Windows
 
 
 def _advise_willneed(path: str, size: int) -> None:
@@ -84,9 +85,7 @@ def _entry_for(path: str, parts: tuple[str, ...], st: os.stat_result) -> SourceE
             mtime_ns=st.st_mtime_ns,
             size=st.st_size,
             opener=partial(_open_binary, path),
-            prefetch=partial(_advise_willneed, path, st.st_size)
-            if hasattr(os, "posix_fadvise")
-            else None,
+            prefetch=partial(_advise_willneed, path, st.st_size) if _CAN_ADVISE else None,
             change_token=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
         )
     return None  # sockets, FIFOs and devices are not backed up
