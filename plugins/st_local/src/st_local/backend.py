@@ -119,14 +119,9 @@ class LocalBackend:
                     handle.flush()
                     if self._fsync:
                         os.fsync(handle.fileno())
-                try:
-                    os.link(temp, path)
-                except FileExistsError:
-                    raise ObjectExistsError(f"{key} already exists in {self.location}") from None
+                self._link_into_place(temp, key)
             finally:
                 temp.unlink(missing_ok=True)
-            if self._fsync:
-                _fsync_dir(path.parent)
         except OSError as exc:
             raise _map_os_error(exc, path) from exc
 
