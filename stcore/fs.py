@@ -220,29 +220,27 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
             listing = self._listings[key] = (entries, children)
         return listing
 
-    def _snapshot_entry(self, name: str, manifest: SnapshotManifest) -> dict[str, Any]:
+    @staticmethod
+    def _directory(name: str, manifest: SnapshotManifest, **extra: Any) -> dict[str, Any]:
+        """A snapshot or source directory: timed by the snapshot, with its own extra fields."""
         return {
             "name": name,
             "size": 0,
             "type": "directory",
             "mtime": manifest.time.timestamp(),
             "mode": _DIR_MODE,
-            "snapshot_id": manifest.id,
-            "tags": list(manifest.tags),
-            "host": manifest.host,
+            **extra,
         }
+
+    def _snapshot_entry(self, name: str, manifest: SnapshotManifest) -> dict[str, Any]:
+        return self._directory(
+            name, manifest, snapshot_id=manifest.id, tags=list(manifest.tags), host=manifest.host
+        )
 
     def _source_entry(
         self, name: str, view: SourceView, manifest: SnapshotManifest
     ) -> dict[str, Any]:
-        return {
-            "name": name,
-            "size": 0,
-            "type": "directory",
-            "mtime": manifest.time.timestamp(),
-            "mode": _DIR_MODE,
-            "source_type": view.type,
-        }
+        return self._directory(name, manifest, source_type=view.type)
 
     # --- listing and metadata -------------------------------------------------------------------
 
