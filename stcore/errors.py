@@ -58,12 +58,24 @@ class RepositoryExistsError(RepositoryError):
     """``init`` was asked to create a repository where one already exists."""
 
 
+class RepositoryLockedError(RepositoryError):
+    """Another process holds a conflicting lock on the repository."""
+
+
+class PasswordError(StcoreError):
+    """No password was given, or none of the repository's keys opens with it."""
+
+
 class FormatVersionError(RepositoryError):
     """The repository was written by a newer stcore with a format this one cannot read."""
 
 
 class SnapshotNotFoundError(RepositoryError):
     """A snapshot reference matched no snapshot, or more than one."""
+
+
+class PathNotFoundError(RepositoryError):
+    """A snapshot's source holds no file or directory at the path asked for."""
 
 
 class CorruptObjectError(RepositoryError):
@@ -109,7 +121,20 @@ class BackendUnavailableError(BackendError):
     """The endpoint cannot be reached at all."""
 
 
-class PartialBackupError(StcoreError):
-    """A backup finished but some entries could not be read; the snapshot holds the rest."""
+# --- services ------------------------------------------------------------------------------------
 
-    exit_code = 3
+
+class SyncBusyError(StcoreError):
+    """Another sync to the same remote is running on this machine."""
+
+
+class DaemonBusyError(StcoreError):
+    """Another scheduler already runs for this repository on this machine."""
+
+
+class RunAbandoned(StcoreError):
+    """Raised inside a scheduled run when the scheduler is stopping; the run is dropped safely."""
+
+
+class WebUnavailableError(StcoreError):
+    """Flask or prometheus_client is not installed (``pip install 'stcore[web]'``)."""

@@ -1,0 +1,67 @@
+"""Durations and points in time as people type them: ``7d``, ``12h``, ``1y6mo``, ``2026-11-24``.
+
+One parser, so a unit means the same thing everywhere (``--since``, ``--keep-within``,
+``[retention] keep_within``, the seed facade's dates). ``m`` alone is refused: restic reads it
+as months in ``--keep-within`` while most people mean minutes, and a retention policy that keeps
+30 minutes instead of 30 months loses data. The message says what to write instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from stcore.errors import ConfigError
+
+#: seconds per unit; a month is 30 days and a year 365, as restic counts them
+UNITS = {
+    "s": 1,
+    "min": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+    "mo": 30 * 86400,
+    "y": 365 * 86400,
+}
+_PART = re.compile(r"(\d+)([a-z]+)")
+_WHOLE = re.compile(r"(?:\d+[a-z]+)+")
+EXAMPLES = "7d, 12h, 30min, 2w, 6mo, 1y6mo or 2y5mo7d3h"
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """A duration such as ``7d``, ``30min``, ``1y6mo``: whole numbers with units, largest first.
+
+    Units: ``s``, ``min``, ``h``, ``d``, ``w``, ``mo`` (30 days), ``y`` (365 days). ``m`` is
+    ambiguous and refused, with a message naming ``min`` and ``mo``.
+    """
+    compact = text.strip().lower().replace(" ", "")
+    if not compact or _WHOLE.fullmatch(compact) is None:
+        raise ConfigError(f"{text!r} is not a duration like {EXAMPLES}")
+    seconds = 0
+    for amount, unit in _PART.findall(compact):
+        if unit == "m":
+            raise ConfigError(
+                f"{text!r} is ambiguous: write {amount}min for minutes or {amount}mo for months"
+            )
+        if unit not in UNITS:
+            raise ConfigError(
+                f"{text!r}: unknown unit {unit!r} (use s, min, h, d, w, mo or y, as in {EXAMPLES})"
+            )
+        seconds += int(amount) * UNITS[unit]
+    return dt.timedelta(seconds=seconds)
+
+
+def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
+    """A point in time: an ISO date or date-time (UTC unless it names a zone), or a duration
+    ago (``7d`` is seven days before ``now``)."""
+    value = text.strip()
+    if value[:1].isdigit() and _WHOLE.fullmatch(value.lower().replace(" ", "")):
+        return (now or dt.datetime.now(dt.UTC)) - parse_duration(value)
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a date or a duration (use 2026-11-24, 2026-11-24T13:00, or a "
+            f"duration ago such as {EXAMPLES})"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
