@@ -20,12 +20,19 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from stcore.access.views import SourceView
 from stcore.config import Settings, load_dotenv_file, load_settings
+from stcore.durations import parse_duration
 from stcore.errors import ContainerNotFoundError, RepositoryNotFoundError, StcoreError
 from stcore.models import SnapshotManifest
-from stcore.repo.repository import Repository, init_repository, open_repository
-from stcore.sources import make_source
-from stcore.views import SourceView
+from stcore.repo.forget import Policy
+from stcore.repository import (
+    Repository,
+    init_repository,
+    open_remote_repository,
+    open_repository,
+)
+from stcore.tasks import backup_configured, forget_by_policy, read_state, remote_status
 
 
 def _iso(value: dt.datetime) -> str:
@@ -45,7 +52,7 @@ class LazyDataSources(Mapping[str, Any]):
     """``data_sources[name]``: loads that one source when it is first asked for, then keeps it.
 
     JSON sources give their parsed documents; other sources give a
-    :class:`~stcore.views.SourceView` (``.files()``, ``.read_bytes(path)``...).
+    :class:`~stcore.access.views.SourceView` (``.files()``, ``.read_bytes(path)``...).
     """
 
     def __init__(self, views: Mapping[str, SourceView]) -> None:
@@ -138,10 +145,7 @@ class CloudStorageManager:
                 }
             with self._lock:
                 repo = self.repository
-                sources = [
-                    make_source(s.name, s.type, s.options, host=repo.host) for s in settings.sources
-                ]
-                result = repo.backup(sources, tags=[*settings.tags, *(tags or [])])
+                result = backup_configured(repo, settings, tags=tags or ())
         except StcoreError as exc:
             return {"success": False, "error": str(exc)}
         manifest = result.manifest
@@ -166,8 +170,8 @@ class CloudStorageManager:
             "tags": list(manifest.tags),
             "size_bytes": manifest.size,
             "stored_bytes": manifest.added_bytes,
-            "sources": {name: s.type for name, s in manifest.sources.items()},
-            "files": sum(s.files for s in manifest.sources.values()),
+            "sources": manifest.source_types,
+            "files": manifest.files,
             "partial": manifest.partial,
             "cloud_synced": bool(synced),
             "synced_to": synced,
@@ -176,8 +180,6 @@ class CloudStorageManager:
 
     def _remote_repository(self) -> Repository:
         """The cloud remote opened as a repository, kept open for later reads."""
-        from stcore.sync import open_remote_repository
-
         if self._remote_repo is None:
             remote = self.settings.remote(None)
             self._remote_repo = open_remote_repository(remote, host=self.repository.host)
@@ -241,12 +243,12 @@ class CloudStorageManager:
             # snapshots synced to at least one remote, per the catalog
             cloud_synced = self.repository.catalog.synced_count()
         return {
-            "total_backups": stats["snapshots"],
-            "total_size_mb": round(stats["snapshot_bytes_total"] / 1e6, 3),
-            "stored_size_mb": round(stats["stored_bytes"] / 1e6, 3),
+            "total_backups": stats.snapshots,
+            "total_size_mb": round(stats.snapshot_bytes_total / 1e6, 3),
+            "stored_size_mb": round(stats.stored_bytes / 1e6, 3),
             "cloud_synced": cloud_synced,
             "provider": self.provider,
-            "repository": stats["repository"],
+            "repository": stats.repository,
             "latest_backup": latest[0].id if latest else None,
         }
 
@@ -256,26 +258,20 @@ class CloudStorageManager:
         Applies the policy ``--keep-within {keep_days}d`` (measured from the newest backup, so a
         machine that stopped backing up does not lose its history), then prunes.
         """
-        from stcore.retention import Policy, apply_policy
-
         if keep_days < 0:
             raise ValueError("keep_days must be >= 0")
         try:
             with self._lock:
-                repo = self.repository
-                policy = Policy(within=dt.timedelta(days=keep_days))
-                decisions = apply_policy(repo.snapshots(), policy)
-                doomed = [d.manifest.id for d in decisions if not d.keep]
-                removed = repo.forget(doomed)
-                result = repo.prune() if removed else None
+                policy = Policy(within=parse_duration(f"{keep_days}d"))
+                outcome = forget_by_policy(self.repository, policy)
         except StcoreError as exc:
             return {"success": False, "error": str(exc)}
         return {
             "success": True,
-            "removed": len(removed),
-            "kept": len(decisions) - len(removed),
-            "removed_ids": removed,
-            "bytes_freed": result.bytes_freed if result else 0,
+            "removed": len(outcome.removed),
+            "kept": outcome.kept,
+            "removed_ids": list(outcome.removed),
+            "bytes_freed": outcome.pruned.bytes_freed if outcome.pruned else 0,
         }
 
     def sync_to_cloud(self, backup_id: str | None = None) -> dict[str, Any]:
@@ -285,8 +281,6 @@ class CloudStorageManager:
         ``GCP_BUCKET``, ``AZURE_CONTAINER``) or ``[remotes.NAME]`` in stcore.toml. Returns a
         summary: what was synced, objects and bytes uploaded, seconds.
         """
-        from stcore.sync import sync
-
         try:
             remotes = self.settings.remotes
             if not remotes:
@@ -300,7 +294,7 @@ class CloudStorageManager:
             with self._lock:
                 repo = self.repository
                 ids = [repo.resolve(backup_id).id] if backup_id else None
-                results = [sync(repo, remote, ids) for remote in remotes]
+                results = [repo.sync(remote, ids) for remote in remotes]
         except StcoreError as exc:
             return {"success": False, "error": str(exc), "synced": []}
         return {
@@ -314,8 +308,6 @@ class CloudStorageManager:
     def status(self) -> dict[str, Any]:
         """Statistics, the newest backups, and per remote: last sync, pending, last error, next
         scheduled sync (see ``stcore status`` and docs/sync.md)."""
-        from stcore.daemon import read_state, remote_status
-
         stats = self.get_statistics()
         with self._lock:
             repo = self.repository

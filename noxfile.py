@@ -2,14 +2,14 @@
 
 nox -s tests          # core + st-local
 nox -s s3 gcs azure   # one backend plugin each, against its emulator
-nox -s lint typecheck
+nox -s lint layers typecheck
 """
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "s3", "gcs", "azure", "integration"]
+nox.options.sessions = ["lint", "layers", "typecheck", "tests", "s3", "gcs", "azure", "integration"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
@@ -62,6 +62,14 @@ def lint(session: nox.Session) -> None:
         "ruff", "check", "stcore", "cloud_storage_manager.py", "plugins", "tests", "testsupport",
         "integration", "noxfile.py",
     )  # fmt: skip
+
+
+@nox.session(python=PYTHON)
+def layers(session: nox.Session) -> None:
+    """Imports point down: the import-linter contracts in pyproject.toml."""
+    _install_core(session)
+    session.install("import-linter")
+    session.run("lint-imports", "--no-cache")
 
 
 @nox.session(python=PYTHON)

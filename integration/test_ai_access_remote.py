@@ -24,7 +24,7 @@ import pytest
 
 import stcore
 from stcore.interfaces import SourceEntry
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 from testsupport.fault_proxy import FaultProxy, ProxyRequest
 from testsupport.s3_server import MotoServer
 

@@ -21,8 +21,9 @@ import boto3
 import pytest
 
 import stcore
-from stcore.keys import KdfParams, PasswordError
-from stcore.repo.repository import open_backend
+from stcore.errors import PasswordError
+from stcore.repo.keys import KdfParams
+from stcore.repo.store import open_backend
 from testsupport.s3_server import MotoServer
 
 CHEAP = KdfParams(memory_kib=1024, iterations=1, lanes=1)

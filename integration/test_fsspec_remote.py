@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import stcore
-from stcore.fs import StcoreFileSystem
+from stcore.access.fs import StcoreFileSystem
 from testsupport.s3_server import MotoServer
 
 EVENTS = [{"n": i, "agent": f"agent-{i % 3}"} for i in range(200)]

@@ -15,9 +15,8 @@ import pytest
 import stcore
 from integration.conftest import Remote
 from stcore.config import RemoteConfig
-from stcore.repo.repository import open_backend
-from stcore.sync import Syncer, SyncOptions
-from stcore.sync import sync as run_sync
+from stcore.repo.store import open_backend
+from stcore.sync import SyncOptions
 from tests.trees import snapshot_of_tree
 
 FILE = 200_000
@@ -48,24 +47,23 @@ def test_forget_then_sync_prune_reclaims_space_on_the_remote(
         manifest = local.backup(stcore.sources_for_paths([str(root)])).manifest
         trees[manifest.id] = snapshot_of_tree(root)
     ids = list(trees)  # oldest first
-    assert len(run_sync(local, target).snapshots) == 4
+    assert len(local.sync(target).snapshots) == 4
     mirror = stcore.open_repository(url)
     before = _data_bytes(mirror)
     snapshot_keys = {f"snapshots/{i}" for i in ids}
     assert {info.key for info in mirror.backend.list("snapshots/")} == snapshot_keys
 
     assert local.forget(ids[:2]) == ids[:2]
-    run_sync(local, target)  # a plain sync deletes nothing on the remote
+    local.sync(target)  # a plain sync deletes nothing on the remote
     assert {info.key for info in mirror.backend.list("snapshots/")} == snapshot_keys
     assert _data_bytes(mirror) == before
 
-    syncer = Syncer(local, target, options=SyncOptions(prune=True))
-    syncer.run()
-    assert syncer.pruned is not None and syncer.pruned.bytes_freed >= 2 * 3 * FILE
+    pruned = local.sync(target, options=SyncOptions(prune=True)).pruned
+    assert pruned is not None and pruned.bytes_freed >= 2 * 3 * FILE
     assert {info.key for info in mirror.backend.list("snapshots/")} == {
         f"snapshots/{i}" for i in ids[2:]
     }
-    assert before - _data_bytes(mirror) == syncer.pruned.bytes_freed
+    assert before - _data_bytes(mirror) == pruned.bytes_freed
     assert not list(mirror.backend.list("locks/"))
     mirror.close()
 

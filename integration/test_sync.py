@@ -29,8 +29,9 @@ import stcore
 from integration.conftest import Remote
 from stcore.config import RemoteConfig
 from stcore.repo.format import object_key
-from stcore.repo.repository import Repository, open_backend
-from stcore.sync import Syncer, SyncOptions, sync
+from stcore.repo.store import open_backend
+from stcore.repository import Repository
+from stcore.sync import Syncer, SyncOptions
 from testsupport.fault_proxy import FAULTS, FaultProxy, ProxyRequest
 from testsupport.s3_server import MotoServer
 
@@ -117,13 +118,13 @@ def needed_indexes(repo: Repository, snapshot_id: str) -> set[str]:
                 blobs.add(node.subtree)
     found = set()
     for key in keys(repo, "index/"):
-        if any(e.blob_id in blobs for e in repo._read_index_object(key)):
+        if any(e.blob_id in blobs for e in repo.store.read_index_entries(key)):
             found.add(key)
     return found
 
 
 def packs_of(repo: Repository, index: str) -> set[str]:
-    return {object_key("data", e.pack_id.hex()) for e in repo._read_index_object(index)}
+    return {object_key("data", e.pack_id.hex()) for e in repo.store.read_index_entries(index)}
 
 
 # --- 1. every cloud: full, nothing, then only what is new ---------------------------------------
@@ -147,13 +148,13 @@ def test_sync_to_each_cloud_uploads_only_what_the_remote_lacks(
     before = keys(local) - {"config"}
     assert len(keys(local, "data/")) >= 2
 
-    full = sync(local, mirror)
+    full = local.sync(mirror)
     assert full.snapshots == (first,)
     assert full.objects_uploaded == len(before) and sorted(attempted) == sorted(before)
     assert full.bytes_uploaded > 3_500_000
 
     attempted.clear()
-    again = sync(local, mirror)
+    again = local.sync(mirror)
     assert (again.objects_uploaded, again.bytes_uploaded, again.snapshots) == (0, 0, ())
     assert again.snapshots_skipped == 1 and attempted == []
 
@@ -161,7 +162,7 @@ def test_sync_to_each_cloud_uploads_only_what_the_remote_lacks(
     new = keys(local) - before - {"config"}
     new_packs = {k for k in new if k.startswith("data/")}
     assert new_packs and len(new) == len(new_packs) + 2  # + 1 index + 1 manifest
-    incremental = sync(local, mirror)
+    incremental = local.sync(mirror)
     assert incremental.snapshots == (second,) and incremental.snapshots_skipped == 1
     assert incremental.objects_uploaded == len(new_packs) + 2
     assert sorted(attempted) == sorted(new)  # no old pack was even tried
@@ -216,7 +217,7 @@ def test_sync_through_failing_network_completes_and_checks_clean(
             },
         )
         started = time.monotonic()
-        result = sync(local, mirror, options=SyncOptions(attempts=15, max_backoff=0.2))
+        result = local.sync(mirror, options=SyncOptions(attempts=15, max_backoff=0.2))
         elapsed = time.monotonic() - started
         assert set(proxy.injected) >= set(FAULTS), proxy.injected
         assert not any(forced.values())

@@ -12,33 +12,38 @@ The public API lives here; everything else is an implementation detail::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from stcore.access.views import Snapshot, SourceView
 from stcore.errors import StcoreError
 from stcore.hookspecs import hookimpl
 from stcore.models import SnapshotManifest
 from stcore.plugins import PluginHost, make_plugin_manager
 from stcore.registry import Registration
-from stcore.repo.repository import (
-    BackupResult,
-    CheckResult,
-    Repository,
-    init_repository,
-    open_repository,
-)
+from stcore.repo.backup import BackupResult
+from stcore.repo.check import CheckResult
+from stcore.repo.keys import KeyInfo
+from stcore.repo.prune import PruneResult
+from stcore.repo.restore import RestoreResult
+from stcore.repo.stats import RepositoryStats
+from stcore.repository import Repository, init_repository, open_repository
 from stcore.sources import make_source, sources_for_paths
-from stcore.views import Snapshot, SourceView
+from stcore.sync import SyncResult
+from stcore.version import __version__
 
 __all__ = [
     "BackupResult",
     "CheckResult",
+    "KeyInfo",
     "PluginHost",
+    "PruneResult",
     "Registration",
     "Repository",
+    "RepositoryStats",
+    "RestoreResult",
     "Snapshot",
     "SnapshotManifest",
     "SourceView",
     "StcoreError",
+    "SyncResult",
     "__version__",
     "hookimpl",
     "init_repository",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,13 +27,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stcore import __version__
 from stcore.config import Settings, load_dotenv_file, load_settings
+from stcore.durations import parse_duration, parse_time
 from stcore.errors import ConfigError, StcoreError
-from stcore.models import SnapshotManifest
 from stcore.plugins import PluginHost, make_plugin_manager
-from stcore.repo.repository import Repository, init_repository, open_repository
-from stcore.sources import make_source, sources_for_paths
+from stcore.repository import (
+    Repository,
+    init_repository,
+    open_remote_repository,
+    open_repository,
+)
+from stcore.sources import sources_for_paths
+from stcore.tasks import configured_sources
+from stcore.version import __version__
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -89,8 +94,6 @@ class Context:
     def open(self, remote: str | None = None, *, cache: bool | None = None) -> Repository:
         """The repository (``--repo``/config), or the configured ``remote`` when one is named."""
         if remote is not None:
-            from stcore.sync import open_remote_repository
-
             return open_remote_repository(
                 self.settings.remote(remote), host=self.host, password=self.password
             )
@@ -174,25 +177,14 @@ def human_size(size: float) -> str:
     return f"{size:.1f} TiB"
 
 
-_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
-
-
 def parse_when(value: str | None) -> dt.datetime | None:
-    """``2026-11-24``, ``2026-11-24T13:00``, or relative ``30m``/``12h``/``7d``/``2w`` ago."""
+    """``2026-11-24``, ``2026-11-24T13:00``, or a duration ago (``30min``, ``12h``, ``7d``)."""
     if value is None:
         return None
-    match = _RELATIVE.match(value.strip())
-    if match:
-        amount, unit = int(match.group(1)), match.group(2)
-        seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not a date (use 2026-11-24, 2026-11-24T13:00 or 7d / 12h)"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return parse_time(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @contextmanager
@@ -225,20 +217,6 @@ def progress_bar(
                 bar.update(task, files=files)
 
         yield update
-
-
-def manifest_row(manifest: SnapshotManifest) -> dict[str, Any]:
-    return {
-        "id": manifest.id,
-        "time": manifest.time.isoformat(),
-        "host": manifest.host,
-        "tags": list(manifest.tags),
-        "sources": {name: s.type for name, s in manifest.sources.items()},
-        "files": sum(s.files for s in manifest.sources.values()),
-        "size": manifest.size,
-        "added_bytes": manifest.added_bytes,
-        "partial": manifest.partial,
-    }
 
 
 class StcoreGroup(click.Group):
@@ -366,16 +344,12 @@ def backup(
     """
     if paths:
         sources = sources_for_paths(paths, host=ctx.host)
+    elif not ctx.settings.sources and not only:
+        raise ConfigError(
+            "nothing to back up: give PATHS or configure [sources.NAME] in stcore.toml"
+        )
     else:
-        configured = [s for s in ctx.settings.sources if not only or s.name in only]
-        missing = set(only) - {s.name for s in ctx.settings.sources}
-        if missing:
-            raise ConfigError(f"no source named {', '.join(sorted(missing))} in stcore.toml")
-        if not configured:
-            raise ConfigError(
-                "nothing to back up: give PATHS or configure [sources.NAME] in stcore.toml"
-            )
-        sources = [make_source(s.name, s.type, s.options, host=ctx.host) for s in configured]
+        sources = configured_sources(ctx.settings, ctx.host, only)
     with ctx.open() as repo, progress_bar("backing up", None, not as_json) as progress:
         result = repo.backup(
             sources,
@@ -385,9 +359,9 @@ def backup(
         )
     manifest = result.manifest
     if as_json:
-        emit_json({**manifest_row(manifest), "errors": [list(e) for e in result.errors]})
+        emit_json({**manifest.summary(), "errors": [list(e) for e in result.errors]})
     else:
-        files = sum(s.files for s in manifest.sources.values())
+        files = manifest.files
         out.print(
             f"snapshot {manifest.id} saved: {files} files, {human_size(manifest.size)} read, "
             f"{human_size(manifest.added_bytes)} added to the repository",
@@ -451,7 +425,7 @@ def snapshots(
         )
         sync_state = {m.id: repo.catalog.synced_remotes(m.id) for m in found}
     if as_json:
-        emit_json([{**manifest_row(m), "synced": sync_state[m.id]} for m in found])
+        emit_json([{**m.summary(), "synced": sync_state[m.id]} for m in found])
         return
     # The id already reads as the UTC time (20261124T131102Z-...), so it is the first column.
     table = Table(box=None, pad_edge=False)
@@ -459,7 +433,7 @@ def snapshots(
     for heading in ("host", "tags", "sources", "files", "size", "added", "synced to"):
         table.add_column(heading, no_wrap=heading in ("size", "added"))
     for m in found:
-        row = manifest_row(m)
+        row = m.summary()
         table.add_row(
             m.id + (" (partial)" if m.partial else ""),
             m.host,
@@ -602,7 +576,7 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
     from stcore.repo.diff import diff_snapshots
 
     with ctx.open() as repo:
-        changes = list(diff_snapshots(repo, repo.resolve(old), repo.resolve(new)))
+        changes = list(diff_snapshots(repo.store, repo.resolve(old), repo.resolve(new)))
     if as_json:
         emit_json(
             [
@@ -648,7 +622,6 @@ def sync(
     missing, and a sync that was interrupted resumes where it stopped.
     """
     from stcore.sync import SyncOptions
-    from stcore.sync import sync as run_sync
 
     remotes = [ctx.settings.remote(remote)] if remote else list(ctx.settings.remotes)
     if not remotes:
@@ -665,7 +638,7 @@ def sync(
         ids = [repo.resolve(s).id for s in snaps] or None
         for target in remotes:
             with progress_bar(f"syncing to {target.name}", None, not as_json) as progress:
-                result = run_sync(repo, target, ids, options=options, progress=progress)
+                result = repo.sync(target, ids, options=options, progress=progress)
             results.append(result)
             if not as_json:
                 out.print(
@@ -725,18 +698,16 @@ def stats(ctx: Context, as_json: bool) -> None:
     with ctx.open() as repo:
         numbers = repo.stats()
     if as_json:
-        emit_json(numbers)
+        emit_json(numbers.to_json())
         return
-    out.print(f"repository   {numbers['repository']} ({numbers['id']})", highlight=False)
-    out.print(f"snapshots    {numbers['snapshots']}", highlight=False)
-    out.print(f"blobs        {numbers['blobs']}", highlight=False)
-    out.print(f"stored       {human_size(numbers['stored_bytes'])}", highlight=False)
-    out.print(f"unique data  {human_size(numbers['unique_data_bytes'])}", highlight=False)
-    out.print(
-        f"all snapshots' size  {human_size(numbers['snapshot_bytes_total'])}", highlight=False
-    )
-    if numbers["stored_bytes"]:
-        ratio = numbers["snapshot_bytes_total"] / numbers["stored_bytes"]
+    out.print(f"repository   {numbers.repository} ({numbers.id})", highlight=False)
+    out.print(f"snapshots    {numbers.snapshots}", highlight=False)
+    out.print(f"blobs        {numbers.blobs}", highlight=False)
+    out.print(f"stored       {human_size(numbers.stored_bytes)}", highlight=False)
+    out.print(f"unique data  {human_size(numbers.unique_data_bytes)}", highlight=False)
+    out.print(f"all snapshots' size  {human_size(numbers.snapshot_bytes_total)}", highlight=False)
+    if numbers.stored_bytes:
+        ratio = numbers.snapshot_bytes_total / numbers.stored_bytes
         out.print(f"space saving {ratio:.1f}x (dedup + compression)", highlight=False)
 
 
@@ -880,7 +851,7 @@ def daemon(
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """Per remote: last successful sync, pending snapshots and bytes, last error, next run."""
-    from stcore.daemon import repository_status
+    from stcore.tasks import repository_status
 
     with ctx.open() as repo:
         document = repository_status(repo, ctx.settings.remotes)
@@ -979,7 +950,7 @@ def serve(ctx: Context, bind_host: str, port: int) -> None:
 @click.option("--keep-yearly", type=int, default=0, metavar="N", help="Newest of the last N years.")
 @click.option(
     "--keep-within", default=None, metavar="DURATION",
-    help="Everything within DURATION (e.g. 7d, 1y6m) of the newest snapshot.",
+    help="Everything within DURATION (e.g. 7d, 1y6mo) of the newest snapshot.",
 )  # fmt: skip
 @click.option("--keep-tag", "keep_tags", multiple=True, metavar="TAG", help="Snapshots with TAG.")
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would be forgotten, and why.")
@@ -1005,7 +976,8 @@ def forget(
     snapshot manifests are removed: the data they alone referenced stays in the packs until a
     prune reclaims it.
     """
-    from stcore.retention import Policy, apply_policy, parse_duration
+    from stcore.repo.forget import Policy
+    from stcore.tasks import forget_by_policy
 
     policy = Policy(
         last=keep_last,
@@ -1030,12 +1002,16 @@ def forget(
             doomed = [repo.resolve(s) for s in snaps]
             rows = [{"id": m.id, "keep": False, "reasons": ["named"]} for m in doomed]
         else:
-            decisions = apply_policy(repo.snapshots(), policy)
-            doomed = [d.manifest for d in decisions if not d.keep]
+            outcome = forget_by_policy(repo, policy, prune=False, dry_run=dry_run)
+            doomed = [d.manifest for d in outcome.decisions if not d.keep]
             rows = [
-                {"id": d.manifest.id, "keep": d.keep, "reasons": list(d.reasons)} for d in decisions
+                {"id": d.manifest.id, "keep": d.keep, "reasons": list(d.reasons)}
+                for d in outcome.decisions
             ]
-        removed = [] if dry_run else repo.forget([m.id for m in doomed])
+        if snaps:
+            removed = [] if dry_run else repo.forget([m.id for m in doomed])
+        else:
+            removed = list(outcome.removed)
     if as_json:
         emit_json({"dry_run": dry_run, "decisions": rows, "removed": removed})
         return
@@ -1117,12 +1093,12 @@ def key_list(ctx: Context, as_json: bool) -> None:
     with ctx.open() as repo:
         keys = repo.keys()
     if as_json:
-        emit_json(keys)
+        emit_json([entry.to_json() for entry in keys])
         return
     for entry in keys:
-        marker = "*" if entry["current"] else " "
+        marker = "*" if entry.current else " "
         out.print(
-            f"{marker} {entry['id']}  created {entry['created']} on {entry['host']}",
+            f"{marker} {entry.id}  created {entry.created} on {entry.host}",
             highlight=False,
         )
 

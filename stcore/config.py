@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -25,6 +25,95 @@ from stcore.errors import ConfigError
 
 CONFIG_NAME = "stcore.toml"
 PATH_OPTIONS = ("path", "paths")
+
+#: The tables stcore.toml may have at its top level; anything else is refused.
+TABLES: tuple[str, ...] = ("repository", "sources", "remotes", "daemon", "retention", "backup")
+
+#: The keys each table accepts (``remotes.NAME``: every ``[remotes.*]`` table). ``[sources.NAME]``
+#: is missing on purpose: its ``type`` picks a source plugin, which reads the other options.
+#: ``retention`` lists what :meth:`stcore.repo.forget.Policy.from_mapping` accepts, which refuses
+#: the rest itself. tests/test_docs.py checks both agree, and that docs/configuration.md
+#: documents every table and key.
+KEYS: dict[str, tuple[str, ...]] = {
+    "repository": ("url", "compression", "compression_level", "options"),
+    "backup": ("tags",),
+    "daemon": ("backup_interval", "sync_interval", "auto_sync"),
+    "retention": (
+        "keep_last",
+        "keep_hourly",
+        "keep_daily",
+        "keep_weekly",
+        "keep_monthly",
+        "keep_yearly",
+        "keep_within",
+        "keep_tags",
+    ),
+    "remotes.NAME": ("url", "options"),
+}
+
+#: Every environment variable stcore (and cloud_storage_manager) reads. docs/configuration.md
+#: documents each; tests/test_docs.py finds the ones the code reads and checks they are listed.
+ENVIRONMENT: tuple[str, ...] = (
+    "STCORE_REPO",
+    "STCORE_CONFIG",
+    "STCORE_CACHE_DIR",
+    "STCORE_CACHE_MAX_BYTES",
+    "STCORE_PASSWORD",
+    "STCORE_LOCK_WAIT",
+    "STCORE_NEW_PASSWORD",
+    "CLOUD_PROVIDER",
+    "AWS_S3_BUCKET",
+    "GCP_BUCKET",
+    "AZURE_CONTAINER",
+    "STCORE_REMOTE_PREFIX",
+    "STCORE_BACKUP_INTERVAL",
+    "CLOUD_SYNC_INTERVAL",
+    "CLOUD_AUTO_SYNC",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+)
+
+
+def default_cache_root() -> Path:
+    """``$STCORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/stcore``, else ``~/.cache/stcore``."""
+    explicit = os.environ.get("STCORE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "stcore"
+
+
+def cache_limit_from_env(default: int = 1024**3) -> int:
+    """The object cache's bound: ``STCORE_CACHE_MAX_BYTES``, or 1 GiB."""
+    return _positive_number("STCORE_CACHE_MAX_BYTES", default, int)
+
+
+def lock_wait_from_env(default: float = 600.0) -> float:
+    """How long writers wait for a conflicting lock: ``STCORE_LOCK_WAIT`` seconds (default 600)."""
+    return _positive_number("STCORE_LOCK_WAIT", default, float, zero=True)
+
+
+def password_from_env() -> str | None:
+    """``STCORE_PASSWORD``, the password of an encrypted repository, if set."""
+    return os.environ.get("STCORE_PASSWORD")
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _positive_number(
+    variable: str, default: _Number, kind: type[_Number], *, zero: bool = False
+) -> _Number:
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a number") from None
+    if value < 0 or (value == 0 and not zero):
+        raise ConfigError(f"{variable}={raw!r} must be {'at least 0' if zero else 'positive'}")
+    return value
 
 
 def default_repository() -> str:
@@ -164,15 +253,30 @@ def _resolve_paths(options: dict[str, Any], base: Path) -> dict[str, Any]:
     return resolved
 
 
+def _check_keys(table: Mapping[str, Any], name: str, where: str, *, shown: str = "") -> None:
+    """Refuse keys :data:`KEYS` does not list for ``name``, in one line naming the allowed ones."""
+    allowed = KEYS[name]
+    unknown = [key for key in table if key not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown [{shown or name}] keys: {', '.join(sorted(unknown))} "
+            f"(allowed: {', '.join(allowed)})"
+        )
+
+
 def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     base = path.parent if path else Path.cwd()
     where = str(path) if path else "configuration"
+    unknown_tables = [name for name in document if name not in TABLES]
+    if unknown_tables:
+        raise ConfigError(
+            f"{where}: unknown top-level tables: {', '.join(sorted(unknown_tables))} "
+            f"(allowed: {', '.join(TABLES)})"
+        )
     repository = document.get("repository", {})
     if not isinstance(repository, Mapping):
         raise ConfigError(f"{where}: [repository] must be a table")
-    unknown = set(repository) - {"url", "compression", "compression_level", "options"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown [repository] keys: {', '.join(sorted(unknown))}")
+    _check_keys(repository, "repository", where)
     backend_options = repository.get("options", {})
     if not isinstance(backend_options, Mapping):
         raise ConfigError(f"{where}: [repository.options] must be a table")
@@ -195,6 +299,8 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     if not isinstance(raw_remotes, Mapping):
         raise ConfigError(f"{where}: [remotes] must be a table of tables")
     for name, table in raw_remotes.items():
+        if isinstance(table, Mapping):
+            _check_keys(table, "remotes.NAME", where, shown=f"remotes.{name}")
         if not isinstance(table, Mapping) or not isinstance(table.get("url"), str):
             raise ConfigError(f'{where}: [remotes.{name}] needs a `url` (e.g. "s3://bucket/p")')
         remote_url = table["url"]
@@ -207,17 +313,21 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     daemon = document.get("daemon", {})
     if not isinstance(daemon, Mapping):
         raise ConfigError(f"{where}: [daemon] must be a table")
-    unknown = set(daemon) - {"backup_interval", "sync_interval", "auto_sync"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown [daemon] keys: {', '.join(sorted(unknown))}")
+    _check_keys(daemon, "daemon", where)
     retention = document.get("retention", {})
     if not isinstance(retention, Mapping):
         raise ConfigError(f"{where}: [retention] must be a table")
     if retention:
-        from stcore.retention import Policy
+        from stcore.repo.forget import Policy
 
         Policy.from_mapping(dict(retention), f"{where}: [retention]")  # fail early on typos
     backup = document.get("backup", {})
+    if not isinstance(backup, Mapping):
+        raise ConfigError(f"{where}: [backup] must be a table")
+    _check_keys(backup, "backup", where)
+    tags = backup.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        raise ConfigError(f'{where}: [backup] tags must be a list of strings (e.g. ["nightly"])')
     return Settings(
         path=path,
         repository=url,
@@ -225,7 +335,7 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         compression_level=repository.get("compression_level"),
         backend_options=dict(backend_options),
         sources=tuple(sources),
-        tags=tuple(backup.get("tags", ())) if isinstance(backup, Mapping) else (),
+        tags=tuple(tags),
         configured_remotes=tuple(remotes),
         daemon=dict(daemon),
         retention=dict(retention),

@@ -24,44 +24,48 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 
-from stcore.config import RemoteConfig, Settings, load_settings
-from stcore.errors import ConfigError, StcoreError
+from stcore.config import Settings, load_settings
+from stcore.errors import ConfigError, DaemonBusyError, RunAbandoned, StcoreError
+from stcore.localfiles import FileLock, atomic_write, file_lock
 from stcore.plugins import PluginHost
-from stcore.repo.repository import Repository, open_repository
-from stcore.sources import make_source
+from stcore.repository import Repository, open_repository
+from stcore.sync import SyncOptions
+from stcore.tasks import (
+    ABANDONED,
+    DAEMON_LOCK,
+    apply_retention,
+    backup_configured,
+    state_path,
+)
+
+__all__ = [
+    "ABANDONED",
+    "AutoSync",
+    "DaemonBusyError",
+    "DaemonConfig",
+    "RunAbandoned",
+    "RunRecord",
+    "daemon_config",
+]
 
 log = logging.getLogger("stcore.daemon")
 
-STATE_FILE = "daemon.json"
-DAEMON_LOCK = "daemon.lock"
 RUN_LOCK = "runs.lock"
 DEFAULT_SYNC_INTERVAL = 3600.0
-#: the error a run stopped by the scheduler's shutdown records (not counted as a failure)
-ABANDONED = "abandoned: the daemon is stopping"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-
-
-class DaemonBusyError(StcoreError):
-    """Another scheduler already runs for this repository on this machine."""
-
-
-class RunAbandoned(StcoreError):
-    """Raised inside a run when the scheduler is stopping; the run is dropped safely."""
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -173,133 +177,7 @@ class RunRecord:
         return document
 
 
-def state_path(repository: Repository) -> Path:
-    return repository.cache_dir / STATE_FILE
-
-
-def read_state(repository: Repository) -> dict[str, Any] | None:
-    """The last scheduler's ``daemon.json``, with ``running`` true only if it still runs."""
-    try:
-        state = json.loads(state_path(repository).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(state, dict):
-        return None
-    running = daemon_running(repository)
-    state["running"] = running
-    if not running:
-        state["next_backup"] = state["next_sync"] = None
-    return state
-
-
-def daemon_running(repository: Repository) -> bool:
-    """Whether some process holds the scheduler lock of this repository (probing, not taking)."""
-    path = repository.cache_dir / DAEMON_LOCK
-    if not path.exists():
-        return False
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
-def _write_json_atomically(path: Path, document: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps(document, indent=2, sort_keys=True))
-    os.replace(temporary, path)
-
-
-# --- status --------------------------------------------------------------------------------------
-
-
-def remote_status(
-    repository: Repository,
-    remote: RemoteConfig,
-    state: Mapping[str, Any] | None = None,
-    *,
-    now: float | None = None,
-) -> dict[str, Any]:
-    """Where one remote stands: last good sync, what is pending, the last error, the next run."""
-    from stcore.sync import pending
-
-    now = time.time() if now is None else now
-    summary = repository.catalog.sync_summary(remote.name, not_failures=[ABANDONED])
-    last_ok, last_failed, last_run = summary["last_ok"], summary["last_failed"], summary["last"]
-    waiting = pending(repository, remote)
-    last_sync = str(last_ok["finished_at"]) if last_ok else None
-    lag = None
-    if last_sync is not None:
-        lag = max(0.0, now - dt.datetime.fromisoformat(last_sync).timestamp())
-    next_run = None
-    if state and state.get("running") and state.get("auto_sync"):
-        next_run = state.get("next_sync")
-    return {
-        "name": remote.name,
-        "url": remote.url,
-        "last_sync": last_sync,
-        "lag_seconds": None if lag is None else round(lag, 3),
-        "last_run_ok": bool(last_run["ok"]) if last_run else None,
-        "pending_snapshots": waiting["snapshots"],
-        "pending_bytes": waiting["bytes"],
-        "synced_snapshots": repository.catalog.sync_counts().get(remote.name, 0),
-        "last_error": last_failed["error"] if last_failed else None,
-        "last_error_at": last_failed["finished_at"] if last_failed else None,
-        "failures": summary["failures"],
-        "next_run": next_run,
-    }
-
-
-def repository_status(repository: Repository, remotes: Sequence[RemoteConfig]) -> dict[str, Any]:
-    """``stcore status``: the repository, the scheduler, and :func:`remote_status` per remote."""
-    state = read_state(repository)
-    totals = repository.catalog.totals()
-    latest = repository.snapshots(limit=1)
-    daemon = {
-        "running": bool(state and state["running"]),
-        "pid": state.get("pid") if state else None,
-        "next_backup": state.get("next_backup") if state else None,
-        "next_sync": state.get("next_sync") if state else None,
-        "last_runs": state.get("last_runs", {}) if state else {},
-    }
-    return {
-        "repository": repository.location,
-        "id": repository.id,
-        "snapshots": totals["snapshots"],
-        "latest_snapshot": latest[0].id if latest else None,
-        "daemon": daemon,
-        "remotes": [remote_status(repository, r, state) for r in remotes],
-    }
-
-
 # --- the scheduler -------------------------------------------------------------------------------
-
-
-@contextmanager
-def _file_lock(path: Path, *, wait: Callable[[], bool] | None) -> Iterator[bool]:
-    """Hold an exclusive flock on ``path``; yields False if it could not be had.
-
-    ``wait`` None: fail at once. Otherwise poll until it is free, while ``wait()`` stays true.
-    flock locks belong to an open file, so two holders in one process exclude each other too.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if wait is None or not wait():
-                    yield False
-                    return
-                time.sleep(0.05)
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 OnRun = Callable[[RunRecord], None]
@@ -326,7 +204,7 @@ class AutoSync:
         *,
         host: PluginHost | None = None,
         cache_root: Path | None = None,
-        sync_options: Any = None,
+        sync_options: SyncOptions | None = None,
         log_stream: IO[str] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
@@ -346,7 +224,7 @@ class AutoSync:
         self._state_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock_handle: IO[str] | None = None
+        self._daemon_lock: FileLock | None = None
         self._next: dict[str, float] = {}  # "backup"/"sync" -> time.monotonic() when due
         self._last_runs: dict[str, dict[str, Any]] = {}
         self._started_at: float | None = None
@@ -416,21 +294,13 @@ class AutoSync:
             return self
         self.check_config()
         repo = self.repository
-        repo.cache_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(repo.cache_dir / DAEMON_LOCK, "a+")  # noqa: SIM115 - held until stop
-        deadline = time.monotonic() + 0.5  # a `stcore status` probe holds it for an instant
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    handle.close()
-                    raise DaemonBusyError(
-                        f"another stcore daemon is running for {repo.location} on this machine"
-                    ) from None
-                time.sleep(0.05)
-        self._lock_handle = handle
+        lock = FileLock(repo.cache_dir / DAEMON_LOCK)
+        # Held until stop; a `stcore status` probe holds it for an instant, hence the wait.
+        if not lock.acquire(0.5):
+            raise DaemonBusyError(
+                f"another stcore daemon is running for {repo.location} on this machine"
+            )
+        self._daemon_lock = lock
         self._stop.clear()
         self.error = None
         self._started_at = time.time()
@@ -502,10 +372,9 @@ class AutoSync:
             try:
                 self._write_state()
             finally:
-                if self._lock_handle is not None:
-                    fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-                    self._lock_handle.close()
-                    self._lock_handle = None
+                if self._daemon_lock is not None:
+                    self._daemon_lock.release()
+                    self._daemon_lock = None
 
     def _write_state(self) -> None:
         repo = self._repo
@@ -533,7 +402,7 @@ class AutoSync:
         }
         try:
             with self._state_lock:
-                _write_json_atomically(state_path(repo), document)
+                atomic_write(state_path(repo), json.dumps(document, indent=2, sort_keys=True))
         except OSError as exc:  # status loses "next run"; the backups themselves go on
             log.warning("cannot write %s: %s", state_path(repo), exc)
 
@@ -555,7 +424,7 @@ class AutoSync:
 
         with self._run_lock:
             repo = self.repository
-            with _file_lock(repo.cache_dir / RUN_LOCK, wait=keep_waiting) as locked:
+            with file_lock(repo.cache_dir / RUN_LOCK, wait=keep_waiting) as locked:
                 if not locked:
                     return []
                 if kind == "backup":
@@ -579,13 +448,9 @@ class AutoSync:
         started = time.time()
         snapshot, added, error = None, 0, None
         try:
-            sources = [
-                make_source(s.name, s.type, s.options, host=repo.host)
-                for s in self.settings.sources
-            ]
-            result = repo.backup(sources, tags=self.settings.tags, progress=self._check_stop)
+            result = backup_configured(repo, self.settings, progress=self._check_stop)
             snapshot, added = result.manifest.id, result.manifest.added_bytes
-            self._apply_retention(repo)
+            apply_retention(repo, self.settings)
             if result.partial:
                 path, message = result.errors[0]
                 error = (
@@ -606,20 +471,7 @@ class AutoSync:
             error=error,
         )
 
-    def _apply_retention(self, repo: Repository) -> None:
-        """``[retention]`` from stcore.toml: forget what the policy drops, then prune."""
-        if not self.settings.retention:
-            return
-        from stcore.retention import Policy, apply_policy
-
-        policy = Policy.from_mapping(self.settings.retention, "[retention]")
-        doomed = [d.manifest.id for d in apply_policy(repo.snapshots(), policy) if not d.keep]
-        if repo.forget(doomed):
-            repo.prune()
-
     def _sync(self, repo: Repository) -> list[RunRecord]:
-        from stcore.sync import sync
-
         records = []
         for remote in self.settings.remotes:
             if self._stopping():
@@ -627,7 +479,7 @@ class AutoSync:
             started = time.time()
             uploaded, error = 0, None
             try:
-                result = sync(repo, remote, options=self.sync_options, progress=self._check_stop)
+                result = repo.sync(remote, options=self.sync_options, progress=self._check_stop)
                 uploaded = result.bytes_uploaded
             except StcoreError as exc:
                 error = str(exc)

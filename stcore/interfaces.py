@@ -12,6 +12,15 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 import attrs
 
+#: Long operations report progress through one of these: called with an event name and an
+#: amount, e.g. ("bytes", n) as data is read, ("file", 1) per file, ("object", 1) per upload.
+ProgressCallback = Callable[[str, int], None]
+
+
+def no_progress(event: str, amount: int) -> None:
+    """The :data:`ProgressCallback` that reports nowhere."""
+
+
 # --- backends ------------------------------------------------------------------------------------
 
 #: What :meth:`Backend.write` accepts: any contiguous bytes-like object.

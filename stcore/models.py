@@ -149,6 +149,30 @@ class SnapshotManifest:
     def short_id(self) -> str:
         return self.id.rsplit("-", 1)[-1]
 
+    @property
+    def files(self) -> int:
+        """Files in all sources together."""
+        return sum(s.files for s in self.sources.values())
+
+    @property
+    def source_types(self) -> dict[str, str]:
+        """Source name -> source type (``{"ai_hub": "json", ...}``)."""
+        return {name: s.type for name, s in self.sources.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """The fields listings show (``stcore snapshots --json``), without per-source detail."""
+        return {
+            "id": self.id,
+            "time": self.time.isoformat(),
+            "host": self.host,
+            "tags": list(self.tags),
+            "sources": self.source_types,
+            "files": self.files,
+            "size": self.size,
+            "added_bytes": self.added_bytes,
+            "partial": self.partial,
+        }
+
     def to_json(self) -> dict[str, Any]:
         return {
             "version": 1,

@@ -166,7 +166,8 @@ def make_plugin_manager(
     ``extra_plugins`` are ``(name, plugin)`` pairs registered before entry points (tests and
     embedding applications use it to add plugins without installing a distribution).
     """
-    from stcore import __version__, builtins
+    from stcore import builtins
+    from stcore.version import __version__
 
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)

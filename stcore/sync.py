@@ -18,7 +18,6 @@ bucket) stop the sync at once with the backend's one-line message.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import threading
 import time
@@ -37,25 +36,24 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from stcore.access.catalog import Catalog
 from stcore.config import RemoteConfig
 from stcore.errors import (
     BackendUnavailableError,
     ObjectExistsError,
     ObjectNotFoundError,
     RepositoryError,
-    StcoreError,
+    SyncBusyError,
     TransientBackendError,
 )
-from stcore.interfaces import Backend
-from stcore.keys import KEY_PREFIX, key_ids
+from stcore.interfaces import Backend, ProgressCallback, no_progress
+from stcore.localfiles import file_lock
 from stcore.repo.format import RepositoryConfig, object_key
-from stcore.repo.repository import ProgressCallback, Repository, open_backend, open_repository
+from stcore.repo.keys import KEY_PREFIX, key_ids
+from stcore.repo.prune import PruneResult, prune
+from stcore.repo.store import Store, open_backend
 
 RETRYABLE = (TransientBackendError, BackendUnavailableError)
-
-
-class SyncBusyError(StcoreError):
-    """Another sync to the same remote is running on this machine."""
 
 
 @attrs.frozen(kw_only=True)
@@ -82,6 +80,8 @@ class SyncResult:
     bytes_uploaded: int
     snapshots_skipped: int
     seconds: float
+    #: what ``SyncOptions(prune=True)`` reclaimed on the remote, when it ran
+    pruned: PruneResult | None = None
 
     @property
     def throughput(self) -> float:
@@ -98,6 +98,7 @@ class SyncResult:
             "snapshots_skipped": self.snapshots_skipped,
             "seconds": round(self.seconds, 3),
             "throughput_bytes_per_second": round(self.throughput),
+            "pruned": self.pruned.to_json() if self.pruned is not None else None,
         }
 
 
@@ -122,21 +123,14 @@ class _Throttle:
 
 
 @contextmanager
-def _sync_lock(repository: Repository, remote: str) -> Iterator[None]:
+def _sync_lock(cache_dir: Path, remote: str) -> Iterator[None]:
     """One sync per remote per machine: a second one fails fast instead of doubling traffic."""
-    repository.cache_dir.mkdir(parents=True, exist_ok=True)
-    path = repository.cache_dir / f"sync-{remote}.lock"
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with file_lock(cache_dir / f"sync-{remote}.lock", wait=0) as locked:
+        if not locked:
             raise SyncBusyError(
                 f"another sync to {remote!r} is running on this machine; wait for it to finish"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            )
+        yield
 
 
 def _list_ids(backend: Backend, prefix: str) -> set[str]:
@@ -148,16 +142,18 @@ class Syncer:
 
     def __init__(
         self,
-        repository: Repository,
+        store: Store,
+        catalog: Catalog,
         remote: RemoteConfig,
         *,
         options: SyncOptions | None = None,
         progress: ProgressCallback | None = None,
     ) -> None:
-        self.repository = repository
+        self.store = store
+        self.catalog = catalog
         self.remote = remote
         self.options = options or SyncOptions()
-        self.progress = progress or (lambda event, amount: None)
+        self.progress = progress or no_progress
         self._throttle = _Throttle(self.options.bandwidth_limit)
         self._counter_lock = threading.Lock()
         self._uploaded = 0
@@ -165,7 +161,7 @@ class Syncer:
         #: set on the first failure, so queued uploads stop instead of piling on more errors
         self._failed = threading.Event()
         #: what ``prune=True`` reclaimed on the remote, if it ran
-        self.pruned: Any = None
+        self.pruned: PruneResult | None = None
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -181,7 +177,7 @@ class Syncer:
         for attempt in self._retrying():
             with attempt:
                 return open_backend(
-                    self.remote.url, self.repository.host, create=False, options=self.remote.options
+                    self.remote.url, self.store.host, create=False, options=self.remote.options
                 )
         raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
 
@@ -195,7 +191,7 @@ class Syncer:
         """Copy one object; an object that is already there (a resumed sync) counts as done."""
         if self._failed.is_set():
             return
-        data = self.repository.backend.read(key)
+        data = self.store.backend.read(key)
         self._throttle.take(len(data))
         attempts = 0
 
@@ -238,7 +234,7 @@ class Syncer:
         Keys added locally later are copied on the next sync; a key removed locally stays on
         the remote until removed there (``stcore key remove`` with ``--repo`` on the remote).
         """
-        local = set(key_ids(self.repository.backend))
+        local = set(key_ids(self.store.backend))
         missing = sorted(local - set(self._call(lambda: key_ids(remote))))
         self._copy_all(remote, [KEY_PREFIX + key_id for key_id in missing])
 
@@ -248,16 +244,16 @@ class Syncer:
             raw = self._call(lambda: remote.read("config"))
         except ObjectNotFoundError:
             try:
-                self._call(lambda: remote.write("config", self.repository.config.to_bytes()))
+                self._call(lambda: remote.write("config", self.store.config.to_bytes()))
                 return
             except ObjectExistsError:
                 # A retried write whose first answer was lost, or another writer: see what is there.
                 raw = self._call(lambda: remote.read("config"))
         theirs = RepositoryConfig.from_bytes(raw, remote.location)
-        if theirs.id != self.repository.config.id:
+        if theirs.id != self.store.id:
             raise RepositoryError(
                 f"remote {self.remote.name!r} ({remote.location}) holds another repository "
-                f"({theirs.id}, not {self.repository.id}); point it at an empty prefix"
+                f"({theirs.id}, not {self.store.id}); point it at an empty prefix"
             )
 
     # --- planning -------------------------------------------------------------------------------
@@ -270,13 +266,12 @@ class Syncer:
         An index object goes up with every pack it lists, so the remote never holds an index
         entry pointing at a pack it lacks.
         """
-        repo = self.repository
-        local_indexes = sorted(_list_ids(repo.backend, "index/"))
+        local_indexes = sorted(self.store.list_ids("index/"))
         needed_blobs = self._needed_blobs(snapshot_ids)
         packs: set[str] = set()
         indexes: list[str] = []
         for index_id in local_indexes:
-            entries = repo._read_index_object(object_key("index", index_id))
+            entries = self.store.read_index_entries(object_key("index", index_id))
             if needed_blobs is not None and not any(e.blob_id in needed_blobs for e in entries):
                 continue
             pack_ids = {e.pack_id.hex() for e in entries}
@@ -290,9 +285,9 @@ class Syncer:
 
     def _needed_blobs(self, snapshot_ids: list[str]) -> set[bytes] | None:
         """Every blob the snapshots reference; None means "all of them" (a full sync)."""
-        if set(snapshot_ids) >= {m.id for m in self.repository.snapshots()}:
+        if set(snapshot_ids) >= self.catalog.ids():
             return None
-        return self.repository.referenced_blobs(snapshot_ids)
+        return self.store.referenced_blobs(snapshot_ids)
 
     def _propagate_forgets(self, remote: Backend, local: set[str]) -> None:
         """Forget on the remote what was forgotten here, then prune it (``sync --prune``)."""
@@ -304,31 +299,24 @@ class Syncer:
                 pass
         if extra:
             # The mirror has our config and master key: open it with them, no password needed.
-            mirror = Repository(
-                remote,
-                self.repository.config,
-                self.repository.host,
-                cache_root=self.repository.cache_dir.parent,
-                master_key=self.repository._master_key,
-            )
-            self.pruned = mirror.prune()
+            self.pruned = prune(self.store.mirror(remote))
 
     # --- the sync -------------------------------------------------------------------------------
 
     def run(self, snapshot_ids: Iterable[str] | None = None) -> SyncResult:
         started = time.monotonic()
-        catalog = self.repository.catalog
+        catalog = self.catalog
         run_id = catalog.start_sync_run(self.remote.name, dt.datetime.now(dt.UTC))
         error: str | None = None
         synced: list[str] = []
         skipped = 0
         try:
-            with _sync_lock(self.repository, self.remote.name):
+            with _sync_lock(self.store.cache_dir, self.remote.name):
                 remote = self._open_remote()
                 try:
                     self._ensure_config(remote)
                     remote_snapshots = self._call(lambda: _list_ids(remote, "snapshots/"))
-                    local = {m.id for m in self.repository.snapshots()}
+                    local = catalog.ids()
                     catalog.mark_synced(
                         local & remote_snapshots, self.remote.name, dt.datetime.now(dt.UTC)
                     )
@@ -377,11 +365,13 @@ class Syncer:
             bytes_uploaded=self._uploaded_bytes,
             snapshots_skipped=skipped,
             seconds=time.monotonic() - started,
+            pruned=self.pruned,
         )
 
 
 def sync(
-    repository: Repository,
+    store: Store,
+    catalog: Catalog,
     remote: RemoteConfig,
     snapshot_ids: Iterable[str] | None = None,
     *,
@@ -389,36 +379,14 @@ def sync(
     progress: ProgressCallback | None = None,
 ) -> SyncResult:
     """Upload what ``remote`` lacks so that ``snapshot_ids`` (default: all) are complete there."""
-    return Syncer(repository, remote, options=options, progress=progress).run(snapshot_ids)
+    syncer = Syncer(store, catalog, remote, options=options, progress=progress)
+    return syncer.run(snapshot_ids)
 
 
-def pending(repository: Repository, remote: RemoteConfig) -> dict[str, int]:
+def pending(catalog: Catalog, remote: RemoteConfig) -> dict[str, int]:
     """Snapshots not yet synced to ``remote`` (per the catalog) and the bytes they added."""
-    unsynced = repository.snapshots(synced=False, remote=remote.name)
+    unsynced = catalog.query(synced=False, remote=remote.name)
     return {"snapshots": len(unsynced), "bytes": sum(m.added_bytes for m in unsynced)}
-
-
-def open_remote_repository(
-    remote: RemoteConfig,
-    *,
-    host: Any = None,
-    cache_root: Path | None = None,
-    password: Any = None,
-) -> Repository:
-    """The remote as a repository of its own (restore and reads straight from the cloud).
-
-    Fetched index objects and blobs are kept in the local object cache, so reading the same
-    data again costs no requests. An encrypted remote opens with the same password as the local
-    repository (``password``, else ``STCORE_PASSWORD``).
-    """
-    return open_repository(
-        remote.url,
-        host=host,
-        cache_root=cache_root,
-        options=remote.options,
-        cache=True,
-        password=password,
-    )
 
 
 def remote_from_url(url: str, options: Mapping[str, Any] | None = None) -> RemoteConfig:

@@ -20,20 +20,16 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from stcore.errors import StcoreError
+from stcore.errors import StcoreError, WebUnavailableError
 
 if TYPE_CHECKING:
     from flask import Blueprint, Flask
     from prometheus_client.metrics_core import Metric
 
     from cloud_storage_manager import CloudStorageManager
-    from stcore.repo.repository import Repository
+    from stcore.repository import Repository
 
 INSTALL_HINT = "pip install 'stcore[web]'"
-
-
-class WebUnavailableError(StcoreError):
-    """Flask or prometheus_client is not installed."""
 
 
 def _require_web() -> None:
@@ -50,7 +46,7 @@ def metric_families(repository: Repository, remotes: Any) -> list[Metric]:
     """The metrics for one repository, computed now (bytes stored lists the repository)."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    from stcore.daemon import read_state, remote_status
+    from stcore.tasks import read_state, remote_status
 
     totals = repository.catalog.totals()
     stored = sum(info.size for info in repository.backend.list())
@@ -108,7 +104,7 @@ def make_blueprint(
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     from cloud_storage_manager import CloudStorageManager
-    from stcore.repo.repository import open_repository
+    from stcore.repository import open_repository
 
     facade = storage if storage is not None else CloudStorageManager(repo_url, config)
     lock = threading.Lock()

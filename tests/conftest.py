@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import stcore
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -77,3 +77,18 @@ def run_cli(
         cwd=cwd,
         timeout=300,
     )
+
+
+@pytest.fixture
+def backed_up(tmp_path: Path) -> Iterator[Repository]:
+    """An encrypted repository with one snapshot of a small tree (its catalog never opened)."""
+    from tests.helpers import init_encrypted
+
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.bin").write_bytes(os.urandom(120_000))
+    (source / "sub" / "b.txt").write_text("bee " * 50)
+    repo = init_encrypted(tmp_path / "repo")
+    repo.backup(stcore.sources_for_paths([str(source)]))
+    yield repo
+    repo.close()

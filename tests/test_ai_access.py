@@ -35,12 +35,12 @@ from st_local.backend import LocalBackend
 
 import stcore
 from cloud_storage_manager import CloudStorageManager
-from stcore.cache import ObjectCache
-from stcore.catalog import Catalog
+from stcore.access.catalog import Catalog
+from stcore.access.views import SnapshotFile
 from stcore.registry import Registration
-from stcore.repo.repository import Repository
+from stcore.repo.objectcache import ObjectCache
+from stcore.repository import Repository
 from stcore.sources import make_source
-from stcore.views import SnapshotFile
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -665,7 +665,7 @@ path = "data/metrics.db"
 
     blobs_read: list[bytes] = []
     keys_read: list[str] = []
-    original_blob, original_read = repo.read_blob, repo.backend.read
+    original_blob, original_read = repo.store.read_blob, repo.backend.read
 
     def read_blob(blob_id: bytes) -> bytes:
         blobs_read.append(blob_id)
@@ -675,7 +675,7 @@ path = "data/metrics.db"
         keys_read.append(key)
         return original_read(key, offset, length)
 
-    monkeypatch.setattr(repo, "read_blob", read_blob)
+    monkeypatch.setattr(repo.store, "read_blob", read_blob)
     monkeypatch.setattr(repo.backend, "read", backend_read)
     data_sources = backup["data_sources"]
     assert sorted(data_sources) == ["ai_hub", "metrics", "models"]

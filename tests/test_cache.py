@@ -15,8 +15,8 @@ import pytest
 from st_local.backend import LocalBackend
 
 import stcore
-from stcore.cache import ObjectCache
 from stcore.registry import Registration
+from stcore.repo.objectcache import ObjectCache
 from tests.conftest import run_cli
 
 
@@ -65,7 +65,7 @@ def test_an_object_larger_than_the_bound_is_not_cached(tmp_path: Path) -> None:
 WORKER = """
 import os, sys, blake3
 from pathlib import Path
-from stcore.cache import ObjectCache
+from stcore.repo.objectcache import ObjectCache
 cache = ObjectCache(Path(sys.argv[1]), max_bytes=300_000)
 for i in range(300):
     data = os.urandom(5_000 + i)

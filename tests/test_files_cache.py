@@ -10,7 +10,7 @@ import pytest
 
 import stcore
 from stcore.builtins import sources as builtin_sources
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 
 @pytest.fixture

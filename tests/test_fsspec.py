@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import stcore
-from stcore.fs import StcoreFileSystem
+from stcore.access.fs import StcoreFileSystem
 from stcore.repo.format import object_key
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 STATE = {"agents": ["planner", "coder"], "version": 3}
 EVENTS = [{"n": i, "kind": "tick" if i % 2 else "tock", "value": i * 1.5} for i in range(50)]
@@ -411,7 +411,7 @@ def test_latest_moves_after_invalidate_cache(
 def test_encrypted_repository_with_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stcore.keys import KdfParams
+    from stcore.repo.keys import KdfParams
 
     repository = stcore.init_repository(
         str(tmp_path / "secret"),

@@ -14,7 +14,7 @@ from stcore.errors import BackendError
 from stcore.interfaces import BytesLike, ObjectInfo, StreamingBackend
 from stcore.repo.format import hash_id, object_key
 from stcore.repo.packer import Packer
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 
 class PlainBackend:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import stcore
 from stcore.repo.chunker import Chunker, ChunkerParams, sqlite_page_size
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 WORDS = ["signal", "trust", "model", "agent", "score", "latency", "token", "market"]
 

@@ -31,9 +31,9 @@ import pytest
 
 import stcore
 from cloud_storage_manager import CloudStorageManager
-from stcore.locks import repository_lock
 from stcore.models import default_host
-from stcore.repo.repository import Repository
+from stcore.repo.locks import repository_lock
+from stcore.repository import Repository
 from tests.conftest import run_cli
 from tests.trees import snapshot_of_tree
 
@@ -80,10 +80,10 @@ def assert_check_ok(repo: Repository) -> None:
 
 def referenced_packs(repo: Repository) -> set[str]:
     """Packs holding at least one blob some snapshot references (per a fresh index)."""
-    repo._index = repo._load_index(cached=False)
+    repo.store.reload_index(cached=False)
     snapshot_ids = [info.key.rsplit("/", 1)[-1] for info in repo.backend.list("snapshots/")]
     used = repo.referenced_blobs(snapshot_ids)
-    return {f"data/{e.pack_id.hex()[:2]}/{e.pack_id.hex()}" for e in repo._index.values()
+    return {f"data/{e.pack_id.hex()[:2]}/{e.pack_id.hex()}" for e in repo.index.values()
             if e.blob_id in used}  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from stcore.models import IndexEntry
 from stcore.repo.chunker import ChunkerParams
 from stcore.repo.format import object_key
 from stcore.repo.reader import BlobReader, PackRange, plan_ranges, read_in_order
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 #: chunks of about 256 bytes, so a few hundred KiB of files make thousands of blobs
 SMALL_CHUNKS = ChunkerParams(min_size=64, avg_size=256, max_size=1024)
@@ -151,10 +151,10 @@ def test_gaps_larger_than_the_threshold_split_reads(small_repo: Repository) -> N
     assert len(every_other) > 10
     expected = {e.blob_id: small_repo.read_blob(e.blob_id) for e in every_other}
     reads = count_reads(small_repo)
-    assert dict(BlobReader(small_repo).read_blobs(expected)) == expected
+    assert dict(BlobReader(small_repo.store).read_blobs(expected)) == expected
     assert len(data_reads(reads)) == 1  # the skipped blobs are small gaps: one request
     reads.clear()
-    apart = BlobReader(small_repo, max_gap=0)  # any gap splits
+    apart = BlobReader(small_repo.store, max_gap=0)  # any gap splits
     assert dict(apart.read_blobs(expected)) == expected
     assert sorted((offset, length) for _, offset, length in data_reads(reads)) == [
         (e.offset, e.stored_length) for e in every_other
@@ -179,7 +179,7 @@ def test_an_unknown_blob_fails_before_anything_is_read(small_repo: Repository) -
 
 
 def test_ranges_in_flight_stay_within_the_read_ahead(small_repo: Repository) -> None:
-    reader = BlobReader(small_repo, workers=8, max_gap=0, read_ahead=1)
+    reader = BlobReader(small_repo.store, workers=8, max_gap=0, read_ahead=1)
     ranges = reader.plan(e.blob_id for e in data_entries(small_repo)[:80:2])  # all apart
     running, peak = [0], [0]
     lock = threading.Lock()
@@ -196,14 +196,14 @@ def test_ranges_in_flight_stay_within_the_read_ahead(small_repo: Repository) -> 
     assert len(ranges) == 40
     assert sum(reader.run(ranges, task)) == sum(r.length for r in ranges)
     assert peak[0] == 1  # a budget of one byte still lets exactly one range run
-    wide = BlobReader(small_repo, workers=4, max_gap=0)
+    wide = BlobReader(small_repo.store, workers=4, max_gap=0)
     running[0] = peak[0] = 0
     assert sorted(wide.run(ranges, task)) == sorted(r.length for r in ranges)
     assert peak[0] <= 4
 
 
 def test_an_error_in_one_range_stops_the_rest(small_repo: Repository) -> None:
-    reader = BlobReader(small_repo, workers=2, max_gap=0)
+    reader = BlobReader(small_repo.store, workers=2, max_gap=0)
     ranges = reader.plan(e.blob_id for e in data_entries(small_repo)[:100:2])
     started: list[PackRange] = []
 
@@ -304,7 +304,7 @@ def test_a_damaged_cache_entry_is_dropped_and_fetched_again(cached_repo: Reposit
 
 
 def test_encrypted_repositories_read_in_bulk(tmp_path: Path) -> None:
-    from stcore.keys import KdfParams
+    from stcore.repo.keys import KdfParams
 
     source = tmp_path / "src"
     source.mkdir()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import stcore
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 from tests.conftest import run_cli
 from tests.trees import snapshot_of_tree
 
@@ -20,18 +19,6 @@ def test_library_round_trip_is_byte_for_byte(
     restored = repo.restore(result.manifest.id, tmp_path / "out")
     assert (restored.files, restored.symlinks) == (9, 3)
     assert snapshot_of_tree(tmp_path / "out" / "sample") == snapshot_of_tree(sample_tree)
-
-
-def test_a_file_larger_than_a_pack_spans_several_packs(tmp_path: Path) -> None:
-    repo = stcore.init_repository(str(tmp_path / "repo"), pack_size=4 * 1024 * 1024)
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "big").write_bytes(os.urandom(12 * 1024 * 1024))
-    repo.backup(stcore.sources_for_paths([str(source)]))
-    packs = list(repo.backend.list("data/"))
-    assert len(packs) >= 3
-    repo.restore("latest", tmp_path / "out")
-    assert (tmp_path / "out" / "src" / "big").read_bytes() == (source / "big").read_bytes()
 
 
 def test_cli_round_trip_is_byte_for_byte(sample_tree: Path, tmp_path: Path) -> None:
@@ -67,26 +54,6 @@ def test_dump_writes_one_file_to_stdout(sample_tree: Path, tmp_path: Path) -> No
     dumped = run_cli("dump", "latest", "sample", "a/hello.txt", env=env)
     assert dumped.returncode == 0
     assert dumped.stdout == "hello world\n"
-
-
-def test_diff_lists_added_removed_and_modified(repo: Repository, tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "same").write_text("same")
-    (source / "changed").write_text("before")
-    (source / "gone").write_text("bye")
-    first = repo.backup(stcore.sources_for_paths([str(source)])).manifest
-    (source / "changed").write_text("after!")
-    (source / "gone").unlink()
-    (source / "new").write_text("hi")
-    second = repo.backup(stcore.sources_for_paths([str(source)])).manifest
-    from stcore.repo.diff import diff_snapshots
-
-    changes = {(c.change, c.path) for c in diff_snapshots(repo, first, second)}
-    assert ("modified", "changed") in changes
-    assert ("removed", "gone") in changes
-    assert ("added", "new") in changes
-    assert not any(path == "same" for _, path in changes)
 
 
 def test_snapshot_view_reads_lazily(repo: Repository, sample_tree: Path) -> None:

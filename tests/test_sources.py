@@ -14,7 +14,7 @@ import pytest
 import stcore
 from stcore.builtins.sources import FilesSource
 from stcore.errors import ConfigError, SourceError
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 
 def _paths(source: FilesSource) -> list[str]:

@@ -23,7 +23,6 @@ from cloud_storage_manager import CloudStorageManager
 from stcore.config import RemoteConfig, load_settings
 from stcore.daemon import AutoSync, RunRecord
 from stcore.errors import StcoreError
-from stcore.sync import sync
 from tests.conftest import run_cli
 
 TOML = """\
@@ -54,11 +53,11 @@ def project(tmp_path: Path) -> Path:
     with stcore.init_repository(settings.repository) as repo:
         source = stcore.make_source("data", "files", {"path": str(tmp_path / "data")})
         repo.backup([source])
-        sync(repo, settings.remote("mirror"))
+        repo.sync(settings.remote("mirror"))
         (tmp_path / "data" / "b.json").write_text('{"b": 2}')
         repo.backup([stcore.make_source("data", "files", {"path": str(tmp_path / "data")})])
         with pytest.raises(StcoreError, match="does not exist"):
-            sync(repo, settings.remote("gone"))
+            repo.sync(settings.remote("gone"))
     return tmp_path
 
 
@@ -229,7 +228,7 @@ def test_facade_status_counts_synced_backups_and_lists_remotes(project: Path) ->
 
 
 def test_remote_status_of_a_remote_never_synced_to(tmp_path: Path) -> None:
-    from stcore.daemon import remote_status
+    from stcore.tasks import remote_status
 
     with stcore.init_repository(str(tmp_path / "repo")) as repo:
         status = remote_status(repo, RemoteConfig(name="cloud", url=str(tmp_path / "c")))

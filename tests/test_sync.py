@@ -17,10 +17,10 @@ from st_local.backend import LocalBackend
 
 import stcore
 from stcore.config import RemoteConfig
-from stcore.errors import AccessDeniedError, RepositoryError, TransientBackendError
+from stcore.errors import AccessDeniedError, RepositoryError, SyncBusyError, TransientBackendError
 from stcore.registry import Registration
-from stcore.repo.repository import Repository
-from stcore.sync import SyncBusyError, SyncOptions, _sync_lock, sync
+from stcore.repository import Repository
+from stcore.sync import SyncOptions, _sync_lock
 
 
 class RecordingBackend(LocalBackend):
@@ -104,14 +104,14 @@ def test_full_then_incremental_sync_uploads_only_what_is_new(
     local: Repository, remote: RemoteConfig, recorder: Recorder, tmp_path: Path
 ) -> None:
     first = _backup(local, tmp_path / "data")
-    result = sync(local, remote)
+    result = local.sync(remote)
     assert result.snapshots == (first,)
     assert result.objects_uploaded == len(recorder.writes) - 1  # the config is not counted
-    assert sync(local, remote).objects_uploaded == 0
+    assert local.sync(remote).objects_uploaded == 0
     before = set(recorder.writes)
     second = _backup(local, tmp_path / "data", files=1)
     packs_before = {k for k in before if k.startswith("data/")}
-    result = sync(local, remote)
+    result = local.sync(remote)
     new = [k for k in recorder.writes if k not in before]
     assert result.snapshots == (second,)
     assert not set(new) & packs_before
@@ -124,7 +124,7 @@ def test_opening_the_mirror_as_a_repository_keeps_the_local_sync_state(
     local: Repository, remote: RemoteConfig, tmp_path: Path
 ) -> None:
     first = _backup(local, tmp_path / "data")
-    sync(local, remote)
+    local.sync(remote)
     second = _backup(local, tmp_path / "data", files=1)
     mirror = _remote_repo(remote, tmp_path)
     mirror_default_cache = stcore.open_repository(mirror.location)  # same id, default cache root
@@ -139,7 +139,7 @@ def test_uploads_go_packs_then_indexes_then_manifests(
 ) -> None:
     _backup(local, tmp_path / "a")
     _backup(local, tmp_path / "a", files=2)
-    sync(local, remote)
+    local.sync(remote)
     kinds = [k.split("/")[0] for k in recorder.writes if k != "config"]
     order = {"data": 0, "index": 1, "snapshots": 2}
     assert [order[k] for k in kinds] == sorted(order[k] for k in kinds)
@@ -171,12 +171,12 @@ def test_a_sync_killed_midway_resumes_without_uploading_twice(
 
     recorder.fail = lambda key, count: Killed() if count == crash_after else None
     with pytest.raises(Killed):
-        sync(local, remote, options=SyncOptions(concurrency=1))
+        local.sync(remote, options=SyncOptions(concurrency=1))
     uploaded_before = list(recorder.writes)
     assert not any(k.startswith("snapshots/") for k in uploaded_before)
     assert _remote_repo(remote, tmp_path).check().ok  # consistent: no snapshot, no dangling index
     recorder.fail = None
-    result = sync(local, remote)
+    result = local.sync(remote)
     assert len(recorder.writes) == len(set(recorder.writes))  # nothing written twice
     assert result.objects_uploaded == len(recorder.writes) - len(uploaded_before)
     assert _remote_repo(remote, tmp_path).check(read_data=True).ok
@@ -195,7 +195,7 @@ def test_transient_errors_are_retried(
         return TransientBackendError("503 slow down") if attempts[key] < 3 else None
 
     recorder.fail = flaky
-    result = sync(local, remote, options=SyncOptions(max_backoff=0.01))
+    result = local.sync(remote, options=SyncOptions(max_backoff=0.01))
     assert result.objects_uploaded > 0
     assert all(n == 3 for n in attempts.values())
 
@@ -213,7 +213,7 @@ def test_an_upload_whose_answer_was_lost_is_retried_and_counted_once(
         return TransientBackendError("connection reset before the response")
 
     recorder.lose_answer = lose_first_answer
-    result = sync(local, remote, options=SyncOptions(max_backoff=0.01))
+    result = local.sync(remote, options=SyncOptions(max_backoff=0.01))
     uploaded = [k for k in recorder.writes if k != "config"]
     assert result.objects_uploaded == len(uploaded) == len(lost)
     assert _remote_repo(remote, tmp_path).check(read_data=True).ok
@@ -231,7 +231,7 @@ def test_permanent_errors_stop_at_once(
 
     recorder.fail = denied
     with pytest.raises(AccessDeniedError, match="access denied"):
-        sync(local, remote, options=SyncOptions(concurrency=1))
+        local.sync(remote, options=SyncOptions(concurrency=1))
     assert len([c for c in calls if c.startswith("data/")]) == 1
     assert local.catalog.sync_runs("mirror")[0]["error"] == "access denied to mirror"
 
@@ -242,12 +242,12 @@ def test_a_remote_holding_another_repository_is_refused(
     stcore.init_repository(remote.url.replace("rec://", "")).close()
     _backup(local, tmp_path / "data")
     with pytest.raises(RepositoryError, match="holds another repository"):
-        sync(local, remote)
+        local.sync(remote)
 
 
 def test_only_one_sync_per_remote_at_a_time(local: Repository, remote: RemoteConfig) -> None:
-    with _sync_lock(local, "mirror"), pytest.raises(SyncBusyError, match="another sync"):
-        sync(local, remote)
+    with _sync_lock(local.cache_dir, "mirror"), pytest.raises(SyncBusyError, match="another sync"):
+        local.sync(remote)
 
 
 def test_bandwidth_limit_slows_uploads(
@@ -255,7 +255,7 @@ def test_bandwidth_limit_slows_uploads(
 ) -> None:
     _backup(local, tmp_path / "data", files=3, size=100_000)
     started = time.monotonic()
-    result = sync(local, remote, options=SyncOptions(bandwidth_limit=600_000))
+    result = local.sync(remote, options=SyncOptions(bandwidth_limit=600_000))
     elapsed = time.monotonic() - started
     assert result.bytes_uploaded > 300_000
     assert elapsed >= (result.bytes_uploaded - 600_000) / 600_000 * 0.9

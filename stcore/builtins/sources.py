@@ -1,7 +1,7 @@
 """Built-in sources: ``files`` (a directory tree), ``json`` (documents) and ``sqlite`` (a live DB).
 
 Each is a class whose constructor takes ``(name, options)``; see :mod:`stcore.interfaces` for the
-contract and ``docs/sources.md`` for the options.
+contract and ``docs/configuration.md`` (``[sources.NAME]``) for the options.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import attrs
 from stcore.models import SnapshotManifest, TreeNode
 
 if TYPE_CHECKING:
-    from stcore.repo.repository import Repository
+    from stcore.repo.store import Store
 
 Change = Literal["added", "removed", "modified", "metadata"]
 
@@ -37,7 +37,7 @@ def _content_differs(a: TreeNode, b: TreeNode) -> bool:
 
 
 def diff_snapshots(
-    repository: Repository, old: SnapshotManifest, new: SnapshotManifest
+    store: Store, old: SnapshotManifest, new: SnapshotManifest
 ) -> Iterator[DiffEntry]:
     for name in sorted(set(old.sources) | set(new.sources)):
         before = old.sources.get(name)
@@ -46,14 +46,14 @@ def diff_snapshots(
             change: Change = "added" if before is None else "removed"
             summary = after or before
             assert summary is not None
-            for path, node in repository.walk(summary.root):
+            for path, node in store.walk(summary.root):
                 yield DiffEntry(change=change, source=name, path="/".join(path), kind=node.kind)
             continue
-        yield from _diff_trees(repository, name, before.root, after.root, ())
+        yield from _diff_trees(store, name, before.root, after.root, ())
 
 
 def _diff_trees(
-    repository: Repository,
+    store: Store,
     source: str,
     old: bytes | None,
     new: bytes | None,
@@ -61,8 +61,8 @@ def _diff_trees(
 ) -> Iterator[DiffEntry]:
     if old == new:
         return
-    old_nodes = {n.name: n for n in repository.read_tree(old)} if old else {}
-    new_nodes = {n.name: n for n in repository.read_tree(new)} if new else {}
+    old_nodes = {n.name: n for n in store.read_tree(old)} if old else {}
+    new_nodes = {n.name: n for n in store.read_tree(new)} if new else {}
     for name in sorted(set(old_nodes) | set(new_nodes)):
         a, b = old_nodes.get(name), new_nodes.get(name)
         path = (*prefix, name)
@@ -74,7 +74,7 @@ def _diff_trees(
             yield DiffEntry(change=change, source=source, path=text, kind=node.kind)
             if node.kind == "dir":
                 yield from _diff_trees(
-                    repository,
+                    store,
                     source,
                     None if a is None else node.subtree,
                     None if b is None else node.subtree,
@@ -86,4 +86,4 @@ def _diff_trees(
         elif (a.mode, a.mtime_ns) != (b.mode, b.mtime_ns):
             yield DiffEntry(change="metadata", source=source, path=text, kind=b.kind)
         if a.kind == "dir" and b.kind == "dir":
-            yield from _diff_trees(repository, source, a.subtree, b.subtree, path)
+            yield from _diff_trees(store, source, a.subtree, b.subtree, path)

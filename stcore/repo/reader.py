@@ -9,11 +9,11 @@ full read would make as many requests. The bulk reader instead:
 2. groups the blobs by pack, sorts them by offset and coalesces neighbours into one *range* when
    the gap between them is at most :data:`MAX_GAP` bytes (reading a small gap is cheaper than
    another request) and the range stays within :data:`MAX_RANGE_BYTES`;
-3. reads each range once (``Repository._read_object_range``), on a small thread pool, holding at
+3. reads each range once (``Store.read_object_range``), on a small thread pool, holding at
    most :data:`READ_AHEAD_BYTES` of ranges in flight (always at least one), so memory stays at a
    few ranges however many blobs are asked for;
 4. unseals each blob from its range and verifies it against its id, naming the pack and the blob
-   when it does not match, exactly as :meth:`Repository.read_blob` does.
+   when it does not match, exactly as :meth:`Store.read_blob` does.
 
 With an object cache (remote repositories), blobs already in the cache are not fetched; the rest
 are coalesced among themselves, fetched, verified and put in the cache as their stored frames.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 
@@ -32,7 +32,27 @@ from stcore.models import IndexEntry
 from stcore.repo.format import object_key
 
 if TYPE_CHECKING:
-    from stcore.repo.repository import Repository
+    from stcore.repo.format import Codec
+    from stcore.repo.index import BlobIndex
+    from stcore.repo.objectcache import ObjectCache
+
+
+class PackSource(Protocol):
+    """What bulk reads use of a repository (a :class:`~stcore.repo.store.Store` is one)."""
+
+    @property
+    def index(self) -> BlobIndex: ...
+    @property
+    def location(self) -> str: ...
+
+    codec: Codec
+    object_cache: ObjectCache | None
+    workers: int
+
+    def read_object_range(self, key: str, offset: int, length: int) -> bytes: ...
+    def read_blob(self, blob_id: bytes) -> bytes: ...
+    def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]: ...
+
 
 MiB = 1024 * 1024
 #: neighbouring blobs at most this far apart are read with one request (the gap is read and
@@ -120,7 +140,7 @@ class BlobReader:
 
     def __init__(
         self,
-        repository: Repository,
+        repository: PackSource,
         *,
         workers: int | None = None,
         max_gap: int = MAX_GAP,
@@ -175,7 +195,7 @@ class BlobReader:
         return frames
 
     def _fetch(self, rng: PackRange) -> list[_Frame]:
-        data = self.repository._read_object_range(rng.key, rng.offset, rng.length)
+        data = self.repository.read_object_range(rng.key, rng.offset, rng.length)
         return [_Frame(e, data, e.offset - rng.offset, from_cache=False) for e in rng.entries]
 
     def _unseal(self, frame: _Frame) -> bytes:
@@ -192,7 +212,7 @@ class BlobReader:
                 return codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
             except CorruptObjectError:
                 cache.discard("blob", name)  # damaged on local disk: fetch it again
-            stored = self.repository._read_object_range(key, entry.offset, entry.stored_length)
+            stored = self.repository.read_object_range(key, entry.offset, entry.stored_length)
         try:
             data = codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
         except CorruptObjectError as exc:
@@ -261,14 +281,14 @@ class BlobReader:
 
 
 def read_in_order(
-    repository: Repository, blob_ids: Sequence[bytes], window: int = ORDERED_WINDOW_BYTES
+    repository: PackSource, blob_ids: Sequence[bytes], window: int = ORDERED_WINDOW_BYTES
 ) -> Iterator[bytes]:
     """The plaintexts of ``blob_ids`` in the order asked, fetched in bulk a window at a time.
 
     Consecutive ids totalling about ``window`` plaintext bytes are read with one
-    :meth:`Repository.read_blobs` call and yielded in order, so a file's blobs cost a few range
+    :meth:`Store.read_blobs` call and yielded in order, so a file's blobs cost a few range
     reads per pack while memory stays at one window. A window of a single blob goes through
-    :meth:`Repository.read_blob`, which is just as cheap.
+    :meth:`Store.read_blob`, which is just as cheap.
     """
     index = repository.index
     batch: list[bytes] = []
@@ -284,7 +304,7 @@ def read_in_order(
         yield from _read_batch(repository, batch)
 
 
-def _read_batch(repository: Repository, batch: list[bytes]) -> Iterator[bytes]:
+def _read_batch(repository: PackSource, batch: list[bytes]) -> Iterator[bytes]:
     if len(batch) == 1:
         yield repository.read_blob(batch[0])
         return

@@ -23,7 +23,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,21 +31,30 @@ import attrs
 
 from stcore.errors import RestoreError, SnapshotNotFoundError
 from stcore.globs import match_any
+from stcore.interfaces import ProgressCallback, no_progress
 from stcore.models import IndexEntry, SnapshotManifest, TreeNode
-from stcore.repo.reader import BlobReader, PackRange
+from stcore.repo.reader import PackRange
 
 if TYPE_CHECKING:
-    from stcore.repo.repository import Repository
+    from stcore.repo.store import Store
 
 
 @attrs.frozen(kw_only=True)
 class RestoreResult:
+    """What a restore wrote, and where."""
+
     snapshot_id: str
     target: str
     files: int
     dirs: int
     symlinks: int
     bytes: int
+
+    def __repr__(self) -> str:
+        return (
+            f"<RestoreResult {self.snapshot_id} -> {self.target}: {self.files} files, "
+            f"{self.dirs} dirs, {self.symlinks} symlinks, {self.bytes} bytes>"
+        )
 
 
 def validate_name(name: str, where: str) -> None:
@@ -164,16 +173,16 @@ class _WriteRun:
 class Restorer:
     def __init__(
         self,
-        repository: Repository,
+        store: Store,
         manifest: SnapshotManifest,
         target: Path,
         progress: Callable[[str, int], None],
     ) -> None:
-        self.repository = repository
+        self.store = store
         self.manifest = manifest
         self.target = target.absolute()
         self.progress = progress
-        self._reader = BlobReader(repository)
+        self._reader = store.blob_reader()
         self._files: list[tuple[Path, TreeNode]] = []
         self._placements = _Placements()
         self._lock = threading.Lock()
@@ -226,7 +235,7 @@ class Restorer:
         self, tree_id: bytes, directory: Path, relative: str, include: list[str], plan: _Plan
     ) -> bool:
         """Add the tree's entries to ``plan``; return whether anything below was included."""
-        nodes = self.repository.read_tree(tree_id)
+        nodes = self.store.read_tree(tree_id)
         seen: set[str] = set()
         anything = False
         for node in nodes:
@@ -373,3 +382,20 @@ class Restorer:
             path.unlink()
         os.symlink(node.target or "", path)
         os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+
+
+def restore(
+    store: Store,
+    manifest: SnapshotManifest,
+    target: str | os.PathLike[str],
+    *,
+    sources: Iterable[str] | None = None,
+    include: Iterable[str] = (),
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Restore ``manifest``'s sources (all, or those named) into ``target/<source name>/...``;
+    ``include`` globs keep only matching paths. Everything is planned and validated first."""
+    restorer = Restorer(store, manifest, Path(target), progress or no_progress)
+    return restorer.run(
+        sources=list(sources) if sources is not None else None, include=list(include)
+    )

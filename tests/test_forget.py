@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from stcore.durations import parse_duration
 from stcore.errors import ConfigError
 from stcore.models import SnapshotManifest, SourceSummary
-from stcore.retention import Policy, apply_policy, parse_duration
+from stcore.repo.forget import Policy, apply_policy
 
 UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -144,8 +145,8 @@ def test_groups_by_host_and_source_set() -> None:
 def test_empty_policy_is_detected_and_durations_parse() -> None:
     assert Policy().empty()
     assert not Policy(within=dt.timedelta(days=1)).empty()
-    assert parse_duration("1y2m3d4h") == dt.timedelta(days=365 + 60 + 3, hours=4)
-    with pytest.raises(ConfigError, match="not a duration"):
+    assert parse_duration("1y2mo3d4h") == dt.timedelta(days=365 + 60 + 3, hours=4)
+    with pytest.raises(ConfigError, match="unknown unit 'weeks'"):
         parse_duration("3 weeks")
     assert Policy.from_mapping({"keep_daily": 7, "keep_within": "2d"}).daily == 7
     with pytest.raises(ConfigError, match="unknown keys keep_fortnightly"):

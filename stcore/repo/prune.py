@@ -1,6 +1,7 @@
-"""Prune: delete data no snapshot references, repack mostly-dead packs, rewrite the index.
+"""Prune: delete data no snapshot references, repack mostly-dead packs, rewrite the index
+(``stcore prune``).
 
-Runs under the repository's exclusive lock (:mod:`stcore.locks`), so no backup is between
+Runs under the repository's exclusive lock (:mod:`stcore.repo.locks`), so no backup is between
 writing its packs and its manifest while prune decides what is unreferenced. The steps are
 ordered so that a prune killed at any moment leaves a repository that ``check`` passes and the
 next prune finishes:
@@ -24,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from stcore.errors import ObjectNotFoundError
-from stcore.interfaces import StreamingBackend
-from stcore.locks import repository_lock
+from stcore.interfaces import Backend, StreamingBackend
 from stcore.models import IndexEntry
 from stcore.repo.format import encode_index, object_key
 from stcore.repo.index import BlobIndex
+from stcore.repo.locks import repository_lock
 from stcore.repo.packer import Packer
 
 if TYPE_CHECKING:
-    from stcore.repo.repository import Repository
+    from stcore.repo.store import Store
 
 DEFAULT_REPACK_THRESHOLD = 0.5
 
@@ -57,9 +58,15 @@ class PruneResult:
     def to_json(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "bytes_freed": self.bytes_freed}
 
+    def __repr__(self) -> str:
+        return (
+            f"<PruneResult freed {self.bytes_freed} bytes: {self.packs_deleted} of "
+            f"{self.packs_before} packs deleted, {self.packs_repacked} repacked>"
+        )
+
 
 def prune(
-    repository: Repository,
+    store: Store,
     *,
     repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
     dry_run: bool = False,
@@ -69,12 +76,12 @@ def prune(
     """Reclaim the space of data no snapshot references; see the module docstring."""
     progress = progress or (lambda event, amount: None)
     started = time.monotonic()
-    backend = repository.backend
+    backend = store.backend
     with repository_lock(backend, exclusive=True, purpose="prune", wait=wait):
-        index = repository._load_index(cached=False)
-        repository._index = index
+        index = store.load_index(cached=False)
+        store.set_index(index)
         snapshot_ids = [i.key.rsplit("/", 1)[-1] for i in backend.list("snapshots/")]
-        used = repository.referenced_blobs(snapshot_ids)
+        used = store.referenced_blobs(snapshot_ids)
         snapshot_count = len(snapshot_ids)
         packs = {info.key.rsplit("/", 1)[-1]: info.size for info in backend.list("data/")}
         by_pack: dict[bytes, list[IndexEntry]] = {}
@@ -116,16 +123,16 @@ def prune(
         if repack:
             packer = Packer(
                 backend,
-                repository.codec,
-                pack_size=repository.config.pack_size,
-                workers=repository.workers,
+                store.codec,
+                pack_size=store.config.pack_size,
+                workers=store.workers,
                 on_pack_written=written_sizes.append,
             )
             try:
                 # One range read per run of live blobs in each pack (thousands of database
                 # pages would otherwise be as many requests), each blob verified against its id.
                 types = {entry.blob_id: entry.blob_type for entry in repack}
-                for blob_id, data in repository.read_blobs(types):
+                for blob_id, data in store.read_blobs(types):
                     packer.add(blob_id, types[blob_id], data)
                     progress("bytes", len(data))
                 new_entries = packer.finish()
@@ -136,8 +143,8 @@ def prune(
         all_entries = keep_entries + new_entries
         new_index_key = ""
         if all_entries:
-            new_index_id = repository._write_content_addressed(
-                "index", encode_index(repository.codec, all_entries)
+            new_index_id = store.write_content_addressed(
+                "index", encode_index(store.codec, all_entries)
             )
             new_index_key = object_key("index", new_index_id)
         for key in old_indexes:
@@ -150,7 +157,7 @@ def prune(
                 _delete(backend, object_key("data", pack_hex))
                 deleted += 1
         # Cached blob frames stay valid: they are verified by blob id, wherever the blob lives.
-        repository._index = BlobIndex(all_entries)
+        store.set_index(BlobIndex(all_entries))
         # No writer can run under the exclusive lock: what a crashed one left is garbage.
         abandoned = backend.discard_abandoned() if isinstance(backend, StreamingBackend) else 0
         bytes_after = sum(info.size for info in backend.list("data/"))
@@ -167,7 +174,7 @@ def prune(
     )
 
 
-def _delete(backend: Any, key: str) -> None:
+def _delete(backend: Backend, key: str) -> None:
     try:
         backend.delete(key)
     except ObjectNotFoundError:

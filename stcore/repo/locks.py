@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stcore.errors import ObjectNotFoundError, RepositoryError
+from stcore.errors import ObjectNotFoundError, RepositoryLockedError
 from stcore.interfaces import Backend
 from stcore.models import default_host
 
@@ -31,14 +31,8 @@ REFRESH = 300.0
 STALE_AFTER = 1800.0
 
 
-def lock_wait_from_env(default: float = 600.0) -> float:
-    """How long writers wait for a conflicting lock: ``STCORE_LOCK_WAIT`` seconds (default 600)."""
-    raw = os.environ.get("STCORE_LOCK_WAIT", "").strip()
-    return float(raw) if raw else default
-
-
-class RepositoryLockedError(RepositoryError):
-    """Another process holds a conflicting lock on the repository."""
+#: how long a writer waits for a conflicting lock by default, in seconds
+DEFAULT_LOCK_WAIT = 600.0
 
 
 def _now() -> float:

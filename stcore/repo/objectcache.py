@@ -14,24 +14,18 @@ updated under ``flock``), so the bound holds however many processes write.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from stcore.localfiles import atomic_write, file_lock
+
 DEFAULT_CACHE_BYTES = 1024**3
 #: eviction frees down to this share of the bound, so it does not run on every insert
 LOW_WATER = 0.9
-
-
-def cache_limit_from_env() -> int:
-    """``STCORE_CACHE_MAX_BYTES`` or the 1 GiB default."""
-    raw = os.environ.get("STCORE_CACHE_MAX_BYTES", "").strip()
-    return int(raw) if raw else DEFAULT_CACHE_BYTES
 
 
 class ObjectCache:
@@ -66,9 +60,7 @@ class ObjectCache:
     @contextmanager
     def _shared_total(self) -> Iterator[list[int]]:
         """The cache's total size, read and written under a lock every process respects."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.root / ".lock", "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._lock, file_lock(self.root / ".lock"):
             counter = self.root / ".size"
             try:
                 total = [int(counter.read_text() or 0)]
@@ -77,21 +69,15 @@ class ObjectCache:
             try:
                 yield total
             finally:
-                temp = self.root / f".size-{secrets.token_hex(4)}"
-                temp.write_text(str(max(0, total[0])))
-                os.replace(temp, counter)
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                atomic_write(counter, str(max(0, total[0])))
 
     def put(self, kind: str, name: str, data: bytes) -> None:
         if len(data) > self.max_bytes:
             return
         path = self._path(kind, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.parent / f".tmp-{secrets.token_hex(6)}"
-        temp.write_bytes(data)
         existed = path.exists()
-        # The rename happens outside the lock: a slow disk must not stall every other process.
-        os.replace(temp, path)
+        # Written outside the lock: a slow disk must not stall every other process.
+        atomic_write(path, data)
         with self._shared_total() as total:
             if not existed:
                 total[0] += len(data)

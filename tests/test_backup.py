@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import stcore
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 
 
 def _stored(repo: Repository) -> int:
@@ -124,3 +124,15 @@ def test_every_compressor_round_trips_a_backup(tmp_path: Path) -> None:
         for path in source.iterdir():
             assert (tmp_path / f"out-{name}" / "src" / path.name).read_bytes() == path.read_bytes()
         assert repo.check(read_data=True).ok
+
+
+def test_a_file_larger_than_a_pack_spans_several_packs(tmp_path: Path) -> None:
+    repo = stcore.init_repository(str(tmp_path / "repo"), pack_size=4 * 1024 * 1024)
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "big").write_bytes(os.urandom(12 * 1024 * 1024))
+    repo.backup(stcore.sources_for_paths([str(source)]))
+    packs = list(repo.backend.list("data/"))
+    assert len(packs) >= 3
+    repo.restore("latest", tmp_path / "out")
+    assert (tmp_path / "out" / "src" / "big").read_bytes() == (source / "big").read_bytes()

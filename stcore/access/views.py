@@ -2,7 +2,7 @@
 
 ``repo.snapshot("latest").sources["ai_hub"].data`` reads exactly the trees and blobs of that one
 source. Trees are read once per view and kept. File bytes are fetched in bulk
-(:meth:`Repository.read_blobs`): a read that spans many blobs, such as a database stored one page
+(:meth:`Store.read_blobs`): a read that spans many blobs, such as a database stored one page
 per blob, costs a range request per pack rather than one per blob, and still fetches only the
 blobs it touches (plus, at most, the small gaps between neighbours in one pack).
 """
@@ -14,20 +14,20 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from stcore.errors import CorruptObjectError, ObjectNotFoundError
+from stcore.errors import CorruptObjectError, PathNotFoundError
 from stcore.globs import match_path
+from stcore.localfiles import atomic_write
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode
 from stcore.repo.reader import read_in_order
 
 if TYPE_CHECKING:
-    from stcore.repo.repository import Repository
+    from stcore.repo.store import Store
 
 
 @attrs.frozen(kw_only=True)
@@ -63,7 +63,7 @@ class SnapshotFile(io.RawIOBase):
     fetched blob for next time.
     """
 
-    def __init__(self, repository: Repository, node: TreeNode, name: str) -> None:
+    def __init__(self, repository: Store, node: TreeNode, name: str) -> None:
         super().__init__()
         self.name = name
         self._repository = repository
@@ -153,7 +153,7 @@ class SnapshotFile(io.RawIOBase):
 class SourceView:
     """One source of a snapshot."""
 
-    def __init__(self, repository: Repository, snapshot_id: str, summary: SourceSummary) -> None:
+    def __init__(self, repository: Store, snapshot_id: str, summary: SourceSummary) -> None:
         self._repository = repository
         self.snapshot_id = snapshot_id
         self.summary = summary
@@ -206,7 +206,7 @@ class SourceView:
     def _file(self, path: str) -> TreeNode:
         node = self._lookup(path)
         if node is None or node.kind != "file":
-            raise ObjectNotFoundError(
+            raise PathNotFoundError(
                 f"snapshot {self.snapshot_id}, source {self.name!r} has no file {path!r}"
             )
         return node
@@ -215,7 +215,7 @@ class SourceView:
         """Metadata of one entry, reading only the trees on its path."""
         node = self._lookup(path)
         if node is None:
-            raise ObjectNotFoundError(
+            raise PathNotFoundError(
                 f"snapshot {self.snapshot_id}, source {self.name!r} has no entry {path!r}"
             )
         return _info(path.strip("/"), node)
@@ -251,7 +251,7 @@ class SourceView:
         if path is None:
             files = [f.path for f in self.files() if f.kind == "file"]
             if len(files) != 1:
-                raise ObjectNotFoundError(
+                raise PathNotFoundError(
                     f"source {self.name!r} holds {len(files)} files; name the database to open"
                 )
             path = files[0]
@@ -261,11 +261,7 @@ class SourceView:
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / f"{name}.db"
         if not target.exists():
-            temp = directory / f".tmp-{name}-{os.getpid()}"
-            with open(temp, "wb") as handle:
-                for chunk in self.iter_chunks(path):
-                    handle.write(chunk)
-            os.replace(temp, target)
+            atomic_write(target, self.iter_chunks(path))
         return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
 
     @property
@@ -284,7 +280,7 @@ class SourceView:
 
 
 class _Sources(Mapping[str, SourceView]):
-    def __init__(self, repository: Repository, manifest: SnapshotManifest) -> None:
+    def __init__(self, repository: Store, manifest: SnapshotManifest) -> None:
         self._repository = repository
         self._manifest = manifest
         self._views: dict[str, SourceView] = {}
@@ -310,7 +306,7 @@ class _Sources(Mapping[str, SourceView]):
 class Snapshot:
     """A snapshot's metadata and lazy access to its sources."""
 
-    def __init__(self, repository: Repository, manifest: SnapshotManifest) -> None:
+    def __init__(self, repository: Store, manifest: SnapshotManifest) -> None:
         self.manifest = manifest
         self.sources: Mapping[str, SourceView] = _Sources(repository, manifest)
 

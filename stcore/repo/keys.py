@@ -1,4 +1,5 @@
-"""Repository keys: a random master key, wrapped under password-derived keys in ``keys/<id>``.
+"""Keys: a random master key, wrapped under password-derived keys in ``keys/<id>``; list, add,
+remove and change them (``stcore key``).
 
 The master key is 64 random bytes: 32 for the encryptor, 32 for keyed BLAKE3 blob ids. Each
 ``keys/<id>`` object holds it encrypted (AES-256-GCM) under a key derived from one password with
@@ -12,9 +13,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -22,16 +22,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-from stcore.errors import CorruptObjectError, ObjectNotFoundError, RepositoryError, StcoreError
+from stcore.errors import CorruptObjectError, ObjectNotFoundError, PasswordError, RepositoryError
 from stcore.interfaces import Backend
 from stcore.models import default_host
 
 MASTER_KEY_SIZE = 64
 KEY_PREFIX = "keys/"
-
-
-class PasswordError(StcoreError):
-    """No password was given, or none of the repository's keys opens with it."""
 
 
 #: A password, or something that produces one only when it is needed (a prompt, a command).
@@ -120,11 +116,9 @@ def unwrap(raw: bytes, password: str, key_id: str) -> MasterKey | None:
 
 
 def resolve_password(source: PasswordSource, location: str) -> str:
-    """The password: ``source`` itself, what it returns if callable, else ``STCORE_PASSWORD``."""
+    """The password: ``source`` itself, or what it returns if callable."""
     if callable(source):
         source = source()
-    if source is None:
-        source = password_from_env()
     if source is None:
         raise PasswordError(
             f"{location} is encrypted and no password was given: set STCORE_PASSWORD, or use "
@@ -177,22 +171,53 @@ def add_key(
     return key_id
 
 
-def describe_keys(backend: Backend) -> list[dict[str, Any]]:
+@attrs.frozen(kw_only=True)
+class KeyInfo:
+    """One ``keys/<id>`` object as ``stcore key list`` shows it (never its secret parts)."""
+
+    id: str
+    created: str | None
+    host: str | None
+    #: the key derivation's name and cost (the salt left out)
+    kdf: Mapping[str, Any]
+    #: whether this is the key the repository was opened with
+    current: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "host": self.host,
+            "kdf": dict(self.kdf),
+            "current": self.current,
+        }
+
+
+def describe_keys(backend: Backend, current: str | None = None) -> list[KeyInfo]:
+    """Every readable key object; ``current`` marks the one in use."""
     described = []
     for key_id in key_ids(backend):
         try:
             document = json.loads(backend.read(KEY_PREFIX + key_id))
         except (ObjectNotFoundError, ValueError):
             continue
+        if not isinstance(document, dict):
+            continue
+        kdf = document.get("kdf")
         described.append(
-            {
-                "id": key_id,
-                "created": document.get("created"),
-                "host": document.get("host"),
-                "kdf": {k: v for k, v in document.get("kdf", {}).items() if k != "salt"},
-            }
+            KeyInfo(
+                id=key_id,
+                created=_text(document.get("created")),
+                host=_text(document.get("host")),
+                kdf={k: v for k, v in kdf.items() if k != "salt"} if isinstance(kdf, dict) else {},
+                current=key_id == current,
+            )
         )
     return described
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def remove_key(backend: Backend, key_id: str) -> None:
@@ -204,7 +229,3 @@ def remove_key(backend: Backend, key_id: str) -> None:
             "refusing to remove the last key: the repository could never be opened again"
         )
     backend.delete(KEY_PREFIX + key_id)
-
-
-def password_from_env() -> str | None:
-    return os.environ.get("STCORE_PASSWORD")

@@ -1,4 +1,4 @@
-"""Retention policies: which snapshots ``forget`` keeps, with restic's semantics.
+"""Forget: remove snapshots, by id or by a retention policy with restic's semantics.
 
 Snapshots are grouped (by host and source set, by default) and each group is walked newest first.
 Every rule keeps snapshots independently and a snapshot kept by any rule stays:
@@ -20,25 +20,15 @@ is refused by the CLI, since forgetting everything is never what a typo meant.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
+from stcore.durations import parse_duration
 from stcore.errors import ConfigError
 from stcore.models import SnapshotManifest
-
-_DURATION = re.compile(r"^(?:(\d+)y)?(?:(\d+)m)?(?:(\d+)d)?(?:(\d+)h)?$")
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """restic's duration syntax: ``2y5m7d3h`` (a month is 30 days, a year 365)."""
-    match = _DURATION.match(text.strip())
-    if not text.strip() or match is None:
-        raise ConfigError(f"{text!r} is not a duration like 7d, 12h, 1y6m or 2y5m7d3h")
-    years, months, days, hours = (int(g) if g else 0 for g in match.groups())
-    return dt.timedelta(days=years * 365 + months * 30 + days, hours=hours)
+from stcore.repo.store import Store
 
 
 @attrs.frozen(kw_only=True)
@@ -147,3 +137,13 @@ def _apply_to_group(
             reasons.append(f"tag {', '.join(matching)}")
         decisions.append(Decision(manifest=manifest, keep=bool(reasons), reasons=tuple(reasons)))
     return decisions
+
+
+def forget(store: Store, snapshot_ids: Iterable[str]) -> list[str]:
+    """Remove snapshots (their manifests) and return the ids removed.
+
+    The data only they referenced stays until prune reclaims it; forgetting never touches
+    packs, so it is safe while other backups run. An id already gone (another process forgot
+    it) is skipped.
+    """
+    return [snapshot_id for snapshot_id in snapshot_ids if store.delete_manifest(snapshot_id)]

@@ -13,7 +13,7 @@ from stcore.errors import CorruptObjectError, RestoreError
 from stcore.models import TreeNode
 from stcore.repo import restore as restore_module
 from stcore.repo.format import object_key
-from stcore.repo.repository import Repository
+from stcore.repository import Repository
 from tests.test_bad_input import _forge
 from tests.test_reader import (
     SMALL_CHUNKS,

@@ -15,9 +15,9 @@ keep the spelling the caller used, so ``glob("stcore://latest/logs/**/*.jsonl")`
 ``latest/...`` paths. The filesystem is registered with fsspec through the ``fsspec.specs``
 entry point (``pip install 'stcore[fsspec]'``).
 
-Reads are lazy, as in :mod:`stcore.views`: ``info``/``open``/``cat_file`` on one file read only
-the trees on its path, and then only the chunks of the file that are read. Listing a directory
-inside a source reads that source's trees once per filesystem instance.
+Reads are lazy, as in :mod:`stcore.access.views`: ``info``/``open``/``cat_file`` on one file
+read only the trees on its path, and then only the chunks of the file that are read. Listing a
+directory inside a source reads that source's trees once per filesystem instance.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from fsspec.spec import (  # type: ignore[import-untyped]
     _Cached,
 )
 
-from stcore.errors import ObjectNotFoundError, SnapshotNotFoundError
+from stcore.access.views import FileInfo, Snapshot, SnapshotFile, SourceView
+from stcore.errors import PathNotFoundError, SnapshotNotFoundError
 from stcore.models import SnapshotManifest
-from stcore.repo.repository import Repository, open_repository
-from stcore.views import FileInfo, Snapshot, SnapshotFile, SourceView
+from stcore.repository import Repository, open_repository
 
 __all__ = ["StcoreFile", "StcoreFileSystem"]
 
@@ -106,7 +106,7 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
 
     ``repo`` is the repository's path or URL (default: ``STCORE_REPO``, then stcore.toml);
     ``password`` opens an encrypted one (default: ``STCORE_PASSWORD``); ``cache`` is handed to
-    :func:`~stcore.repo.repository.open_repository` (on by default for remote repositories).
+    :func:`~stcore.repository.open_repository` (on by default for remote repositories).
     The repository is opened on first use and kept for the life of the instance.
 
     The snapshot list is read once per instance, so ``latest`` keeps naming the same snapshot;
@@ -128,7 +128,8 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         self.repo_url = _repository_url(repo)
         self._password = password
         self._cache = cache
-        self._lock = threading.RLock()
+        #: held while the repository and its views are used (open files take it too)
+        self.read_lock = threading.RLock()
         self._repository: Repository | None = None
         self._views: dict[str, Snapshot] = {}
         #: per (snapshot id, source): every entry by path, and each directory's children
@@ -141,7 +142,7 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
     @property
     def repository(self) -> Repository:
         """The open repository (opened on first use, then reused)."""
-        with self._lock:
+        with self.read_lock:
             if self._repository is None:
                 self._repository = open_repository(
                     self.repo_url, password=self._password, cache=self._cache
@@ -158,7 +159,7 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         The repository is opened again on next use; files already open keep reading from the
         instance they were opened with.
         """
-        with self._lock:
+        with self.read_lock:
             self._views.clear()
             self._listings.clear()
             self._repository = None
@@ -167,10 +168,10 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
     @contextmanager
     def _translated(self, path: str) -> Iterator[None]:
         """Run under the lock, turning "there is no such snapshot/source/entry" into ENOENT."""
-        with self._lock:
+        with self.read_lock:
             try:
                 yield
-            except (SnapshotNotFoundError, ObjectNotFoundError) as exc:
+            except (SnapshotNotFoundError, PathNotFoundError) as exc:
                 raise _not_found(path, exc) from exc
 
     @classmethod
@@ -194,7 +195,7 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         manifest: SnapshotManifest = self.repository.resolve(ref)
         view = self._views.get(manifest.id)
         if view is None:
-            view = self._views[manifest.id] = Snapshot(self.repository, manifest)
+            view = self._views[manifest.id] = Snapshot(self.repository.store, manifest)
         return view
 
     def _source(self, path: str, ref: str, name: str) -> SourceView:
@@ -338,7 +339,7 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         the chunks that range covers."""
         path = self._strip_protocol(path)
         raw, _ = self._raw(path)
-        with raw, self._lock:
+        with raw, self.read_lock:
             size = raw.size
             begin = 0 if start is None else (start if start >= 0 else max(0, size + start))
             stop = size if end is None else (end if end >= 0 else max(0, size + end))
@@ -393,7 +394,7 @@ class StcoreFile(AbstractBufferedFile):  # type: ignore[misc]
     """A buffered, seekable read-only file of one backed-up file (what ``open`` returns).
 
     fsspec's buffering asks :meth:`_fetch_range` for byte ranges; each is answered by the
-    :class:`~stcore.views.SnapshotFile`, which fetches only the chunks covering it.
+    :class:`~stcore.access.views.SnapshotFile`, which fetches only the chunks covering it.
     """
 
     def __init__(
@@ -411,7 +412,7 @@ class StcoreFile(AbstractBufferedFile):  # type: ignore[misc]
         self.details = entry
 
     def _fetch_range(self, start: int, end: int) -> bytes:
-        with self.fs._lock:
+        with self.fs.read_lock:
             self._raw_file.seek(start)
             return self._raw_file.read(max(0, end - start))
 

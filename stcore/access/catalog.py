@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from stcore.errors import SnapshotNotFoundError
 from stcore.localdb import open_local_database
 from stcore.models import SnapshotManifest
+from stcore.repo.store import Store
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -109,9 +111,10 @@ class Catalog:
             self._db.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in snapshot_ids])
 
     def refresh(
-        self, stored_ids: set[str], load: Callable[[str], SnapshotManifest]
+        self, stored_ids: Iterable[str], load: Callable[[str], SnapshotManifest]
     ) -> tuple[int, int]:
         """Bring the catalog in line with ``stored_ids``; return (added, removed)."""
+        stored_ids = set(stored_ids)
         known = self.ids()
         missing = sorted(stored_ids - known)
         gone = known - stored_ids
@@ -275,3 +278,38 @@ class Catalog:
             "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(added_bytes), 0) FROM snapshots"
         ).fetchone()
         return {"snapshots": row[0], "size": row[1], "added_bytes": row[2]}
+
+
+def open_catalog(store: Store) -> Catalog:
+    """The catalog of ``store``'s repository on this machine, brought up to date (new snapshots
+    loaded, forgotten ones dropped)."""
+    catalog = Catalog(store.cache_dir / "catalog.sqlite")
+    try:
+        catalog.refresh(store.snapshot_ids(), store.load_manifest)
+    except BaseException:
+        catalog.close()
+        raise
+    return catalog
+
+
+def resolve_snapshot(catalog: Catalog, ref: str, location: str) -> SnapshotManifest:
+    """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
+    if ref == "latest":
+        found = catalog.query(limit=1)
+        if not found:
+            raise SnapshotNotFoundError(f"{location} has no snapshots yet")
+        return found[0]
+    matches = [
+        m
+        for m in catalog.query()
+        if m.id == ref or m.id.startswith(ref) or m.short_id.startswith(ref)
+    ]
+    exact = [m for m in matches if m.id == ref]
+    if exact:
+        return exact[0]
+    if not matches:
+        raise SnapshotNotFoundError(f"no snapshot matches {ref!r}; `stcore snapshots` lists them")
+    if len(matches) > 1:
+        ids = ", ".join(m.id for m in matches[:5])
+        raise SnapshotNotFoundError(f"{ref!r} matches several snapshots ({ids}); be more exact")
+    return matches[0]

@@ -1,0 +1,344 @@
+"""Backup: read sources into one new snapshot (``stcore backup``).
+
+Entries stream from each source, depth-first; each file is cut into chunks (FastCDC, or runs of
+whole pages for SQLite databases), each chunk is named by its id and, unless the index or the
+packer already has it, sealed and packed. Directories become tree blobs as they close. Then one
+index object for the new packs is written, and the snapshot manifest last, so every snapshot a
+reader can see has all of its data. The whole run holds a shared repository lock, so a prune
+cannot delete a pack the backup deduplicates against. A files cache (path, size, mtime, ctime,
+inode -> content) lets an unchanged file skip reading.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import time as _time
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
+
+from stcore.errors import SourceError
+from stcore.interfaces import ProgressCallback, Source, SourceEntry, no_progress
+from stcore.models import (
+    BlobType,
+    SnapshotManifest,
+    SourceSummary,
+    TreeNode,
+    default_host,
+    new_snapshot_id,
+)
+from stcore.repo.chunker import Chunker, ChunkerParams
+from stcore.repo.filescache import SAFETY_NS, FilesCache
+from stcore.repo.format import encode_index, encode_tree
+from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
+from stcore.repo.packer import Packer
+from stcore.repo.store import Store
+from stcore.version import __version__
+
+
+@attrs.frozen(kw_only=True)
+class BackupResult:
+    """The new snapshot, and the entries that could not be read (path, reason)."""
+
+    manifest: SnapshotManifest
+    errors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.errors)
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (
+            f"<BackupResult {m.id}: {m.files} files, "
+            f"{m.size} bytes, {m.added_bytes} added, {len(self.errors)} errors>"
+        )
+
+
+@attrs.define
+class _DirBuilder:
+    path: tuple[str, ...]
+    entry: SourceEntry | None
+    nodes: list[TreeNode] = attrs.field(factory=list)
+
+
+@attrs.define
+class _BackupSession:
+    """The state of one backup while it runs."""
+
+    packer: Packer
+    progress: ProgressCallback
+    errors: list[tuple[str, str]] = attrs.field(factory=list)
+    files: int = 0
+    dirs: int = 0
+    size: int = 0
+    #: files-cache state: what the last backup recorded, what this one will, and the cut-off
+    cached: dict[str, dict[str, tuple[str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    record: dict[str, list[tuple[str, str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    started_ns: int = 0
+
+    def report(self, path: str, exc: BaseException) -> None:
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.errors.append((path, message))
+
+    def recorded_content(self, source_name: str, entry: SourceEntry) -> tuple[bytes, ...] | None:
+        """The content the files cache recorded for ``entry`` at the last backup, if its change
+        token still matches (whether those blobs are all still stored is the caller's check)."""
+        token = entry.change_token
+        if token is None:
+            return None
+        known = self.cached.get(source_name, {}).get("/".join(entry.path))
+        return known[1] if known is not None and known[0] == token else None
+
+
+#: bytes read between two "bytes" progress events of one file
+PROGRESS_STEP = 1024 * 1024
+
+#: entries the backup loop looks ahead to start reading files early (``SourceEntry.prefetch``)
+READ_AHEAD_ENTRIES = 32
+
+
+def _read_ahead(
+    entries: Iterable[SourceEntry], session: _BackupSession, source_name: str
+) -> Iterator[SourceEntry]:
+    """``entries`` in order, each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the
+    loop reaches it, unless the files cache will spare reading it."""
+    window: collections.deque[SourceEntry] = collections.deque()
+    for entry in entries:
+        if (
+            entry.prefetch is not None
+            and entry.kind == "file"
+            and session.recorded_content(source_name, entry) is None
+        ):
+            entry.prefetch()
+        window.append(entry)
+        if len(window) > READ_AHEAD_ENTRIES:
+            yield window.popleft()
+    yield from window
+
+
+def backup(
+    store: Store,
+    sources: Sequence[Source],
+    *,
+    tags: Iterable[str] = (),
+    hostname: str | None = None,
+    progress: ProgressCallback | None = None,
+    time: dt.datetime | None = None,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> BackupResult:
+    """Back up ``sources`` into one new snapshot and return it with any per-entry errors.
+
+    Unreadable entries are skipped and listed in the result (the manifest is marked
+    ``partial``); a source that cannot be read at all raises :class:`SourceError` and
+    nothing is written.
+    """
+    if not sources:
+        raise SourceError("nothing to back up: give at least one source")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise SourceError(f"source names must be unique, got {names}")
+    now = time or dt.datetime.now(dt.UTC)
+    snapshot_id = new_snapshot_id(now)
+    store.host.notify_backup_started(store.location, snapshot_id, names)
+    # A shared lock for the whole backup: prune (exclusive) cannot delete a pack this backup
+    # dedups against between our index load and our manifest.
+    with repository_lock(store.backend, exclusive=False, purpose="backup", wait=lock_wait):
+        store.reload_index()  # after the lock: what a prune left is current
+        files_cache = FilesCache(store.cache_dir / "files.sqlite")
+        try:
+            run = _Backup(store=store, progress=progress or no_progress)
+            return run.run(sources, snapshot_id, now, tags, hostname, files_cache)
+        finally:
+            files_cache.close()
+
+
+@attrs.define
+class _Backup:
+    """One backup while it runs: the store it writes to and the progress callback."""
+
+    store: Store
+    progress: ProgressCallback
+
+    def run(
+        self,
+        sources: Sequence[Source],
+        snapshot_id: str,
+        now: dt.datetime,
+        tags: Iterable[str],
+        hostname: str | None,
+        files_cache: FilesCache,
+    ) -> BackupResult:
+        written: list[int] = []
+        session = _BackupSession(
+            packer=Packer(
+                self.store.backend,
+                self.store.codec,
+                pack_size=self.store.config.pack_size,
+                workers=self.store.workers,
+                # Over a network a write waits on latency, not the disk: keep more going.
+                writes_in_flight=3 if self.store.remote else 2,
+                on_pack_written=written.append,
+            ),
+            progress=self.progress,
+            started_ns=_time.time_ns(),
+        )
+        for source in sources:
+            session.cached[source.name] = files_cache.load(source.name)
+            session.record[source.name] = []
+        summaries: dict[str, SourceSummary] = {}
+        try:
+            for source in sources:
+                summaries[source.name] = self._backup_source(source, session)
+            entries = session.packer.finish()
+        except BaseException:
+            session.packer.close()
+            raise
+        finally:
+            for source in sources:
+                source.close()
+        added = sum(written)
+        if entries:
+            body = encode_index(self.store.codec, entries)
+            self.store.write_content_addressed("index", body)
+            added += len(body)
+            self.store.index.update(entries)
+        manifest = SnapshotManifest(
+            id=snapshot_id,
+            time=now,
+            host=hostname or default_host(),
+            tags=tuple(sorted(set(tags))),
+            program_version=__version__,
+            sources=summaries,
+            size=session.size,
+            added_bytes=added,
+            partial=bool(session.errors),
+            errors=tuple(f"{path}: {message}" for path, message in session.errors[:100]),
+        )
+        self.store.write_manifest(manifest)
+        # Recorded only now: every blob named in the cache is in an index object that exists.
+        for name, recorded in session.record.items():
+            files_cache.replace(name, recorded)
+        self.store.host.notify_backup_finished(self.store.location, manifest)
+        return BackupResult(manifest=manifest, errors=tuple(session.errors))
+
+    def _store_blob(self, session: _BackupSession, blob_type: BlobType, data: bytes) -> bytes:
+        blob_id = self.store.codec.blob_id(data)
+        if blob_id not in self.store.index and not session.packer.is_known(blob_id):
+            session.packer.add(blob_id, blob_type, data)
+        return blob_id
+
+    def _backup_source(self, source: Source, session: _BackupSession) -> SourceSummary:
+        chunker = Chunker(ChunkerParams.from_json(self.store.config.chunker))
+        stack = [_DirBuilder(path=(), entry=None)]
+        errors_before = len(session.errors)
+        files_before, dirs_before, size_before = session.files, session.dirs, session.size
+
+        def close_top() -> None:
+            done = stack.pop()
+            tree_id = self._store_blob(session, "tree", encode_tree(done.nodes))
+            assert done.entry is not None
+            stack[-1].nodes.append(
+                TreeNode(
+                    name=done.path[-1],
+                    kind="dir",
+                    mode=done.entry.mode,
+                    mtime_ns=done.entry.mtime_ns,
+                    subtree=tree_id,
+                )
+            )
+
+        for entry in _read_ahead(source.scan(session.report), session, source.name):
+            parent = entry.path[:-1]
+            while stack[-1].path != parent:
+                if len(stack) == 1:
+                    raise SourceError(
+                        f"source {source.name!r} yielded {'/'.join(entry.path)} before its "
+                        "directory; sources must yield entries depth-first, sorted by name"
+                    )
+                close_top()
+            name = entry.path[-1]
+            if entry.kind == "dir":
+                session.dirs += 1
+                stack.append(_DirBuilder(path=entry.path, entry=entry))
+            elif entry.kind == "symlink":
+                stack[-1].nodes.append(
+                    TreeNode(
+                        name=name,
+                        kind="symlink",
+                        mode=entry.mode,
+                        mtime_ns=entry.mtime_ns,
+                        target=entry.target,
+                    )
+                )
+            else:
+                node = self._backup_file(entry, chunker, session, source.name)
+                if node is not None:
+                    stack[-1].nodes.append(node)
+        while len(stack) > 1:
+            close_top()
+        root = self._store_blob(session, "tree", encode_tree(stack[0].nodes))
+        return SourceSummary(
+            name=source.name,
+            type=source.type_name,
+            root=root,
+            options=source.describe(),
+            files=session.files - files_before,
+            dirs=session.dirs - dirs_before,
+            size=session.size - size_before,
+            errors=len(session.errors) - errors_before,
+        )
+
+    def _backup_file(
+        self, entry: SourceEntry, chunker: Chunker, session: _BackupSession, source_name: str
+    ) -> TreeNode | None:
+        assert entry.opener is not None
+        display = f"{source_name}:{'/'.join(entry.path)}"
+        token = entry.change_token
+        known = session.recorded_content(source_name, entry)
+        if known is not None and all(b in self.store.index for b in known):
+            return self._file_node(entry, known, entry.size, session, source_name, token)
+        content: list[bytes] = []
+        size = unreported = 0
+        try:
+            with entry.opener() as stream:
+                for chunk in chunker.chunks(stream, entry.size, entry.page_size):
+                    content.append(self._store_blob(session, "data", chunk))
+                    size += len(chunk)
+                    unreported += len(chunk)
+                    if unreported >= PROGRESS_STEP:  # not per 4 KiB page: a bar update is slow
+                        session.progress("bytes", unreported)
+                        unreported = 0
+        except OSError as exc:
+            session.report(display, exc)
+            return None
+        finally:
+            if unreported:
+                session.progress("bytes", unreported)
+        return self._file_node(entry, tuple(content), size, session, source_name, token)
+
+    def _file_node(
+        self,
+        entry: SourceEntry,
+        content: tuple[bytes, ...],
+        size: int,
+        session: _BackupSession,
+        source_name: str,
+        token: str | None,
+    ) -> TreeNode:
+        session.files += 1
+        session.size += size
+        session.progress("file", 1)
+        if token is not None and entry.mtime_ns < session.started_ns - SAFETY_NS:
+            session.record.setdefault(source_name, []).append(
+                ("/".join(entry.path), token, content)
+            )
+        return TreeNode(
+            name=entry.path[-1],
+            kind="file",
+            mode=entry.mode,
+            mtime_ns=entry.mtime_ns,
+            size=size,
+            content=content,
+        )

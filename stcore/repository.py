@@ -1,0 +1,492 @@
+"""The public facade: :class:`Repository`, :func:`open_repository` and :func:`init_repository`.
+
+A Repository is thin: it holds a :class:`~stcore.repo.store.Store` (the engine's access to the
+objects) and the snapshot catalog, and each method hands its work to one operation: backup,
+restore, check, prune, forget, stats, keys (``stcore/repo/``), the lazy views
+(``stcore/access/``) or sync. Defaults a library user expects (the cache directory, the lock
+wait, ``STCORE_PASSWORD``) are resolved here, from the environment, and passed down; the engine
+itself reads neither the environment nor the current directory, and nothing here reads
+``stcore.toml``: a remote is given as a :class:`~stcore.config.RemoteConfig` or a URL, or by name
+together with the :class:`~stcore.config.Settings` that define it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stcore.access.catalog import Catalog, open_catalog, resolve_snapshot
+from stcore.access.views import Snapshot
+from stcore.config import (
+    RemoteConfig,
+    Settings,
+    cache_limit_from_env,
+    default_cache_root,
+    lock_wait_from_env,
+    password_from_env,
+)
+from stcore.errors import ConfigError, RepositoryError
+from stcore.interfaces import Backend, ProgressCallback, Source
+from stcore.models import SnapshotManifest, TreeNode
+from stcore.plugins import PluginHost, make_plugin_manager
+from stcore.repo import backup as _backup
+from stcore.repo import check as _check
+from stcore.repo import forget as _forget
+from stcore.repo import prune as _prune
+from stcore.repo import restore as _restore
+from stcore.repo import stats as _stats
+from stcore.repo.backup import BackupResult
+from stcore.repo.check import CheckResult
+from stcore.repo.chunker import ChunkerParams
+from stcore.repo.format import Codec, RepositoryConfig
+from stcore.repo.index import BlobIndex
+from stcore.repo.init import create_store
+from stcore.repo.keys import KdfParams, KeyInfo, PasswordSource, add_key, describe_keys, remove_key
+from stcore.repo.objectcache import ObjectCache
+from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
+from stcore.repo.restore import RestoreResult
+from stcore.repo.stats import RepositoryStats
+from stcore.repo.store import Store, open_store
+from stcore.sync import SyncOptions, SyncResult, remote_from_url, sync
+
+
+def _default_workers() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+def _password_or_env(password: PasswordSource) -> PasswordSource:
+    """``password`` (asked only when needed), falling back on ``STCORE_PASSWORD``."""
+
+    def ask() -> str | None:
+        given = password() if callable(password) else password
+        return given if given is not None else password_from_env()
+
+    return ask
+
+
+class Repository:
+    """An open repository. Use :func:`open_repository` or :func:`init_repository` to get one."""
+
+    def __init__(self, store: Store, *, lock_wait: float | None = None) -> None:
+        self.store = store
+        #: seconds a backup waits for a prune's lock (``STCORE_LOCK_WAIT``, default 600)
+        self.lock_wait = lock_wait_from_env() if lock_wait is None else lock_wait
+        self._catalog: Catalog | None = None
+
+    # --- what it is -----------------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    @property
+    def id(self) -> str:
+        return self.store.id
+
+    @property
+    def encrypted(self) -> bool:
+        return self.store.encrypted
+
+    @property
+    def backend(self) -> Backend:
+        return self.store.backend
+
+    @property
+    def config(self) -> RepositoryConfig:
+        return self.store.config
+
+    @property
+    def host(self) -> PluginHost:
+        return self.store.host
+
+    @property
+    def codec(self) -> Codec:
+        return self.store.codec
+
+    @property
+    def index(self) -> BlobIndex:
+        return self.store.index
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.store.cache_dir
+
+    @property
+    def object_cache(self) -> ObjectCache | None:
+        return self.store.object_cache
+
+    @property
+    def workers(self) -> int:
+        return self.store.workers
+
+    @property
+    def key_id(self) -> str | None:
+        return self.store.key_id
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+        self.store.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Repository {self.location} ({self.id})>"
+
+    # --- reading objects ------------------------------------------------------------------------
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        """The plaintext of one blob, verified against its id."""
+        return self.store.read_blob(blob_id)
+
+    def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+        """``(blob id, plaintext)`` for many blobs, few backend reads; see
+        :meth:`stcore.repo.store.Store.read_blobs`."""
+        return self.store.read_blobs(blob_ids)
+
+    def read_tree(self, tree_id: bytes) -> list[TreeNode]:
+        return self.store.read_tree(tree_id)
+
+    def walk(
+        self, tree_id: bytes, prefix: tuple[str, ...] = ()
+    ) -> Iterator[tuple[tuple[str, ...], TreeNode]]:
+        """Every node below ``tree_id``, depth-first, with its path."""
+        return self.store.walk(tree_id, prefix)
+
+    def load_manifest(self, snapshot_id: str) -> SnapshotManifest:
+        return self.store.load_manifest(snapshot_id)
+
+    def referenced_blobs(self, snapshot_ids: Iterable[str]) -> set[bytes]:
+        """Every blob (trees and data) the snapshots reference."""
+        return self.store.referenced_blobs(snapshot_ids)
+
+    # --- snapshots and the catalog --------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        """The snapshot catalog, brought up to date with the repository on first use."""
+        if self._catalog is None:
+            self._catalog = open_catalog(self.store)
+        return self._catalog
+
+    def rebuild_catalog(self) -> int:
+        """Drop the catalog and rebuild it from the repository; return the snapshot count."""
+        self.catalog.clear()
+        self.catalog.refresh(self.store.snapshot_ids(), self.store.load_manifest)
+        return len(self.catalog.ids())
+
+    def snapshots(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        source: str | None = None,
+        source_type: str | None = None,
+        tags: Iterable[str] = (),
+        host: str | None = None,
+        synced: bool | None = None,
+        remote: str | None = None,
+        limit: int | None = None,
+    ) -> list[SnapshotManifest]:
+        """Snapshot manifests matching every filter given, newest first (from the catalog).
+
+        ``synced``/``remote`` filter on sync state: ``synced=True`` keeps snapshots already on
+        ``remote`` (on any remote when it is None).
+        """
+        return self.catalog.query(
+            since=since,
+            until=until,
+            source=source,
+            source_type=source_type,
+            tags=tags,
+            host=host,
+            synced=synced,
+            remote=remote,
+            limit=limit,
+        )
+
+    def query(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        source: str | None = None,
+        type: str | None = None,
+        tags: Iterable[str] = (),
+        host: str | None = None,
+        synced: bool | None = None,
+        remote: str | None = None,
+        limit: int | None = None,
+    ) -> list[SnapshotManifest]:
+        """Snapshots by date, source name, source type, tag, host and sync state, newest first.
+
+        Answered by the catalog: once it is up to date, no manifest object is read.
+        """
+        return self.snapshots(
+            since=since,
+            until=until,
+            source=source,
+            source_type=type,
+            tags=tags,
+            host=host,
+            synced=synced,
+            remote=remote,
+            limit=limit,
+        )
+
+    def resolve(self, ref: str) -> SnapshotManifest:
+        """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
+        return resolve_snapshot(self.catalog, ref, self.location)
+
+    def snapshot(self, ref: str) -> Snapshot:
+        """A lazy view of the snapshot ``ref`` names: nothing is fetched until data is read."""
+        return Snapshot(self.store, self.resolve(ref))
+
+    def forget(self, snapshot_ids: Iterable[str]) -> list[str]:
+        """Remove snapshots (their manifests) and return the ids removed; see
+        :func:`stcore.repo.forget.forget`."""
+        removed = _forget.forget(self.store, snapshot_ids)
+        if self._catalog is not None:
+            self._catalog.remove(removed)
+        return removed
+
+    # --- operations -----------------------------------------------------------------------------
+
+    def backup(
+        self,
+        sources: Sequence[Source],
+        *,
+        tags: Iterable[str] = (),
+        hostname: str | None = None,
+        progress: ProgressCallback | None = None,
+        time: dt.datetime | None = None,
+    ) -> BackupResult:
+        """Back up ``sources`` into one new snapshot and return it with any per-entry errors.
+
+        Unreadable entries are skipped and listed in the result (the manifest is marked
+        ``partial``); a source that cannot be read at all raises
+        :class:`~stcore.errors.SourceError` and nothing is written.
+        """
+        result = _backup.backup(
+            self.store,
+            sources,
+            tags=tags,
+            hostname=hostname,
+            progress=progress,
+            time=time,
+            lock_wait=self.lock_wait,
+        )
+        if self._catalog is not None:
+            self._catalog.add(result.manifest)
+        return result
+
+    def restore(
+        self,
+        ref: str,
+        target: str | os.PathLike[str],
+        *,
+        sources: Iterable[str] | None = None,
+        include: Iterable[str] = (),
+        progress: ProgressCallback | None = None,
+    ) -> RestoreResult:
+        """Restore snapshot ``ref`` into ``target/<source name>/...``; see
+        :mod:`stcore.repo.restore`."""
+        return _restore.restore(
+            self.store,
+            self.resolve(ref),
+            target,
+            sources=sources,
+            include=include,
+            progress=progress,
+        )
+
+    def check(
+        self, *, read_data: bool = False, progress: ProgressCallback | None = None
+    ) -> CheckResult:
+        """Verify structure and, with ``read_data``, every byte; see :mod:`stcore.repo.check`."""
+        return _check.check(self.store, read_data=read_data, progress=progress)
+
+    def prune(
+        self,
+        *,
+        repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
+        dry_run: bool = False,
+        wait: float = 300.0,
+        progress: ProgressCallback | None = None,
+    ) -> PruneResult:
+        """Reclaim the space of data no snapshot references; see :mod:`stcore.repo.prune`."""
+        return _prune.prune(
+            self.store,
+            repack_threshold=repack_threshold,
+            dry_run=dry_run,
+            wait=wait,
+            progress=progress,
+        )
+
+    def stats(self) -> RepositoryStats:
+        """Sizes and counts: what is stored versus what the snapshots hold."""
+        totals = self.catalog.totals()
+        return _stats.stats(
+            self.store, snapshots=totals["snapshots"], snapshot_bytes=totals["size"]
+        )
+
+    def sync(
+        self,
+        remote: RemoteConfig | str | None = None,
+        snapshots: Iterable[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        options: SyncOptions | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> SyncResult:
+        """Upload what a remote lacks; see :mod:`stcore.sync`.
+
+        ``remote`` is a :class:`~stcore.config.RemoteConfig`, a URL, or a remote's name (None:
+        the only one) from ``settings`` (:func:`stcore.config.load_settings`), which the caller
+        passes: a library does not read stcore.toml from its working directory.
+        """
+        if not isinstance(remote, RemoteConfig):
+            if isinstance(remote, str) and ("://" in remote or os.sep in remote):
+                remote = remote_from_url(remote)
+            elif settings is not None:
+                remote = settings.remote(remote)
+            else:
+                raise ConfigError(
+                    "name the remote with a URL or a RemoteConfig, or pass settings= "
+                    "(stcore.config.load_settings()) to look its name up"
+                )
+        return sync(self.store, self.catalog, remote, snapshots, options=options, progress=progress)
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def _require_encrypted(self) -> None:
+        if self.store.master_key is None:
+            raise RepositoryError(f"{self.location} is not encrypted: it has no keys")
+
+    def keys(self) -> list[KeyInfo]:
+        """The key objects (id, created, host, KDF parameters); ``current`` marks ours."""
+        self._require_encrypted()
+        return describe_keys(self.store.backend, current=self.store.key_id)
+
+    def add_key(self, password: str, kdf: KdfParams | None = None) -> str:
+        """Let ``password`` open the repository too; returns the new key's id."""
+        self._require_encrypted()
+        assert self.store.master_key is not None
+        return add_key(self.store.backend, self.store.master_key, password, kdf)
+
+    def remove_key(self, key_id: str) -> None:
+        """Delete a key object; removing the last one is refused."""
+        self._require_encrypted()
+        remove_key(self.store.backend, key_id)
+
+    def change_password(self, password: str, kdf: KdfParams | None = None) -> str:
+        """Add a key for ``password`` and remove the one this repository was opened with."""
+        new_id = self.add_key(password, kdf)
+        if self.store.key_id is not None:
+            remove_key(self.store.backend, self.store.key_id)
+        self.store.key_id = new_id
+        return new_id
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+
+def init_repository(
+    url: str,
+    *,
+    compression: str = "zstd",
+    compression_level: int | None = None,
+    encryption: str = "none",
+    create: bool = True,
+    host: PluginHost | None = None,
+    cache_root: Path | None = None,
+    chunker: ChunkerParams | None = None,
+    pack_size: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    password: PasswordSource = None,
+    kdf: KdfParams | None = None,
+) -> Repository:
+    """Create a new, empty repository at ``url`` and return it open.
+
+    With an ``encryption`` other than ``none`` (``aes-256-gcm``, ``chacha20-poly1305``) a random
+    master key is made and wrapped under ``password`` (default: ``STCORE_PASSWORD``) in
+    ``keys/<id>``; everything but ``config`` is then encrypted.
+    """
+    store = create_store(
+        url,
+        host or make_plugin_manager(),
+        cache_root=cache_root or default_cache_root(),
+        compression=compression,
+        compression_level=compression_level,
+        encryption=encryption,
+        create=create,
+        chunker=chunker,
+        pack_size=pack_size,
+        options=options,
+        password=_password_or_env(password),
+        kdf=kdf,
+        workers=_default_workers(),
+    )
+    return Repository(store)
+
+
+def open_repository(
+    url: str,
+    *,
+    host: PluginHost | None = None,
+    cache_root: Path | None = None,
+    workers: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    cache: bool | None = None,
+    password: PasswordSource = None,
+) -> Repository:
+    """Open the existing repository at ``url`` (a path, or a URL such as ``s3://bucket/prefix``).
+
+    ``cache`` keeps fetched index objects and blobs on local disk (bounded by
+    ``STCORE_CACHE_MAX_BYTES``, see :mod:`stcore.repo.objectcache`); by default it is on for
+    every backend but the local one. ``password`` (a string, or a callable asked only if the
+    repository is encrypted; default ``STCORE_PASSWORD``) opens an encrypted repository; a wrong
+    one raises :class:`~stcore.errors.PasswordError`.
+    """
+    store = open_store(
+        url,
+        host or make_plugin_manager(),
+        cache_root=cache_root or default_cache_root(),
+        workers=workers or _default_workers(),
+        options=options,
+        cache=cache,
+        cache_limit=cache_limit_from_env(),
+        password=_password_or_env(password),
+    )
+    return Repository(store)
+
+
+def open_remote_repository(
+    remote: RemoteConfig,
+    *,
+    host: PluginHost | None = None,
+    cache_root: Path | None = None,
+    password: PasswordSource = None,
+) -> Repository:
+    """The remote as a repository of its own (restore and reads straight from the cloud).
+
+    Fetched index objects and blobs are kept in the local object cache, so reading the same
+    data again costs no requests. An encrypted remote opens with the same password as the local
+    repository (``password``, else ``STCORE_PASSWORD``).
+    """
+    return open_repository(
+        remote.url,
+        host=host,
+        cache_root=cache_root,
+        options=remote.options,
+        cache=True,
+        password=password,
+    )
