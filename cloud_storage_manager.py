@@ -108,21 +108,33 @@ class CloudStorageManager:
 
     @property
     def repository(self) -> Repository:
-        """The open repository; a missing local one is created on first use."""
+        """The open repository. Nothing is created implicitly (a missing folder may be an
+        unmounted disk): :meth:`init_repository` or ``stcore init`` creates one."""
         with self._lock:
             if self._repo is None:
                 url = self.repository_url
                 try:
                     self._repo = open_repository(url)
-                except (RepositoryNotFoundError, ContainerNotFoundError):
-                    if "://" in url:
-                        raise  # never create cloud buckets implicitly
+                except (RepositoryNotFoundError, ContainerNotFoundError) as exc:
+                    raise RepositoryNotFoundError(
+                        f"{exc} (the seed facade never creates a repository: run `stcore init` "
+                        "or call cloud_storage.init_repository() once)"
+                    ) from exc
+            return self._repo
+
+    def init_repository(self) -> dict[str, Any]:
+        """Create the configured repository (as ``stcore init`` does) and open it."""
+        try:
+            with self._lock:
+                if self._repo is None:
                     self._repo = init_repository(
-                        url,
+                        self.repository_url,
                         compression=self.settings.compression,
                         compression_level=self.settings.compression_level,
                     )
-            return self._repo
+        except StcoreError as exc:
+            return {"success": False, "error": str(exc)}
+        return {"success": True, "repository": self._repo.location, "id": self._repo.id}
 
     def close(self) -> None:
         with self._lock:

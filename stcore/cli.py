@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
+import attrs
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -161,7 +163,9 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    err.print(f"[bold red]stcore: error:[/] {message}", highlight=False, markup=True)
+    # The message is text (paths, names, other programs' errors), never markup.
+    one_line = " ".join(message.split()) if "\n" in message else message
+    err.print(f"[bold red]stcore: error:[/] {escape(one_line)}", highlight=False, markup=True)
     sys.exit(code)
 
 
@@ -227,6 +231,9 @@ class StcoreGroup(click.Group):
             return super().invoke(ctx)
         except StcoreError as exc:
             fail(str(exc), exc.exit_code)
+        except OSError as exc:  # the host refused (a full disk, a path too long): one line
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}")
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
 
@@ -424,6 +431,14 @@ def snapshots(
             limit=limit,
         )
         sync_state = {m.id: repo.catalog.synced_remotes(m.id) for m in found}
+        damaged = repo.damaged_snapshots()
+    for snapshot_id, reason in sorted(damaged.items()):
+        err.print(
+            f"warning: snapshot {snapshot_id} is damaged and left out: {reason}; "
+            f"`stcore forget {snapshot_id}` removes it",
+            highlight=False,
+            markup=False,
+        )
     if as_json:
         emit_json([{**m.summary(), "synced": sync_state[m.id]} for m in found])
         return
@@ -675,12 +690,17 @@ def check(ctx: Context, read_data: bool, as_json: bool) -> None:
                 "blobs": result.blobs,
                 "read_data": result.read_data,
                 "errors": list(result.errors),
+                "warnings": list(result.warnings),
             }
         )
     else:
         for problem in result.errors:
-            err.print(f"[red]error:[/] {problem}", highlight=False)
+            err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
+        for note in result.warnings:
+            err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         verdict = "no errors found" if result.ok else f"{len(result.errors)} errors found"
+        if result.warnings:
+            verdict += f", {len(result.warnings)} warnings"
         out.print(
             f"checked {result.snapshots} snapshots, {result.packs} packs, {result.blobs} blobs"
             f"{' (all data read)' if read_data else ''}: {verdict}",
@@ -999,8 +1019,8 @@ def forget(
     with ctx.open() as repo:
         rows: list[dict[str, Any]]
         if snaps:
-            doomed = [repo.resolve(s) for s in snaps]
-            rows = [{"id": m.id, "keep": False, "reasons": ["named"]} for m in doomed]
+            named = [repo.resolve_id(s) for s in snaps]
+            rows = [{"id": i, "keep": False, "reasons": ["named"]} for i in named]
         else:
             outcome = forget_by_policy(repo, policy, prune=False, dry_run=dry_run)
             doomed = [d.manifest for d in outcome.decisions if not d.keep]
@@ -1009,9 +1029,11 @@ def forget(
                 for d in outcome.decisions
             ]
         if snaps:
-            removed = [] if dry_run else repo.forget([m.id for m in doomed])
+            removed = [] if dry_run else repo.forget(named)
+            forgotten = len(named)
         else:
             removed = list(outcome.removed)
+            forgotten = len(doomed)
     if as_json:
         emit_json({"dry_run": dry_run, "decisions": rows, "removed": removed})
         return
@@ -1019,7 +1041,7 @@ def forget(
         verdict = "keep  " if row["keep"] else "forget"
         out.print(f"{verdict} {row['id']}  {', '.join(row['reasons'])}", highlight=False)
     action = "would forget" if dry_run else "forgot"
-    out.print(f"{action} {len(doomed)} snapshots; run prune to reclaim space", highlight=False)
+    out.print(f"{action} {forgotten} snapshots; run prune to reclaim space", highlight=False)
 
 
 @cli.command()
@@ -1169,6 +1191,87 @@ def cache_clear(ctx: Context, from_remote: str | None) -> None:
         assert repo.object_cache is not None
         freed = repo.object_cache.clear()
     out.print(f"cache cleared: {human_size(freed)} freed", highlight=False)
+
+
+@cli.group()
+def repair() -> None:
+    """Repair a damaged repository: rebuild the index, salvage packs, rewrite snapshots."""
+
+
+@repair.command("index")
+@click.option("--dry-run", "-n", is_flag=True, help="Only report what the new index would hold.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def repair_index(ctx: Context, dry_run: bool, as_json: bool) -> None:
+    """Rebuild the index from the packs' own trailers.
+
+    Run it when check or prune says the index does not account for the packs (a lost or
+    damaged index object). Takes the exclusive lock.
+    """
+    with ctx.open() as repo, progress_bar("reading packs", None, not as_json) as progress:
+        result = repo.repair_index(dry_run=dry_run, progress=progress)
+    if as_json:
+        emit_json(attrs.asdict(result))
+        return
+    for problem in result.unreadable:
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+    verb = "would index" if dry_run else "indexed"
+    out.print(
+        f"{verb} {result.blobs} blobs in {result.packs} packs; "
+        f"{result.indexes_removed} old index objects replaced",
+        highlight=False,
+    )
+
+
+@repair.command("packs")
+@click.argument("pack_ids", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def repair_packs(ctx: Context, pack_ids: tuple[str, ...], as_json: bool) -> None:
+    """Salvage the readable blobs of damaged packs and delete the packs.
+
+    PACK_IDS default to the packs `stcore check --read-data` found damaged on this machine.
+    Blobs that no longer verify are lost; `stcore repair snapshots` then rewrites what used them.
+    """
+    with ctx.open() as repo, progress_bar("salvaging", None, not as_json) as progress:
+        result = repo.repair_packs(pack_ids, progress=progress)
+    if as_json:
+        emit_json(attrs.asdict(result))
+        return
+    out.print(
+        f"repaired {len(result.packs_repaired)} packs: {result.blobs_salvaged} blobs salvaged, "
+        f"{result.blobs_lost} lost",
+        highlight=False,
+    )
+
+
+@repair.command("snapshots")
+@click.option("--dry-run", "-n", is_flag=True, help="Only list what would change.")
+@click.option("--forget", is_flag=True, help="Also forget each original damaged snapshot.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def repair_snapshots(ctx: Context, dry_run: bool, forget: bool, as_json: bool) -> None:
+    """Rewrite snapshots that reference lost data, tagged `repaired`.
+
+    A file keeps its chunks up to the first lost one (or is removed if none is left); a
+    directory whose listing is lost is removed. The originals stay unless --forget.
+    """
+    with ctx.open() as repo:
+        result = repo.repair_snapshots(dry_run=dry_run, forget=forget)
+    if as_json:
+        emit_json(attrs.asdict(result))
+        return
+    for repaired in result.repaired:
+        target = f" -> {repaired.new_id}" if repaired.new_id else ""
+        out.print(f"snapshot {repaired.snapshot_id}{target}", highlight=False, markup=False)
+        for change in repaired.changes:
+            out.print(f"  {change}", highlight=False, markup=False)
+    verb = "need repair" if dry_run else "repaired"
+    out.print(
+        f"{len(result.repaired)} of {result.snapshots_checked} snapshots {verb}"
+        + (f"; forgot {len(result.forgotten)} originals" if result.forgotten else ""),
+        highlight=False,
+    )
 
 
 @cli.group()

@@ -74,6 +74,10 @@ class SnapshotNotFoundError(RepositoryError):
     """A snapshot reference matched no snapshot, or more than one."""
 
 
+class PruneRefusedError(RepositoryError):
+    """Prune found something the index does not account for and deleted nothing."""
+
+
 class PathNotFoundError(RepositoryError):
     """A snapshot's source holds no file or directory at the path asked for."""
 

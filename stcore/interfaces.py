@@ -115,6 +115,10 @@ class StreamingBackend(Protocol):
         writer of this repository can be running."""
         ...
 
+    def count_abandoned(self) -> int:
+        """How many such leftovers :meth:`discard_abandoned` would remove now (for ``check``)."""
+        ...
+
 
 class BackendFactory(Protocol):
     """What a backend registration's ``load()`` returns."""

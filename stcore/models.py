@@ -64,24 +64,68 @@ class TreeNode:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TreeNode:
+    def from_json(cls, data: object) -> TreeNode:
+        """Parse one entry, checking every field's type and range: trees come from storage and
+        are not trusted (a hostile tree must be refused before anything is restored)."""
         try:
+            if not isinstance(data, dict):
+                raise ValueError("a tree entry must be an object")
             kind = data["type"]
             if kind not in ("file", "dir", "symlink"):
                 raise ValueError(f"unknown node type {kind!r}")
+            name = _text(data["name"], "name")
             subtree = data.get("subtree")
-            return cls(
-                name=data["name"],
+            node = cls(
+                name=name,
                 kind=kind,
-                mode=int(data["mode"]),
-                mtime_ns=int(data["mtime_ns"]),
-                size=int(data.get("size", 0)),
-                content=tuple(bytes.fromhex(h) for h in data.get("content", ())),
-                subtree=bytes.fromhex(subtree) if subtree else None,
-                target=data.get("target"),
+                mode=_integer(data["mode"], "mode", 0, MAX_MODE),
+                mtime_ns=_integer(data["mtime_ns"], "mtime_ns", -(2**63), 2**63 - 1),
+                size=_integer(data.get("size", 0), "size", 0, 2**63 - 1),
+                content=tuple(_blob_id(h, "content") for h in _list(data.get("content", ()))),
+                subtree=_blob_id(subtree, "subtree") if subtree is not None else None,
+                target=_text(data["target"], "target") if kind == "symlink" else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
-            raise CorruptObjectError(f"malformed tree entry {data!r}: {exc}") from exc
+            raise CorruptObjectError(f"malformed tree entry: {_short(exc)}") from exc
+        if node.kind == "dir" and node.subtree is None:
+            raise CorruptObjectError(f"malformed tree entry: directory {name!r} has no subtree")
+        return node
+
+
+#: the largest mode a tree may record: permission bits plus the file type bits of ``st_mode``
+MAX_MODE = 0o177777
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _integer(value: object, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{field} must be an integer, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{field} {value} is out of range")
+    return value
+
+
+def _list(value: object) -> list[object]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"expected a list, not {type(value).__name__}")
+    return list(value)
+
+
+def _blob_id(value: object, field: str) -> bytes:
+    text = _text(value, field)
+    if len(text) != 64:
+        raise ValueError(f"{field} must be a 64-digit hex id")
+    return bytes.fromhex(text)
 
 
 @attrs.frozen(kw_only=True)
@@ -109,16 +153,21 @@ class SourceSummary:
         }
 
     @classmethod
-    def from_json(cls, name: str, data: dict[str, Any]) -> SourceSummary:
+    def from_json(cls, name: str, data: object) -> SourceSummary:
+        if not isinstance(data, dict):
+            raise TypeError(f"source {name!r} must be an object")
+        options = data.get("options", {})
+        if not isinstance(options, dict):
+            raise TypeError(f"options of source {name!r} must be an object")
         return cls(
-            name=name,
-            type=data["type"],
-            root=bytes.fromhex(data["root"]),
-            options=dict(data.get("options", {})),
-            files=int(data.get("files", 0)),
-            dirs=int(data.get("dirs", 0)),
-            size=int(data.get("size", 0)),
-            errors=int(data.get("errors", 0)),
+            name=_text(name, "source name"),
+            type=_text(data["type"], "source type"),
+            root=_blob_id(data["root"], "root"),
+            options=options,
+            files=_integer(data.get("files", 0), "files", 0, 2**63 - 1),
+            dirs=_integer(data.get("dirs", 0), "dirs", 0, 2**63 - 1),
+            size=_integer(data.get("size", 0), "size", 0, 2**63 - 1),
+            errors=_integer(data.get("errors", 0), "errors", 0, 2**63 - 1),
         )
 
 
@@ -189,25 +238,29 @@ class SnapshotManifest:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SnapshotManifest:
+    def from_json(cls, data: object) -> SnapshotManifest:
+        """Parse a manifest, checking every field: manifests come from storage."""
         try:
+            if not isinstance(data, dict):
+                raise TypeError("a manifest must be an object")
+            sources = data.get("sources", {})
+            if not isinstance(sources, dict):
+                raise TypeError("sources must be an object")
+            time = dt.datetime.fromisoformat(_text(data["time"], "time"))
             return cls(
-                id=data["id"],
-                time=dt.datetime.fromisoformat(data["time"]),
-                host=data["host"],
-                tags=tuple(data.get("tags", ())),
-                program_version=data.get("program_version", ""),
-                sources={
-                    name: SourceSummary.from_json(name, s)
-                    for name, s in data.get("sources", {}).items()
-                },
-                size=int(data.get("size", 0)),
-                added_bytes=int(data.get("added_bytes", 0)),
+                id=_text(data["id"], "id"),
+                time=time if time.tzinfo else time.replace(tzinfo=dt.UTC),
+                host=_text(data["host"], "host"),
+                tags=tuple(_text(t, "tag") for t in _list(data.get("tags", ()))),
+                program_version=_text(data.get("program_version", ""), "program_version"),
+                sources={name: SourceSummary.from_json(name, s) for name, s in sources.items()},
+                size=_integer(data.get("size", 0), "size", 0, 2**63 - 1),
+                added_bytes=_integer(data.get("added_bytes", 0), "added_bytes", 0, 2**63 - 1),
                 partial=bool(data.get("partial", False)),
-                errors=tuple(data.get("errors", ())),
+                errors=tuple(_text(e, "error") for e in _list(data.get("errors", ()))),
             )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise CorruptObjectError(f"malformed snapshot manifest: {exc}") from exc
+        except (KeyError, ValueError, TypeError, OverflowError) as exc:
+            raise CorruptObjectError(f"malformed snapshot manifest: {_short(exc)}") from exc
 
 
 def default_host() -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stcore.access.catalog import Catalog, open_catalog, resolve_snapshot
+from stcore.access.catalog import Catalog, open_catalog, resolve_snapshot, resolve_snapshot_id
 from stcore.access.views import Snapshot
 from stcore.config import (
     RemoteConfig,
@@ -36,6 +36,7 @@ from stcore.repo import backup as _backup
 from stcore.repo import check as _check
 from stcore.repo import forget as _forget
 from stcore.repo import prune as _prune
+from stcore.repo import repair as _repair
 from stcore.repo import restore as _restore
 from stcore.repo import stats as _stats
 from stcore.repo.backup import BackupResult
@@ -47,6 +48,7 @@ from stcore.repo.init import create_store
 from stcore.repo.keys import KdfParams, KeyInfo, PasswordSource, add_key, describe_keys, remove_key
 from stcore.repo.objectcache import ObjectCache
 from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
+from stcore.repo.repair import RepairIndexResult, RepairPacksResult, RepairSnapshotsResult
 from stcore.repo.restore import RestoreResult
 from stcore.repo.stats import RepositoryStats
 from stcore.repo.store import Store, open_store
@@ -246,6 +248,15 @@ class Repository:
         """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
         return resolve_snapshot(self.catalog, ref, self.location)
 
+    def resolve_id(self, ref: str) -> str:
+        """The snapshot id ``ref`` names, damaged snapshots included (to forget one)."""
+        return resolve_snapshot_id(self.catalog, ref, self.location)
+
+    def damaged_snapshots(self) -> dict[str, str]:
+        """Snapshot id -> why its manifest cannot be read. Damaged snapshots are left out of
+        :meth:`snapshots` and never stop the others from being listed, restored or forgotten."""
+        return dict(self.catalog.damaged)
+
     def snapshot(self, ref: str) -> Snapshot:
         """A lazy view of the snapshot ``ref`` names: nothing is fetched until data is read."""
         return Snapshot(self.store, self.resolve(ref))
@@ -331,6 +342,33 @@ class Repository:
             progress=progress,
         )
 
+    def repair_index(
+        self, *, dry_run: bool = False, progress: ProgressCallback | None = None
+    ) -> RepairIndexResult:
+        """Rebuild the index from the packs' own trailers; see :mod:`stcore.repo.repair`."""
+        return _repair.repair_index(self.store, dry_run=dry_run, progress=progress)
+
+    def repair_packs(
+        self, pack_ids: Iterable[str] = (), *, progress: ProgressCallback | None = None
+    ) -> RepairPacksResult:
+        """Salvage what still verifies of damaged packs and delete them."""
+        return _repair.repair_packs(self.store, pack_ids, progress=progress)
+
+    def repair_snapshots(
+        self, *, dry_run: bool = False, forget: bool = False
+    ) -> RepairSnapshotsResult:
+        """Rewrite the snapshots that reference lost data (tagged ``repaired``)."""
+        result = _repair.repair_snapshots(
+            self.store, dry_run=dry_run, forget=forget, lock_wait=self.lock_wait
+        )
+        self._catalog_stale()
+        return result
+
+    def _catalog_stale(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
     def stats(self) -> RepositoryStats:
         """Sizes and counts: what is stored versus what the snapshots hold."""
         totals = self.catalog.totals()
@@ -380,7 +418,9 @@ class Repository:
         """Let ``password`` open the repository too; returns the new key's id."""
         self._require_encrypted()
         assert self.store.master_key is not None
-        return add_key(self.store.backend, self.store.master_key, password, kdf)
+        return add_key(
+            self.store.backend, self.store.master_key, password, kdf, checked=self.store.checked
+        )
 
     def remove_key(self, key_id: str) -> None:
         """Delete a key object; removing the last one is refused."""

@@ -111,8 +111,7 @@ def make_blueprint(
     opened: list[Repository] = []
 
     def repository() -> Repository:
-        if not opened:
-            facade.repository  # noqa: B018 - creates a missing local repository, as the seed did
+        if not opened:  # a missing repository is an error here too: never created implicitly
             opened.append(
                 open_repository(facade.repository_url, options=facade.settings.backend_options)
             )

@@ -69,3 +69,25 @@ def backup_small(repo: Repository, tmp_path: Path) -> Path:
 def only_pack(repo: Repository) -> Path:
     (pack,) = [info.key for info in repo.backend.list("data/")]
     return Path(repo.location) / pack
+
+
+def rewrite_config(repo_dir: Path, **changes: object) -> None:
+    """Change fields of a local repository's config and give it a valid checksum again, as a
+    writer of that config would (a newer stcore, or someone editing it on purpose)."""
+    import json
+
+    import blake3
+
+    path = repo_dir / "config"
+    document = json.loads(path.read_text())
+    document.pop("checksum", None)
+    document.update(changes)
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    document["checksum"] = blake3.blake3(canonical).hexdigest()
+    path.write_text(json.dumps(document))
+
+
+def flip_bit(path: Path, bit: int) -> None:
+    body = bytearray(path.read_bytes())
+    body[bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(body))

@@ -655,6 +655,7 @@ path = "data/metrics.db"
     )
     monkeypatch.chdir(app)
     storage = CloudStorageManager()
+    storage.init_repository()  # the facade never creates one itself
     result = storage.backup_all_data()
     assert result["success"] is True, result
     backup_id = result["backup_id"]

@@ -20,11 +20,11 @@ from stcore.errors import (
     UnknownPluginError,
 )
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode, new_snapshot_id
-from stcore.repo.format import encode_index, encode_tree, object_key
+from stcore.repo.format import encode_index, encode_tree
 from stcore.repo.packer import Packer
 from stcore.repository import Repository
 from tests.conftest import run_cli
-from tests.helpers import backup_small, only_pack
+from tests.helpers import backup_small, only_pack, rewrite_config
 
 
 def test_flipped_byte_fails_restore_with_pack_and_blob(repo: Repository, tmp_path: Path) -> None:
@@ -59,10 +59,7 @@ def test_missing_pack_gives_a_clear_error(repo: Repository, tmp_path: Path) -> N
 
 def test_newer_format_version_is_refused(tmp_path: Path) -> None:
     stcore.init_repository(str(tmp_path / "repo")).close()
-    config = tmp_path / "repo" / "config"
-    document = json.loads(config.read_text())
-    document["version"] = 99
-    config.write_text(json.dumps(document))
+    rewrite_config(tmp_path / "repo", version=99)
     with pytest.raises(FormatVersionError, match=r"format version 99.*Upgrade stcore"):
         stcore.open_repository(str(tmp_path / "repo"))
     result = run_cli("--repo", str(tmp_path / "repo"), "snapshots")
@@ -121,11 +118,7 @@ def _forge(repo: Repository, tmp_path: Path, nodes: list[TreeNode], source: str 
         host="attacker",
         sources={source: SourceSummary(name=source, type="files", root=tree_id)},
     )
-    payload = json.dumps(manifest.to_json()).encode()
-    repo.backend.write(
-        object_key("snapshots", snapshot_id),
-        repo.codec.seal(payload, b"snapshot:" + snapshot_id.encode()),
-    )
+    repo.store.write_manifest(manifest)  # an unencrypted checksum is no secret: forged as well
     return snapshot_id
 
 

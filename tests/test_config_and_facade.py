@@ -80,6 +80,7 @@ def test_facade_backup_list_get_query_statistics(
     app = _write_app(tmp_path)
     monkeypatch.chdir(app)
     storage = CloudStorageManager()
+    storage.init_repository()  # the facade never creates one itself
     result = storage.backup_all_data()
     assert result["success"] is True
     assert set(result) >= {"backup_id", "timestamp", "size_bytes", "local_path", "cloud_synced"}
@@ -107,6 +108,7 @@ def test_facade_data_sources_load_only_what_is_asked(
     app = _write_app(tmp_path)
     monkeypatch.chdir(app)
     storage = CloudStorageManager()
+    storage.init_repository()  # the facade never creates one itself
     backup_id = storage.backup_all_data()["backup_id"]
     backup = storage.get_backup(backup_id)
     assert backup is not None
@@ -132,6 +134,7 @@ def test_facade_cleanup_forgets_old_backups_but_keeps_the_newest(
     app = _write_app(tmp_path)
     monkeypatch.chdir(app)
     storage = CloudStorageManager()
+    storage.init_repository()  # the facade never creates one itself
     storage.backup_all_data()
     storage.backup_all_data()
     result = storage.cleanup_old_backups(keep_days=0)
@@ -145,6 +148,7 @@ def test_facade_reports_errors_instead_of_raising(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     storage = CloudStorageManager(repository=str(tmp_path / "repo"))
+    storage.init_repository()  # the facade never creates one itself
     result = storage.backup_all_data()
     assert result["success"] is False and "no data sources configured" in result["error"]
     sync = storage.sync_to_cloud()
@@ -165,6 +169,7 @@ def test_facade_syncs_to_a_remote_and_reads_back_from_it(
     (app / "mirror").mkdir()
     monkeypatch.chdir(app)
     storage = CloudStorageManager()
+    storage.init_repository()  # the facade never creates one itself
     first = storage.backup_all_data()["backup_id"]
     assert storage.query_backups(cloud_synced=True) == []
     result = storage.sync_to_cloud()
@@ -186,6 +191,7 @@ def test_facade_module_import_does_no_io_and_prints_status(tmp_path: Path) -> No
     app = _write_app(tmp_path)
     code = (
         "from cloud_storage_manager import cloud_storage; "
+        "cloud_storage.init_repository(); "
         "print(cloud_storage.backup_all_data()['success'])"
     )
     env = {**os.environ}
@@ -215,6 +221,20 @@ def test_dotenv_sets_the_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         os.environ.pop("CLOUD_PROVIDER", None)
         os.environ.pop("STCORE_REPO", None)
         storage = CloudStorageManager()
+        storage.init_repository()  # the facade never creates one itself
         assert storage.repository_url == str(tmp_path / "r")
         assert storage.provider == "gcp"
     assert "CLOUD_PROVIDER" not in os.environ
+
+
+def test_the_facade_never_creates_a_repository_implicitly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _write_app(tmp_path)
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager(repository=str(tmp_path / "unmounted" / "repo"))
+    result = storage.backup_all_data()
+    assert result["success"] is False and "stcore init" in result["error"]
+    assert not (tmp_path / "unmounted").exists()
+    assert storage.init_repository()["success"] is True
+    assert storage.backup_all_data()["success"] is True

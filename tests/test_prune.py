@@ -539,6 +539,7 @@ def test_facade_cleanup_keeps_within_n_days_of_the_newest_and_frees_space(
     )
     monkeypatch.chdir(app)
     storage = CloudStorageManager()
+    storage.init_repository()  # the facade never creates one itself
     repo = storage.repository
     rng = random.Random(8)
     newest = dt.datetime.now(dt.UTC) - dt.timedelta(days=100)  # measured from it, not from now

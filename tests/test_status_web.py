@@ -113,6 +113,7 @@ def test_flask_blueprint_serves_status_health_and_metrics(project: Path) -> None
     from stcore.web import make_app
 
     storage = CloudStorageManager(config=str(project / "stcore.toml"))
+    storage.init_repository()  # the facade never creates one itself
     client = make_app(storage).test_client()
 
     status = client.get("/api/cloud/status")
@@ -157,6 +158,17 @@ def test_status_api_reports_errors_as_json(tmp_path: Path) -> None:
         response = client.get(path)
         assert response.status_code >= 500
         assert response.get_json()["success" if "api" in path else "ok"] is False
+
+
+def test_the_status_server_never_creates_a_missing_repository(tmp_path: Path) -> None:
+    from stcore.web import make_app
+
+    missing = tmp_path / "unmounted-disk" / "repo"
+    client = make_app(CloudStorageManager(repository=str(missing))).test_client()
+    for path in ("/api/cloud/status", "/healthz", "/metrics"):
+        response = client.get(path)
+        assert response.status_code >= 500
+    assert not missing.exists() and not missing.parent.exists()
 
 
 def test_without_the_web_extra_the_error_says_what_to_install(
@@ -220,6 +232,7 @@ def test_stcore_serve_answers_on_loopback_and_stops_on_sigterm(project: Path) ->
 
 def test_facade_status_counts_synced_backups_and_lists_remotes(project: Path) -> None:
     storage = CloudStorageManager(config=str(project / "stcore.toml"))
+    storage.init_repository()  # the facade never creates one itself
     assert storage.get_statistics()["cloud_synced"] == 1
     status = storage.status()
     assert set(status) == {"success", "statistics", "recent_backups", "remotes"}

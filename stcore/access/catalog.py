@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from stcore.errors import SnapshotNotFoundError
+from stcore.errors import CorruptObjectError, SnapshotNotFoundError
 from stcore.localdb import open_local_database
 from stcore.models import SnapshotManifest
 from stcore.repo.store import Store
@@ -75,6 +75,9 @@ class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = open_local_database(path, SCHEMA)
+        #: snapshot id -> why its manifest cannot be read, as of the last refresh; damaged
+        #: snapshots are listed apart and never block listing, restoring or forgetting others
+        self.damaged: dict[str, str] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -118,11 +121,21 @@ class Catalog:
         known = self.ids()
         missing = sorted(stored_ids - known)
         gone = known - stored_ids
+        self.damaged = {}
+        added = 0
         for snapshot_id in missing:
-            self.add(load(snapshot_id))
+            try:
+                manifest = load(snapshot_id)
+            except SnapshotNotFoundError:
+                continue  # forgotten since it was listed
+            except CorruptObjectError as exc:
+                self.damaged[snapshot_id] = str(exc)
+                continue
+            self.add(manifest)
+            added += 1
         if gone:
             self.remove(gone)
-        return len(missing), len(gone)
+        return added, len(gone)
 
     def clear(self) -> None:
         with self._db:
@@ -308,8 +321,28 @@ def resolve_snapshot(catalog: Catalog, ref: str, location: str) -> SnapshotManif
     if exact:
         return exact[0]
     if not matches:
+        damaged = [
+            i for i in catalog.damaged if i.startswith(ref) or i.split("-")[-1].startswith(ref)
+        ]
+        if damaged:
+            raise CorruptObjectError(catalog.damaged[damaged[0]])
         raise SnapshotNotFoundError(f"no snapshot matches {ref!r}; `stcore snapshots` lists them")
     if len(matches) > 1:
         ids = ", ".join(m.id for m in matches[:5])
         raise SnapshotNotFoundError(f"{ref!r} matches several snapshots ({ids}); be more exact")
     return matches[0]
+
+
+def resolve_snapshot_id(catalog: Catalog, ref: str, location: str) -> str:
+    """Like :func:`resolve_snapshot`, but damaged snapshots count too (to forget one)."""
+    try:
+        return resolve_snapshot(catalog, ref, location).id
+    except (SnapshotNotFoundError, CorruptObjectError):
+        damaged = _damaged_matches(catalog, ref)
+        if len(damaged) == 1:
+            return damaged[0]
+        raise
+
+
+def _damaged_matches(catalog: Catalog, ref: str) -> list[str]:
+    return [i for i in catalog.damaged if i.startswith(ref) or i.split("-")[-1].startswith(ref)]

@@ -25,6 +25,8 @@ class NoCompressor:
         return bytes(data)
 
     def decompress(self, data: bytes, raw_size: int) -> bytes:
+        if len(data) > raw_size:
+            raise CorruptObjectError(f"frame holds more than its declared {raw_size} bytes")
         return bytes(data)
 
 
@@ -54,10 +56,24 @@ class ZstdCompressor:
         return self._contexts()[0].compress(data)
 
     def decompress(self, data: bytes, raw_size: int) -> bytes:
+        # decompress() allocates what the frame header declares, which a damaged or hostile
+        # frame sets to gigabytes: check the declaration first, and stream (bounded by
+        # raw_size + 1) a frame that declares nothing.
         try:
-            return self._contexts()[1].decompress(data, max_output_size=max(raw_size, 1))
+            declared = zstandard.frame_content_size(data)
+            if declared > raw_size:
+                raise CorruptObjectError(
+                    f"zstd frame declares {declared} bytes, more than the {raw_size} expected"
+                )
+            decoder = self._contexts()[1]
+            if declared >= 0:
+                return decoder.decompress(data, max_output_size=max(raw_size, 1))
+            out = decoder.stream_reader(data, read_across_frames=False).read(raw_size + 1)
         except zstandard.ZstdError as exc:
             raise CorruptObjectError(f"zstd frame cannot be decoded: {exc}") from exc
+        if len(out) > raw_size:
+            raise CorruptObjectError(f"zstd frame decodes to more than {raw_size} bytes")
+        return out
 
 
 class GzipCompressor:
@@ -76,9 +92,11 @@ class GzipCompressor:
 
     def decompress(self, data: bytes, raw_size: int) -> bytes:
         try:
-            return zlib.decompress(data, bufsize=max(raw_size, 1))
+            decoder = zlib.decompressobj()
+            out = decoder.decompress(data, raw_size + 1)  # at most one byte past the bound
         except zlib.error as exc:
             raise CorruptObjectError(f"gzip frame cannot be decoded: {exc}") from exc
+        return _bounded(out, raw_size, decoder.eof, "gzip")
 
 
 class LzmaCompressor:
@@ -97,9 +115,21 @@ class LzmaCompressor:
 
     def decompress(self, data: bytes, raw_size: int) -> bytes:
         try:
-            return lzma.decompress(data)
+            decoder = lzma.LZMADecompressor()
+            out = decoder.decompress(data, raw_size + 1)  # at most one byte past the bound
         except lzma.LZMAError as exc:
             raise CorruptObjectError(f"lzma frame cannot be decoded: {exc}") from exc
+        return _bounded(out, raw_size, decoder.eof, "lzma")
+
+
+def _bounded(out: bytes, raw_size: int, finished: bool, name: str) -> bytes:
+    """What a streaming decoder produced, refused if it is longer than the frame declared or the
+    stream did not end (truncated); the decoder never produced more than ``raw_size + 1``."""
+    if len(out) > raw_size:
+        raise CorruptObjectError(f"{name} frame decodes to more than its declared {raw_size} bytes")
+    if not finished:
+        raise CorruptObjectError(f"{name} frame is truncated")
+    return out
 
 
 def make_none(level: int | None = None) -> NoCompressor:

@@ -29,6 +29,7 @@ from stcore.models import (
     new_snapshot_id,
 )
 from stcore.repo.chunker import Chunker, ChunkerParams
+from stcore.repo.damage import load_damage
 from stcore.repo.filescache import SAFETY_NS, FilesCache
 from stcore.repo.format import encode_index, encode_tree
 from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
@@ -145,7 +146,10 @@ def backup(
     # A shared lock for the whole backup: prune (exclusive) cannot delete a pack this backup
     # dedups against between our index load and our manifest.
     with repository_lock(store.backend, exclusive=False, purpose="backup", wait=lock_wait):
-        store.reload_index()  # after the lock: what a prune left is current
+        index = store.reload_index()  # after the lock: what a prune left is current
+        for blob_id, packs in load_damage(store.cache_dir).items():
+            if not index.avoid_packs(blob_id, packs):
+                index.discard(blob_id)  # only damaged copies: store it again if it comes by
         files_cache = FilesCache(store.cache_dir / "files.sqlite")
         try:
             run = _Backup(store=store, progress=progress or no_progress)

@@ -3,7 +3,9 @@
 The structural check reads every index object from the backend (never the cache), then makes
 sure every indexed pack exists and is long enough, every snapshot's manifest reads, and every
 tree and data blob a snapshot references is indexed. ``read_data`` also reads every pack whole
-and verifies its hash, its trailer, and every blob in it against its id.
+and verifies its hash, its trailer, and every blob in it against its id. Packs the index does
+not know and temporaries of interrupted writes are warnings; so is a damaged copy of a blob that
+has a sound copy elsewhere. Damaged copies are recorded on this machine for the next backup.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Iterator, Mapping
 import attrs
 
 from stcore.errors import CorruptObjectError, ObjectNotFoundError, SnapshotNotFoundError
-from stcore.interfaces import ProgressCallback, no_progress
+from stcore.interfaces import ProgressCallback, StreamingBackend, no_progress
 from stcore.models import IndexEntry
+from stcore.repo.damage import load_damage, save_damage
 from stcore.repo.format import (
     PACK_FOOTER,
     decode_pack_footer,
@@ -27,11 +30,15 @@ from stcore.repo.store import Store
 
 @attrs.frozen(kw_only=True)
 class CheckResult:
+    """What check found: errors (data a snapshot needs is damaged or missing) and warnings
+    (harmless leftovers and superseded copies, each with the command that cleans it up)."""
+
     snapshots: int
     packs: int
     blobs: int
     read_data: bool
     errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -39,111 +46,189 @@ class CheckResult:
 
     def __repr__(self) -> str:
         return (
-            f"<CheckResult {len(self.errors)} errors: {self.snapshots} snapshots, "
-            f"{self.packs} packs, {self.blobs} blobs{', data read' if self.read_data else ''}>"
+            f"<CheckResult {len(self.errors)} errors, {len(self.warnings)} warnings: "
+            f"{self.snapshots} snapshots, {self.packs} packs, {self.blobs} blobs"
+            f"{', data read' if self.read_data else ''}>"
         )
+
+
+@attrs.define
+class _Findings:
+    errors: list[str] = attrs.field(factory=list)
+    warnings: list[str] = attrs.field(factory=list)
+    #: blob id -> {pack id: what is wrong with that copy}
+    bad: dict[bytes, dict[bytes, str]] = attrs.field(factory=dict)
+    #: blobs with a copy that was read and verified (read_data) or that looks sound
+    good: set[bytes] = attrs.field(factory=set)
+
+    def bad_copy(self, blob_id: bytes, pack_id: bytes, problem: str) -> None:
+        self.bad.setdefault(blob_id, {})[pack_id] = problem
 
 
 def check(
     store: Store, *, read_data: bool = False, progress: ProgressCallback | None = None
 ) -> CheckResult:
     """Verify structure (every referenced blob indexed, every indexed pack present and large
-    enough) and, with ``read_data``, every byte of every pack against its hashes."""
+    enough) and, with ``read_data``, every byte of every pack against its hashes.
+
+    A blob counts as damaged only when no stored copy of it is sound; damaged copies are
+    recorded on this machine (:mod:`stcore.repo.damage`) so the next backup stores them again.
+    """
     progress = progress or no_progress
-    errors: list[str] = []
+    found = _Findings()
     packs = store.object_sizes("data/")
-    try:
-        index = store.load_index(cached=False)
-    except (CorruptObjectError, ObjectNotFoundError) as exc:
-        return CheckResult(
-            snapshots=0, packs=len(packs), blobs=0, read_data=read_data, errors=(str(exc),)
-        )
+    index = store.load_index(
+        cached=False,
+        on_damaged=lambda key, exc: found.errors.append(
+            f"{exc}; `stcore repair index` rebuilds the index from the packs"
+        ),
+    )
+    damaged_index = bool(found.errors)
     store.set_index(index)
-    for entry in index.values():
+    indexed: dict[bytes, set[bytes]] = {}  # pack id -> blobs the index places there
+    for entry in index.all_entries():
+        indexed.setdefault(entry.pack_id, set()).add(entry.blob_id)
         size = packs.get(entry.pack_id.hex())
+        key = object_key("data", entry.pack_id)
         if size is None:
-            errors.append(
-                f"pack {object_key('data', entry.pack_id)} is missing "
-                f"(needed by blob {entry.blob_id.hex()})"
-            )
+            found.bad_copy(entry.blob_id, entry.pack_id, f"pack {key} is missing")
         elif entry.offset + entry.stored_length + PACK_FOOTER.size > size:
-            errors.append(
-                f"pack {object_key('data', entry.pack_id)} is truncated "
-                f"(blob {entry.blob_id.hex()} lies past its end)"
-            )
+            found.bad_copy(entry.blob_id, entry.pack_id, f"pack {key} is truncated")
+        elif not read_data:
+            found.good.add(entry.blob_id)
     snapshot_ids = store.snapshot_ids()
     seen_trees: set[bytes] = set()
     for snapshot_id in snapshot_ids:
         try:
             manifest = store.load_manifest(snapshot_id)
         except (CorruptObjectError, SnapshotNotFoundError) as exc:
-            errors.append(str(exc))
+            found.errors.append(
+                f"{exc}; `stcore forget {snapshot_id}` removes it, `stcore repair snapshots` "
+                "cannot rebuild a lost manifest"
+            )
             continue
         for summary in manifest.sources.values():
-            errors.extend(
+            found.errors.extend(
                 f"snapshot {snapshot_id}, source {summary.name}: {problem}"
                 for problem in _check_tree(store, summary.root, index, seen_trees)
             )
+    orphans = sorted(p for p in packs if bytes.fromhex(p) not in indexed)
+    for pack_hex in orphans:
+        found.warnings.append(
+            f"pack {object_key('data', pack_hex)} is not in the index (left by an interrupted "
+            "backup or prune): `stcore prune` removes it, `stcore repair index` adopts it"
+        )
     if read_data:
         for pack_hex, size in sorted(packs.items()):
-            errors.extend(_check_pack(store, pack_hex, size, index))
+            pack_id = bytes.fromhex(pack_hex)
+            _check_pack(store, index, pack_id, size, indexed.get(pack_id, set()), found)
             progress("bytes", size)
+    _classify(found)
+    backend = store.backend
+    if isinstance(backend, StreamingBackend):
+        leftovers = backend.count_abandoned()
+        if leftovers:
+            found.warnings.append(
+                f"{leftovers} temporary files of interrupted writes: `stcore prune` removes them"
+            )
+    if damaged_index:  # a partial index must not become the one later reads trust
+        store.forget_index()
+    damage = {blob: set(copies) for blob, copies in found.bad.items()}
+    if not read_data:  # a structural check did not look at the bytes: keep what is known
+        damage = {**load_damage(store.cache_dir), **damage}
+    save_damage(store.cache_dir, damage)
     return CheckResult(
         snapshots=len(snapshot_ids),
         packs=len(packs),
         blobs=len(index),
         read_data=read_data,
-        errors=tuple(errors),
+        errors=tuple(found.errors),
+        warnings=tuple(found.warnings),
     )
 
 
+def _classify(found: _Findings) -> None:
+    """A bad copy is an error when it was the blob's only copy, a warning otherwise."""
+    for blob_id, copies in sorted(found.bad.items()):
+        for problem in copies.values():
+            if blob_id in found.good:
+                found.warnings.append(
+                    f"{problem}: its copy of blob {blob_id.hex()} is damaged, but a sound copy "
+                    "exists; `stcore prune` drops the damaged one"
+                )
+            else:
+                found.errors.append(
+                    f"{problem}: blob {blob_id.hex()} is damaged and has no sound copy; back up "
+                    "the source again to store it anew, or run `stcore repair snapshots`"
+                )
+
+
 def _check_tree(
-    store: Store, tree_id: bytes, index: Mapping[bytes, IndexEntry], seen: set[bytes]
+    store: Store, root: bytes, index: Mapping[bytes, IndexEntry], seen: set[bytes]
 ) -> Iterator[str]:
-    if tree_id in seen:
-        return
-    seen.add(tree_id)
-    if tree_id not in index:
-        yield f"tree {tree_id.hex()} is not in the index"
-        return
-    try:
-        nodes = store.read_tree(tree_id)
-    except (CorruptObjectError, ObjectNotFoundError) as exc:
-        yield f"tree {tree_id.hex()} cannot be read: {exc}"
-        return
-    for node in nodes:
-        for blob_id in node.content:
-            if blob_id not in index:
-                yield f"{node.name}: data blob {blob_id.hex()} is not in the index"
-        if node.kind == "dir" and node.subtree is not None:
-            yield from _check_tree(store, node.subtree, index, seen)
+    """Problems below ``root``: trees and data blobs missing from the index, unreadable trees.
+    Iterative (depth is unbounded); trees already checked (``seen``) are not read again."""
+    pending = [root]
+    while pending:
+        tree_id = pending.pop()
+        if tree_id in seen:
+            continue
+        seen.add(tree_id)
+        if tree_id not in index:
+            yield f"tree {tree_id.hex()} is not in the index"
+            continue
+        try:
+            nodes = store.read_tree(tree_id)
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
+            yield f"tree {tree_id.hex()} cannot be read: {exc}"
+            continue
+        for node in nodes:
+            for blob_id in node.content:
+                if blob_id not in index:
+                    yield f"{node.name}: data blob {blob_id.hex()} is not in the index"
+            if node.kind == "dir" and node.subtree is not None:
+                pending.append(node.subtree)
 
 
 def _check_pack(
-    store: Store, pack_hex: str, size: int, index: Mapping[bytes, IndexEntry]
-) -> list[str]:
-    key = object_key("data", pack_hex)
+    store: Store,
+    index: Mapping[bytes, IndexEntry],
+    pack_id: bytes,
+    size: int,
+    indexed: set[bytes],
+    found: _Findings,
+) -> None:
+    """Read one pack whole: its hash, its trailer, and every blob against its id."""
+    key = object_key("data", pack_id)
     try:
         body = store.backend.read(key)
     except ObjectNotFoundError:
-        return [f"pack {key} disappeared during the check"]
-    if hash_id(body).hex() != pack_hex:
-        problems = [f"pack {key} does not match its hash (its bytes were changed)"]
-    else:
-        problems = []
+        found.errors.append(f"pack {key} disappeared during the check")
+        return
+    if hash_id(body) != pack_id:
+        found.warnings.append(f"pack {key} does not match its hash (its bytes were changed)")
     try:
         trailer_length = decode_pack_footer(body[-PACK_FOOTER.size :], len(body))
         trailer_start = len(body) - PACK_FOOTER.size - trailer_length
         blobs = decode_pack_trailer(store.codec, body[trailer_start : len(body) - PACK_FOOTER.size])
     except CorruptObjectError as exc:
-        return [*problems, f"pack {key}: {exc}"]
+        for blob_id in indexed:
+            found.bad_copy(blob_id, pack_id, f"pack {key}: {exc}")
+        if not indexed:
+            found.warnings.append(f"pack {key} is not in the index and unreadable: {exc}")
+        return
+    listed = set()
     for blob in blobs:
+        listed.add(blob.blob_id)
         stored = body[blob.offset : blob.offset + blob.stored_length]
         try:
             store.codec.unseal_blob(blob.blob_id, stored, blob.raw_length)
         except CorruptObjectError as exc:
-            problems.append(f"pack {key}, blob {blob.blob_id.hex()}: {exc}")
+            found.bad_copy(blob.blob_id, pack_id, f"pack {key}, blob {blob.blob_id.hex()}: {exc}")
+            continue
+        found.good.add(blob.blob_id)
         entry = index.get(blob.blob_id)
-        if entry is not None and entry.pack_id.hex() == pack_hex and entry.offset != blob.offset:
-            problems.append(f"pack {key}: index and trailer disagree on {blob.blob_id.hex()}")
-    return problems
+        if entry is not None and entry.pack_id == pack_id and entry.offset != blob.offset:
+            found.errors.append(f"pack {key}: index and trailer disagree on {blob.blob_id.hex()}")
+    for blob_id in indexed - listed:
+        found.bad_copy(blob_id, pack_id, f"pack {key} does not hold blob {blob_id.hex()}")

@@ -21,9 +21,24 @@ from stcore.errors import CorruptObjectError, FormatVersionError
 from stcore.interfaces import Compressor, Encryptor
 from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEntry, TreeNode
 
-FORMAT_VERSION = 1
+#: the repository format (``config``'s ``version``). 2 added checksums on every object that is
+#: not named by its hash (config, manifests, keys, locks) and binds an encrypted repository's
+#: config to its master key; packs and index objects are laid out as in version 1.
+FORMAT_VERSION = 2
+#: the version byte of pack footers and index objects (their layout has not changed)
+LAYOUT_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 ID_LENGTH = 32
+
+#: hard caps on what a reader decodes, whatever an object declares: a hostile object cannot make
+#: a reader allocate more than this
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_SMALL_OBJECT_BYTES = 1024 * 1024
+#: a blob's declared plaintext length is trusted up to this (chunks are at most a few MiB)
+MAX_BLOB_BYTES = 256 * 1024 * 1024
+
+#: checked objects (format 2): magic || BLAKE3(name || payload) || payload
+CHECKED_MAGIC = b"STCK"
 
 PACK_MAGIC = b"STPK"
 #: trailer length (u32) + magic + format version (u8)
@@ -39,6 +54,29 @@ INDEX_ENTRY = struct.Struct("<32sBIIII")
 def hash_id(data: bytes | memoryview) -> bytes:
     """The id of stored bytes (packs, index objects): BLAKE3, unkeyed, 32 bytes."""
     return blake3.blake3(data).digest()
+
+
+def seal_checked(name: str, payload: bytes) -> bytes:
+    """``payload`` with a checksum bound to the object's key (format 2's config-less objects:
+    manifests, keys, locks), so any changed bit, or the object moved to another key, is seen."""
+    return CHECKED_MAGIC + blake3.blake3(name.encode() + b"\0" + payload).digest() + payload
+
+
+def open_checked(name: str, stored: bytes) -> bytes:
+    """The payload of a :func:`seal_checked` object; CorruptObjectError naming ``name`` if its
+    checksum does not match."""
+    header = len(CHECKED_MAGIC) + ID_LENGTH
+    if len(stored) < header or stored[: len(CHECKED_MAGIC)] != CHECKED_MAGIC:
+        raise CorruptObjectError(f"{name} has no valid checksum header")
+    payload = stored[header:]
+    expected = blake3.blake3(name.encode() + b"\0" + payload).digest()
+    if stored[len(CHECKED_MAGIC) : header] != expected:
+        raise CorruptObjectError(f"{name} does not match its checksum (it was changed)")
+    return payload
+
+
+def is_checked(stored: bytes) -> bool:
+    return stored[: len(CHECKED_MAGIC)] == CHECKED_MAGIC
 
 
 def object_key(kind: str, object_id: bytes | str) -> str:
@@ -74,7 +112,16 @@ class Codec:
             frame = b"\x00" + raw
         return self.encryptor.encrypt(frame, associated_data)
 
-    def unseal(self, stored: bytes, associated_data: bytes, raw_length: int | None = None) -> bytes:
+    def unseal(
+        self,
+        stored: bytes,
+        associated_data: bytes,
+        raw_length: int | None = None,
+        *,
+        limit: int = MAX_MANIFEST_BYTES,
+    ) -> bytes:
+        """Decrypt and decompress a frame: at most ``raw_length`` bytes (a blob's declared
+        length) or, when there is none, ``limit``."""
         frame = self.encryptor.decrypt(stored, associated_data)
         if not frame:
             raise CorruptObjectError("empty frame")
@@ -84,8 +131,11 @@ class Codec:
             raise CorruptObjectError(
                 f"frame uses compressor code {code}, which no installed plugin provides"
             )
-        bound = raw_length if raw_length is not None else 1 << 31
-        return compressor.decompress(frame[1:], bound)
+        bound = min(raw_length, MAX_BLOB_BYTES) if raw_length is not None else limit
+        data = compressor.decompress(frame[1:], bound)
+        if len(data) > bound:  # a plugin that ignored the bound: refuse what it produced
+            raise CorruptObjectError(f"frame decodes to more than its declared {bound} bytes")
+        return data
 
     def seal_blob(self, blob_id: bytes, data: bytes | memoryview) -> bytes:
         return self.seal(data, b"blob:" + blob_id)
@@ -120,7 +170,7 @@ def encode_pack_trailer(codec: Codec, blobs: Iterable[PackedBlob]) -> bytes:
         for b in items
     )
     sealed = codec.seal(payload, b"pack-trailer")
-    return sealed + PACK_FOOTER.pack(len(sealed), PACK_MAGIC, FORMAT_VERSION)
+    return sealed + PACK_FOOTER.pack(len(sealed), PACK_MAGIC, LAYOUT_VERSION)
 
 
 def decode_pack_footer(footer: bytes, pack_size: int) -> int:
@@ -130,7 +180,7 @@ def decode_pack_footer(footer: bytes, pack_size: int) -> int:
     trailer_length, magic, version = PACK_FOOTER.unpack(footer)
     if magic != PACK_MAGIC:
         raise CorruptObjectError("pack footer has the wrong magic bytes")
-    if version > FORMAT_VERSION:
+    if version > LAYOUT_VERSION:
         raise FormatVersionError(f"pack written in format {version}; upgrade stcore to read it")
     if trailer_length + PACK_FOOTER.size > pack_size:
         raise CorruptObjectError("pack trailer length exceeds the pack size")
@@ -138,7 +188,7 @@ def decode_pack_footer(footer: bytes, pack_size: int) -> int:
 
 
 def decode_pack_trailer(codec: Codec, sealed: bytes) -> list[PackedBlob]:
-    payload = codec.unseal(sealed, b"pack-trailer")
+    payload = codec.unseal(sealed, b"pack-trailer", limit=max(MAX_MANIFEST_BYTES, 4 * len(sealed)))
     if len(payload) < 4:
         raise CorruptObjectError("pack trailer is truncated")
     (count,) = struct.unpack_from("<I", payload)
@@ -171,7 +221,7 @@ def encode_index(codec: Codec, entries: Iterable[IndexEntry]) -> bytes:
     payload = b"".join(
         [
             INDEX_MAGIC,
-            bytes((FORMAT_VERSION,)),
+            bytes((LAYOUT_VERSION,)),
             struct.pack("<I", len(packs)),
             *packs,
             struct.pack("<I", len(items)),
@@ -197,16 +247,19 @@ IndexRow = tuple[bytes, int, bytes, int, int, int]
 
 def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
     """The rows of an index object, checked; cheaper than ``IndexEntry`` objects in bulk."""
-    payload = codec.unseal(stored, b"index")
+    # An index's entries (random ids) barely compress: four times its stored size is ample.
+    payload = codec.unseal(stored, b"index", limit=max(MAX_MANIFEST_BYTES, 4 * len(stored)))
     try:
         if payload[:4] != INDEX_MAGIC:
             raise CorruptObjectError("index object has the wrong magic bytes")
-        if payload[4] > FORMAT_VERSION:
+        if payload[4] > LAYOUT_VERSION:
             raise FormatVersionError(
                 f"index written in format {payload[4]}; upgrade stcore to read it"
             )
         (pack_count,) = struct.unpack_from("<I", payload, 5)
         position = 9
+        if position + pack_count * ID_LENGTH > len(payload):
+            raise CorruptObjectError("index object lists more packs than it holds")
         packs = [
             payload[position + i * ID_LENGTH : position + (i + 1) * ID_LENGTH]
             for i in range(pack_count)
@@ -258,9 +311,12 @@ def encode_tree(nodes: Iterable[TreeNode]) -> bytes:
 def decode_tree(data: bytes) -> list[TreeNode]:
     try:
         document = json.loads(data)
-        return [TreeNode.from_json(node) for node in document["nodes"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptObjectError(f"tree blob cannot be parsed: {exc}") from exc
+        nodes = document["nodes"] if isinstance(document, dict) else None
+        if not isinstance(nodes, list):
+            raise ValueError("a tree must be an object with a list of nodes")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CorruptObjectError(f"tree blob cannot be parsed: {str(exc)[:200]}") from exc
+    return [TreeNode.from_json(node) for node in nodes]
 
 
 # --- config ----------------------------------------------------------------------------------
@@ -268,7 +324,14 @@ def decode_tree(data: bytes) -> list[TreeNode]:
 
 @attrs.frozen(kw_only=True)
 class RepositoryConfig:
-    """The one object that says how to read everything else. Stored as plain JSON."""
+    """The one object that says how to read everything else. Stored as plain JSON.
+
+    From format 2 on it carries ``checksum``, BLAKE3 of its other fields, checked on every read
+    before anything else (so a flipped bit is not mistaken for a newer version), and, when the
+    repository is encrypted, ``mac``: a MAC of its fields under a key derived from the master
+    key, checked once the master key is open, so nobody without a password can switch
+    encryption off or change how data is cut.
+    """
 
     version: int = FORMAT_VERSION
     id: str
@@ -277,23 +340,94 @@ class RepositoryConfig:
     compression_level: int | None = None
     encryption: str = "none"
     pack_size: int = DEFAULT_PACK_SIZE
+    mac: str | None = None
+
+    def _fields(self, *, with_mac: bool) -> dict[str, Any]:
+        fields = attrs.asdict(self)
+        if not with_mac or self.mac is None:
+            del fields["mac"]
+        return fields
+
+    @staticmethod
+    def _canonical(fields: Mapping[str, Any]) -> bytes:
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
     def to_bytes(self) -> bytes:
-        return json.dumps(attrs.asdict(self), indent=2, sort_keys=True).encode() + b"\n"
+        fields = self._fields(with_mac=True)
+        if self.version >= 2:
+            fields["checksum"] = blake3.blake3(self._canonical(fields)).hexdigest()
+        return json.dumps(fields, indent=2, sort_keys=True).encode() + b"\n"
+
+    def compute_mac(self, master_raw: bytes) -> str:
+        """The MAC that binds this config to a master key (format 2, encrypted repositories)."""
+        key = blake3.blake3(master_raw, derive_key_context=CONFIG_MAC_CONTEXT).digest()
+        return blake3.blake3(self._canonical(self._fields(with_mac=False)), key=key).hexdigest()
+
+    def verify_mac(self, master_raw: bytes, location: str) -> None:
+        if self.version < 2:
+            return  # format 1 had no MAC
+        if self.mac is None or self.mac != self.compute_mac(master_raw):
+            raise CorruptObjectError(
+                f"config of {location} failed authentication under the repository key: it was "
+                "changed by someone without the password; refusing to use it"
+            )
 
     @classmethod
     def from_bytes(cls, data: bytes, location: str) -> RepositoryConfig:
+        if len(data) > MAX_SMALL_OBJECT_BYTES:
+            raise CorruptObjectError(f"config of {location} is {len(data)} bytes: not a config")
         try:
             document = json.loads(data)
-            version = int(document["version"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptObjectError(f"config of {location} cannot be parsed: {exc}") from exc
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            checksum = document.pop("checksum", None)
+            if checksum is not None:
+                expected = blake3.blake3(cls._canonical(document)).hexdigest()
+                if checksum != expected:
+                    raise CorruptObjectError(
+                        f"config of {location} does not match its checksum (it was changed)"
+                    )
+            version = document["version"]
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise ValueError("version must be an integer")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise CorruptObjectError(
+                f"config of {location} cannot be parsed: {str(exc)[:200]}"
+            ) from exc
         if version > FORMAT_VERSION:
             raise FormatVersionError(
                 f"repository {location} uses format version {version}; this stcore reads up to "
                 f"version {FORMAT_VERSION}. Upgrade stcore (`pip install -U stcore`) to use it"
             )
+        if version >= 2 and checksum is None:
+            raise CorruptObjectError(f"config of {location} has lost its checksum")
         try:
-            return cls(**document)
+            config = cls(**document)
         except TypeError as exc:
             raise CorruptObjectError(f"config of {location} has unknown fields: {exc}") from exc
+        _check_config_types(config, location)
+        return config
+
+
+#: BLAKE3 key-derivation context of the config MAC key (never change it)
+CONFIG_MAC_CONTEXT = "stcore 2026-12-02 repository config MAC"
+
+
+def _check_config_types(config: RepositoryConfig, location: str) -> None:
+    problems = []
+    if not isinstance(config.id, str) or not config.id:
+        problems.append("id")
+    if not isinstance(config.chunker, dict):
+        problems.append("chunker")
+    if not isinstance(config.compression, str) or not isinstance(config.encryption, str):
+        problems.append("compression/encryption")
+    level = config.compression_level
+    if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
+        problems.append("compression_level")
+    size = config.pack_size
+    if not isinstance(size, int) or isinstance(size, bool) or not 1024 <= size <= 1 << 30:
+        problems.append("pack_size")
+    if config.mac is not None and not isinstance(config.mac, str):
+        problems.append("mac")
+    if problems:
+        raise CorruptObjectError(f"config of {location} has invalid {', '.join(problems)}")

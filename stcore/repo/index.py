@@ -19,9 +19,22 @@ from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEn
 
 
 class BlobIndex(Mapping[bytes, IndexEntry]):
-    """blob id -> :class:`IndexEntry`; the first location added for an id wins."""
+    """blob id -> :class:`IndexEntry`; the first location added for an id wins, and any other
+    location of the same blob (a copy stored again to heal damage, or written by two backups at
+    once) is kept aside in :meth:`copies`, for readers to fall back on and prune to choose from.
+    """
 
-    __slots__ = ("_offset", "_pack", "_pack_numbers", "_packs", "_raw", "_rows", "_stored", "_type")
+    __slots__ = (
+        "_copies",
+        "_offset",
+        "_pack",
+        "_pack_numbers",
+        "_packs",
+        "_raw",
+        "_rows",
+        "_stored",
+        "_type",
+    )
 
     def __init__(self, entries: Iterable[IndexEntry] = ()) -> None:
         self._rows: dict[bytes, int] = {}
@@ -32,6 +45,8 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         self._stored = array("I")
         self._raw = array("I")
         self._type = array("B")
+        #: the other locations of blobs stored more than once (rare: kept as objects)
+        self._copies: dict[bytes, list[IndexEntry]] = {}
         for entry in entries:
             self.add(entry)
 
@@ -57,6 +72,17 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
     ) -> bool:
         """:meth:`add` without building an ``IndexEntry`` (reading index objects)."""
         if blob_id in self._rows:
+            if self._packs[self._pack[self._rows[blob_id]]] != pack_id:
+                self._copies.setdefault(blob_id, []).append(
+                    IndexEntry(
+                        blob_id=blob_id,
+                        blob_type=BLOB_TYPES_BY_CODE[type_code],
+                        pack_id=pack_id,
+                        offset=offset,
+                        stored_length=stored_length,
+                        raw_length=raw_length,
+                    )
+                )
             return False
         number = self._pack_numbers.get(pack_id)
         if number is None:
@@ -69,6 +95,37 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         self._raw.append(raw_length)
         self._type.append(type_code)
         return True
+
+    def copies(self, blob_id: bytes) -> list[IndexEntry]:
+        """The other known locations of ``blob_id`` (not the one ``index[blob_id]`` gives)."""
+        return list(self._copies.get(blob_id, ()))
+
+    def all_entries(self) -> Iterator[IndexEntry]:
+        """Every known location of every blob, copies included."""
+        yield from self.values()
+        for copies in self._copies.values():
+            yield from copies
+
+    def discard(self, blob_id: bytes) -> None:
+        """Forget ``blob_id`` (every location): a backup then stores it again."""
+        self._rows.pop(blob_id, None)
+        self._copies.pop(blob_id, None)
+
+    def avoid_packs(self, blob_id: bytes, packs: set[bytes]) -> bool:
+        """Make a copy outside ``packs`` the location of ``blob_id``, if there is one; return
+        whether the blob now has a location outside them."""
+        if blob_id not in self._rows:
+            return False
+        if self[blob_id].pack_id not in packs:
+            return True
+        for number, copy in enumerate(self._copies.get(blob_id, ())):
+            if copy.pack_id not in packs:
+                others = self._copies[blob_id]
+                others[number] = self[blob_id]
+                self._rows.pop(blob_id)
+                self.add(copy)
+                return True
+        return False
 
     def update(self, entries: Iterable[IndexEntry]) -> None:
         for entry in entries:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from stcore.errors import ObjectExistsError, ObjectNotFoundError, RepositoryExistsError
 from stcore.plugins import PluginHost
 from stcore.repo.chunker import ChunkerParams
@@ -22,7 +24,7 @@ from stcore.repo.keys import (
     require_usable_password,
     resolve_password,
 )
-from stcore.repo.store import Store, cache_dir_for, open_backend
+from stcore.repo.store import Store, cache_dir_for, open_backend, remember_encryption
 
 
 def create_store(
@@ -75,6 +77,8 @@ def create_store(
             encryption=encryption,
             pack_size=pack_size or DEFAULT_PACK_SIZE,
         )
+        if master is not None:
+            config = attrs.evolve(config, mac=config.compute_mac(master.raw()))
         try:
             backend.write("config", config.to_bytes())
         except ObjectExistsError:
@@ -84,11 +88,13 @@ def create_store(
     except BaseException:
         backend.close()
         raise
+    cache_dir = cache_dir_for(cache_root, backend, config)
+    remember_encryption(cache_dir, config, backend.location)
     return Store(
         backend,
         config,
         host,
-        cache_dir=cache_dir_for(cache_root, backend, config),
+        cache_dir=cache_dir,
         workers=workers,
         master_key=master,
         key_id=key_id,

@@ -25,9 +25,12 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from stcore.errors import CorruptObjectError, ObjectNotFoundError, PasswordError, RepositoryError
 from stcore.interfaces import Backend
 from stcore.models import default_host
+from stcore.repo.format import is_checked, open_checked, seal_checked
 
 MASTER_KEY_SIZE = 64
 KEY_PREFIX = "keys/"
+#: no key object is larger than this; a larger one is damage
+MAX_KEY_BYTES = 64 * 1024
 
 
 #: A password, or something that produces one only when it is needed (a prompt, a command).
@@ -47,6 +50,16 @@ class KdfParams:
     memory_kib: int = 46 * 1024
     iterations: int = 1
     lanes: int = 1
+
+    def validate(self) -> None:
+        """Refuse costs no honest key has: a hostile key must not make us allocate 1 TiB."""
+        for field, value, low, high in (
+            ("memory_kib", self.memory_kib, 8, 4 * 1024 * 1024),
+            ("iterations", self.iterations, 1, 64),
+            ("lanes", self.lanes, 1, 64),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{field} {value!r} is outside {low}..{high}")
 
     def derive(self, password: str, salt: bytes) -> bytes:
         return Argon2id(
@@ -92,23 +105,29 @@ def wrap(master: MasterKey, password: str, kdf: KdfParams, key_id: str) -> bytes
     return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
 
-def unwrap(raw: bytes, password: str, key_id: str) -> MasterKey | None:
-    """The master key if ``password`` opens this key object, else None."""
+def unwrap(raw: bytes, password: str, key_id: str, *, checked: bool = False) -> MasterKey | None:
+    """The master key if ``password`` opens this key object, else None; CorruptObjectError if
+    the object is damaged (so one damaged key never locks out the others)."""
+    name = KEY_PREFIX + key_id
     try:
+        if len(raw) > MAX_KEY_BYTES:
+            raise ValueError(f"{len(raw)} bytes is too large for a key")
+        if checked or is_checked(raw):
+            raw = open_checked(name, raw)
         document = json.loads(raw)
         kdf_doc = dict(document["kdf"])
         if kdf_doc.pop("name") != "argon2id" or document.get("wrap") != "aes-256-gcm":
             raise ValueError("unknown key derivation or wrapping")
-        salt = base64.b64decode(kdf_doc.pop("salt"))
+        salt = base64.b64decode(kdf_doc.pop("salt"), validate=True)
         kdf = KdfParams(**kdf_doc)
-        blob = base64.b64decode(document["data"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptObjectError(f"key {key_id} cannot be parsed: {exc}") from exc
+        kdf.validate()
+        blob = base64.b64decode(document["data"], validate=True)
+        derived = kdf.derive(password, salt)
+    except (ValueError, KeyError, TypeError, OverflowError, CorruptObjectError) as exc:
+        raise CorruptObjectError(f"key {key_id} cannot be used: {str(exc)[:200]}") from exc
     try:
-        raw_master = AESGCM(kdf.derive(password, salt)).decrypt(
-            blob[:12], blob[12:], _associated(key_id)
-        )
-    except InvalidTag:
+        raw_master = AESGCM(derived).decrypt(blob[:12], blob[12:], _associated(key_id))
+    except (InvalidTag, ValueError):
         return None
     if len(raw_master) != MASTER_KEY_SIZE:
         raise CorruptObjectError(f"key {key_id} holds a master key of the wrong size")
@@ -131,7 +150,9 @@ def key_ids(backend: Backend) -> list[str]:
     return sorted(info.key[len(KEY_PREFIX) :] for info in backend.list(KEY_PREFIX))
 
 
-def open_master_key(backend: Backend, password: PasswordSource) -> tuple[MasterKey, str]:
+def open_master_key(
+    backend: Backend, password: PasswordSource, *, checked: bool = False
+) -> tuple[MasterKey, str]:
     """The master key and the id of the key object the password opened."""
     ids = key_ids(backend)
     if not ids:
@@ -140,11 +161,11 @@ def open_master_key(backend: Backend, password: PasswordSource) -> tuple[MasterK
     damaged: list[str] = []
     for key_id in ids:
         try:
-            raw = backend.read(KEY_PREFIX + key_id)
+            raw = backend.read(KEY_PREFIX + key_id, 0, MAX_KEY_BYTES + 1)
         except ObjectNotFoundError:
             continue  # removed while we looked
         try:
-            master = unwrap(raw, secret, key_id)
+            master = unwrap(raw, secret, key_id, checked=checked)
         except CorruptObjectError:
             damaged.append(key_id)  # one damaged key must not lock out the others
             continue
@@ -163,11 +184,19 @@ def require_usable_password(password: str) -> str:
 
 
 def add_key(
-    backend: Backend, master: MasterKey, password: str, kdf: KdfParams | None = None
+    backend: Backend,
+    master: MasterKey,
+    password: str,
+    kdf: KdfParams | None = None,
+    *,
+    checked: bool = True,
 ) -> str:
+    """Write a new key object for ``password``; ``checked`` (format 2) adds its checksum."""
     require_usable_password(password)
     key_id = secrets.token_hex(8)
-    backend.write(KEY_PREFIX + key_id, wrap(master, password, kdf or KdfParams(), key_id))
+    wrapped = wrap(master, password, kdf or KdfParams(), key_id)
+    name = KEY_PREFIX + key_id
+    backend.write(name, seal_checked(name, wrapped) if checked else wrapped)
     return key_id
 
 
@@ -197,9 +226,11 @@ def describe_keys(backend: Backend, current: str | None = None) -> list[KeyInfo]
     """Every readable key object; ``current`` marks the one in use."""
     described = []
     for key_id in key_ids(backend):
+        name = KEY_PREFIX + key_id
         try:
-            document = json.loads(backend.read(KEY_PREFIX + key_id))
-        except (ObjectNotFoundError, ValueError):
+            raw = backend.read(name, 0, MAX_KEY_BYTES + 1)
+            document = json.loads(open_checked(name, raw) if is_checked(raw) else raw)
+        except (ObjectNotFoundError, CorruptObjectError, ValueError, RecursionError):
             continue
         if not isinstance(document, dict):
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import secrets
 import threading
@@ -22,9 +23,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stcore.errors import ObjectNotFoundError, RepositoryLockedError
+from stcore.errors import CorruptObjectError, ObjectNotFoundError, RepositoryLockedError
 from stcore.interfaces import Backend
 from stcore.models import default_host
+from stcore.repo.format import is_checked, open_checked, seal_checked
+
+log = logging.getLogger("stcore.locks")
+#: no lock object is larger than this; a larger one is damage
+MAX_LOCK_BYTES = 64 * 1024
 
 LOCK_PREFIX = "locks/"
 REFRESH = 300.0
@@ -49,8 +55,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(document: dict[str, Any], now: float) -> bool:
-    if now - float(document.get("time", 0)) > STALE_AFTER:
+def read_lock(backend: Backend, key: str) -> dict[str, Any] | None:
+    """A lock object's fields, or None if it is damaged or malformed (reported in the log and
+    treated as stale: a lock nobody can read must never block a backup or a prune forever).
+    ObjectNotFoundError if it is gone."""
+    raw = backend.read(key, 0, MAX_LOCK_BYTES + 1)
+    try:
+        if len(raw) > MAX_LOCK_BYTES:
+            raise ValueError(f"{len(raw)} bytes is too large for a lock")
+        document = json.loads(open_checked(key, raw) if is_checked(raw) else raw)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
+        float(document.get("time", 0))
+        int(document.get("pid", 0))
+    except (ValueError, TypeError, OverflowError, RecursionError, CorruptObjectError) as exc:
+        log.warning("%s is damaged (%s); treating it as stale", key, str(exc)[:200])
+        return None
+    return document
+
+
+def _is_stale(document: dict[str, Any] | None, now: float) -> bool:
+    if document is None:
+        return True
+    age = now - float(document.get("time", 0))
+    if age > STALE_AFTER or age < -STALE_AFTER:  # far in the future: a bad clock or damage
         return True
     return document.get("host") == default_host() and not _pid_alive(int(document.get("pid", 0)))
 
@@ -79,7 +107,7 @@ class Lock:
 
     def _write(self) -> str:
         key = f"{LOCK_PREFIX}{secrets.token_hex(16)}"
-        self._backend.write(key, self._document())
+        self._backend.write(key, seal_checked(key, self._document()))
         return key
 
     def _conflicts(self) -> list[dict[str, Any]]:
@@ -89,8 +117,8 @@ class Lock:
             if info.key == self.key:
                 continue
             try:
-                document = json.loads(self._backend.read(info.key))
-            except (ObjectNotFoundError, ValueError):
+                document = read_lock(self._backend, info.key)
+            except ObjectNotFoundError:
                 continue
             if _is_stale(document, now):
                 if self.exclusive:
@@ -99,6 +127,7 @@ class Lock:
                     except ObjectNotFoundError:
                         pass
                 continue
+            assert document is not None
             if self.exclusive or document.get("exclusive"):
                 found.append(document)
         return found
@@ -138,7 +167,10 @@ class Lock:
 def _describe(holders: list[dict[str, Any]]) -> str:
     parts = []
     for holder in holders[:3]:
-        when = dt.datetime.fromtimestamp(float(holder.get("time", 0)), dt.UTC).isoformat()
+        try:
+            when = dt.datetime.fromtimestamp(float(holder.get("time", 0)), dt.UTC).isoformat()
+        except (ValueError, TypeError, OverflowError, OSError):
+            when = "an unknown time"
         kind = "exclusive" if holder.get("exclusive") else "shared"
         parts.append(
             f"{holder.get('purpose', '?')} ({kind}) by pid {holder.get('pid')} on "

@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from stcore.errors import ObjectNotFoundError
+from stcore.errors import (
+    CorruptObjectError,
+    ObjectNotFoundError,
+    PruneRefusedError,
+    SnapshotNotFoundError,
+)
 from stcore.interfaces import Backend, StreamingBackend
 from stcore.models import IndexEntry
 from stcore.repo.format import encode_index, object_key
@@ -36,6 +41,80 @@ if TYPE_CHECKING:
     from stcore.repo.store import Store
 
 DEFAULT_REPACK_THRESHOLD = 0.5
+
+REPAIR_HINT = "nothing was deleted; `stcore repair index` rebuilds the index from the packs"
+
+
+def _account_for_everything(
+    store: Store, packs: dict[str, int]
+) -> tuple[BlobIndex, set[bytes], list[str]]:
+    """The index, every blob a snapshot references, and the snapshot ids, once prune has
+    proved that the index accounts for every pack and every referenced blob.
+
+    Prune decides what to delete from the index; an index that lost an object (or lists packs
+    that are gone) would make it delete live data. So before anything is deleted: every index
+    object must read, every snapshot and tree must read, every referenced blob must be indexed
+    in a pack that exists, and every pack the index does not list is read (its trailer) to show
+    it holds nothing a snapshot needs. Anything else stops prune with one line, deleting nothing.
+    """
+    try:
+        index = store.load_index(cached=False)
+    except (CorruptObjectError, ObjectNotFoundError) as exc:
+        raise PruneRefusedError(f"prune stopped: {exc}; {REPAIR_HINT}") from exc
+    store.set_index(index)
+    snapshot_ids = store.snapshot_ids()
+    try:
+        used = store.referenced_blobs(snapshot_ids)
+    except (CorruptObjectError, ObjectNotFoundError, SnapshotNotFoundError) as exc:
+        raise PruneRefusedError(
+            f"prune stopped: {exc}; nothing was deleted. Run `stcore check`, then `stcore repair "
+            "index` and `stcore repair snapshots`"
+        ) from exc
+    unindexed = [blob for blob in used if blob not in index]
+    if unindexed:
+        raise PruneRefusedError(
+            f"prune stopped: {len(unindexed)} blobs that snapshots reference are not in the "
+            f"index (e.g. {unindexed[0].hex()}); {REPAIR_HINT}"
+        )
+    indexed_packs = {entry.pack_id.hex() for entry in index.values()}
+    lost = sorted(indexed_packs - set(packs))
+    if lost:
+        raise PruneRefusedError(
+            f"prune stopped: the index lists {len(lost)} packs that are missing (e.g. "
+            f"{object_key('data', lost[0])}); {REPAIR_HINT}, then `stcore repair snapshots`"
+        )
+    redundant: set[bytes] = set()  # referenced blobs found in packs the index does not list
+    for pack_hex in sorted(set(packs) - indexed_packs):
+        try:
+            blobs = store.read_pack_trailer(pack_hex, packs[pack_hex])
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
+            raise PruneRefusedError(
+                f"prune stopped: pack {object_key('data', pack_hex)} is not in the index and "
+                f"cannot be read ({exc}); {REPAIR_HINT} and salvages what it can"
+            ) from exc
+        redundant.update(blob.blob_id for blob in blobs if blob.blob_id in used)
+    # Such a pack (a killed prune's repacking, two backups storing one blob) may go only if the
+    # index's own copy of each of those blobs is really where the index says: its pack's
+    # trailer must list it at that offset. Otherwise the unlisted pack may be the only copy.
+    by_pack: dict[bytes, list[IndexEntry]] = {}
+    for blob_id in redundant:
+        entry = index[blob_id]
+        by_pack.setdefault(entry.pack_id, []).append(entry)
+    for pack_id, entries in by_pack.items():
+        try:
+            listed = {
+                b.blob_id: b.offset
+                for b in store.read_pack_trailer(pack_id.hex(), packs[pack_id.hex()])
+            }
+        except (CorruptObjectError, ObjectNotFoundError) as exc:
+            raise PruneRefusedError(f"prune stopped: {exc}; {REPAIR_HINT}") from exc
+        wrong = [e for e in entries if listed.get(e.blob_id) != e.offset]
+        if wrong:
+            raise PruneRefusedError(
+                f"prune stopped: the index places blob {wrong[0].blob_id.hex()} in pack "
+                f"{object_key('data', pack_id)}, which does not hold it; {REPAIR_HINT}"
+            )
+    return index, used, snapshot_ids
 
 
 @attrs.frozen(kw_only=True)
@@ -78,12 +157,9 @@ def prune(
     started = time.monotonic()
     backend = store.backend
     with repository_lock(backend, exclusive=True, purpose="prune", wait=wait):
-        index = store.load_index(cached=False)
-        store.set_index(index)
-        snapshot_ids = [i.key.rsplit("/", 1)[-1] for i in backend.list("snapshots/")]
-        used = store.referenced_blobs(snapshot_ids)
+        packs = store.object_sizes("data/")
+        index, used, snapshot_ids = _account_for_everything(store, packs)
         snapshot_count = len(snapshot_ids)
-        packs = {info.key.rsplit("/", 1)[-1]: info.size for info in backend.list("data/")}
         by_pack: dict[bytes, list[IndexEntry]] = {}
         for entry in index.values():
             by_pack.setdefault(entry.pack_id, []).append(entry)

@@ -216,6 +216,8 @@ class BlobReader:
         try:
             data = codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
         except CorruptObjectError as exc:
+            if self.repository.index.copies(entry.blob_id):
+                return self.repository.read_blob(entry.blob_id)  # another copy may be good
             raise CorruptObjectError(f"pack {key}, blob {name}: {exc}") from exc
         if cache is not None:
             cache.put("blob", name, stored)

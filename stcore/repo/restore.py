@@ -23,7 +23,7 @@ import os
 import stat
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +75,19 @@ class _Plan:
     dirs: list[tuple[Path, TreeNode | None]] = attrs.field(factory=list)
     files: list[tuple[Path, TreeNode]] = attrs.field(factory=list)
     symlinks: list[tuple[Path, TreeNode]] = attrs.field(factory=list)
+
+
+@attrs.define
+class _Frame:
+    """One directory being planned: its remaining entries and what was included below it."""
+
+    nodes: Iterator[TreeNode]
+    directory: Path
+    relative: str
+    tree_id: bytes
+    marker: int = -1
+    seen: set[str] = attrs.field(factory=set)
+    anything: bool = False
 
 
 @attrs.define
@@ -234,31 +247,50 @@ class Restorer:
     def _plan_tree(
         self, tree_id: bytes, directory: Path, relative: str, include: list[str], plan: _Plan
     ) -> bool:
-        """Add the tree's entries to ``plan``; return whether anything below was included."""
-        nodes = self.store.read_tree(tree_id)
-        seen: set[str] = set()
-        anything = False
-        for node in nodes:
-            where = f"snapshot {self.manifest.id} at {relative or '/'}"
+        """Add the tree's entries to ``plan``; return whether anything below was included.
+
+        Iterative, so depth is unbounded; a tree that contains itself (a hostile cycle) and
+        every malformed node are refused here, before anything is written.
+        """
+        root = _Frame(nodes=iter(self.store.read_tree(tree_id)), directory=directory,
+                      relative=relative, tree_id=tree_id)  # fmt: skip
+        stack = [root]
+        on_path = {tree_id}
+        while stack:
+            frame = stack[-1]
+            node = next(frame.nodes, None)
+            if node is None:
+                stack.pop()
+                on_path.discard(frame.tree_id)
+                if stack:
+                    if include and not frame.anything and not match_any(include, frame.relative):
+                        del plan.dirs[frame.marker]
+                    else:
+                        stack[-1].anything = True
+                continue
+            where = f"snapshot {self.manifest.id} at {frame.relative or '/'}"
             validate_name(node.name, where)
-            if node.name in seen:
+            if node.name in frame.seen:
                 raise RestoreError(f"refusing to restore: {where} lists {node.name!r} twice")
-            seen.add(node.name)
-            path = directory / node.name
-            child = f"{relative}/{node.name}" if relative else node.name
+            frame.seen.add(node.name)
+            path = frame.directory / node.name
+            child = f"{frame.relative}/{node.name}" if frame.relative else node.name
             if node.kind == "dir":
-                assert node.subtree is not None
+                assert node.subtree is not None  # TreeNode.from_json refuses a dir without one
+                if node.subtree in on_path:
+                    raise RestoreError(
+                        f"refusing to restore: {where}: directory {node.name!r} contains itself"
+                    )
                 marker = len(plan.dirs)
                 plan.dirs.append((path, node))
-                below = self._plan_tree(node.subtree, path, child, include, plan)
-                if include and not below and not match_any(include, child):
-                    del plan.dirs[marker]
-                else:
-                    anything = True
+                nodes = iter(self.store.read_tree(node.subtree))
+                stack.append(_Frame(nodes=nodes, directory=path, relative=child,
+                                    tree_id=node.subtree, marker=marker))  # fmt: skip
+                on_path.add(node.subtree)
             elif not include or match_any(include, child):
                 (plan.files if node.kind == "file" else plan.symlinks).append((path, node))
-                anything = True
-        return anything
+                frame.anything = True
+        return root.anything
 
     def _check_inside(self, path: Path, *, cached: bool = False) -> None:
         """Refuse ``path`` if its directory resolves outside the target. ``cached`` reuses the

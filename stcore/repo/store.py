@@ -13,7 +13,7 @@ the environment, a configuration file or the current directory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,24 +22,35 @@ from stcore.errors import (
     CorruptObjectError,
     ObjectExistsError,
     ObjectNotFoundError,
+    RepositoryError,
     RepositoryNotFoundError,
     SnapshotNotFoundError,
 )
 from stcore.interfaces import Backend, Compressor
 from stcore.models import IndexEntry, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost
+from stcore.repo.chunker import ChunkerParams
+from stcore.repo.damage import load_damage
 from stcore.repo.format import (
+    MAX_MANIFEST_BYTES,
+    MAX_SMALL_OBJECT_BYTES,
+    PACK_FOOTER,
     Codec,
     IndexRow,
+    PackedBlob,
     RepositoryConfig,
     decode_index_rows,
+    decode_pack_footer,
+    decode_pack_trailer,
     decode_tree,
     hash_id,
     index_entries,
     object_key,
+    open_checked,
+    seal_checked,
 )
 from stcore.repo.index import BlobIndex
-from stcore.repo.keys import MasterKey, PasswordSource, open_master_key
+from stcore.repo.keys import MasterKey, PasswordSource, key_ids, open_master_key
 from stcore.repo.objectcache import DEFAULT_CACHE_BYTES, ObjectCache
 from stcore.repo.reader import BlobReader
 
@@ -168,23 +179,44 @@ class Store:
         """Make ``index`` the one blobs are looked up in (after a reload or a rewrite)."""
         self._index = index
 
+    def forget_index(self) -> None:
+        """Drop the index held in memory: the next lookup reads the index objects again."""
+        self._index = None
+
     def reload_index(self, *, cached: bool = True) -> BlobIndex:
         """Read the index again (what another writer or a prune left is current) and use it."""
         self._index = self.load_index(cached=cached)
         return self._index
 
-    def load_index(self, *, cached: bool = True) -> BlobIndex:
-        """All index objects merged; ``cached=False`` reads every one from the backend (check)."""
+    def load_index(
+        self,
+        *,
+        cached: bool = True,
+        on_damaged: Callable[[str, Exception], None] | None = None,
+    ) -> BlobIndex:
+        """All index objects merged; ``cached=False`` reads every one from the backend (check).
+
+        A damaged or vanished index object raises, unless ``on_damaged`` is given: it is then
+        told (key, error) and the object is skipped.
+        """
         index = BlobIndex()
         keys = self.list_keys("index/")
 
         def read(key: str) -> list[IndexRow]:
-            return self.read_index_rows(key, cached=cached)
+            try:
+                return self.read_index_rows(key, cached=cached)
+            except (CorruptObjectError, ObjectNotFoundError) as exc:
+                if on_damaged is None:
+                    raise
+                on_damaged(key, exc)
+                return []
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             for rows in pool.map(read, keys):
                 for row in rows:
                     index.add_fields(*row)
+        for blob_id, packs in load_damage(self.cache_dir).items():
+            index.avoid_packs(blob_id, packs)  # read a good copy where there is one
         return index
 
     def read_index_entries(self, key: str, *, cached: bool = True) -> list[IndexEntry]:
@@ -247,6 +279,24 @@ class Store:
             )
         return data
 
+    def read_pack_trailer(self, pack_hex: str, size: int) -> list[PackedBlob]:
+        """The blobs a pack's own trailer lists (two range reads: footer, then trailer), so a
+        pack can be accounted for without the index. CorruptObjectError if it cannot be read."""
+        key = object_key("data", pack_hex)
+        if size < PACK_FOOTER.size:
+            raise CorruptObjectError(f"pack {key} is too short ({size} bytes) to hold a footer")
+        footer = self.read_object_range(key, size - PACK_FOOTER.size, PACK_FOOTER.size)
+        trailer_length = decode_pack_footer(footer, size)
+        start = size - PACK_FOOTER.size - trailer_length
+        sealed = self.read_object_range(key, start, trailer_length)
+        try:
+            blobs = decode_pack_trailer(self.codec, sealed)
+        except CorruptObjectError as exc:
+            raise CorruptObjectError(f"pack {key}: {exc}") from exc
+        if blobs and blobs[-1].offset + blobs[-1].stored_length > start:
+            raise CorruptObjectError(f"pack {key}: its trailer lists blobs past the trailer")
+        return blobs
+
     def write_content_addressed(self, kind: str, body: bytes) -> bytes:
         """Store ``body`` as ``<kind>/<hash of body>`` (once: the same bytes have the same name)."""
         object_id = hash_id(body)
@@ -281,7 +331,19 @@ class Store:
         return BlobReader(self, workers=workers)
 
     def read_entry(self, entry: IndexEntry) -> bytes:
-        """The plaintext of the blob ``entry`` locates, verified (through the object cache)."""
+        """The plaintext of the blob ``entry`` locates, verified (through the object cache); if
+        that copy is damaged or its pack is missing, another stored copy, if there is one."""
+        try:
+            return self._read_one_copy(entry)
+        except (CorruptObjectError, ObjectNotFoundError):
+            for copy in self.index.copies(entry.blob_id):
+                try:
+                    return self._read_one_copy(copy)
+                except (CorruptObjectError, ObjectNotFoundError):
+                    continue
+            raise
+
+    def _read_one_copy(self, entry: IndexEntry) -> bytes:
         key = object_key("data", entry.pack_id)
         cache = self.object_cache
         name = entry.blob_id.hex()
@@ -307,31 +369,48 @@ class Store:
     def walk(
         self, tree_id: bytes, prefix: tuple[str, ...] = ()
     ) -> Iterator[tuple[tuple[str, ...], TreeNode]]:
-        """Every node below ``tree_id``, depth-first, with its path."""
-        for node in self.read_tree(tree_id):
-            path = (*prefix, node.name)
-            yield path, node
+        """Every node below ``tree_id``, depth-first in tree order, with its path.
+
+        Iterative (depth is unbounded); a directory that contains itself is damage.
+        """
+        stack: list[tuple[Iterator[TreeNode], tuple[str, ...], bytes]] = [
+            (iter(self.read_tree(tree_id)), prefix, tree_id)
+        ]
+        on_path = {tree_id}
+        while stack:
+            nodes, path, current = stack[-1]
+            node = next(nodes, None)
+            if node is None:
+                stack.pop()
+                on_path.discard(current)
+                continue
+            child = (*path, node.name)
+            yield child, node
             if node.kind == "dir" and node.subtree is not None:
-                yield from self.walk(node.subtree, path)
+                if node.subtree in on_path:
+                    raise CorruptObjectError(
+                        f"tree {current.hex()}: directory {'/'.join(child)} contains itself"
+                    )
+                on_path.add(node.subtree)
+                stack.append((iter(self.read_tree(node.subtree)), child, node.subtree))
 
     def referenced_blobs(self, snapshot_ids: Iterable[str]) -> set[bytes]:
         """Every blob (trees and data) the snapshots reference; each tree is read once."""
         used: set[bytes] = set()
-        seen_trees: set[bytes] = set()
-
-        def visit(tree_id: bytes) -> None:
-            if tree_id in seen_trees:
-                return
-            seen_trees.add(tree_id)
+        pending = [
+            summary.root
+            for snapshot_id in snapshot_ids
+            for summary in self.load_manifest(snapshot_id).sources.values()
+        ]
+        while pending:
+            tree_id = pending.pop()
+            if tree_id in used:
+                continue
             used.add(tree_id)
             for node in self.read_tree(tree_id):
                 used.update(node.content)
-                if node.subtree is not None:
-                    visit(node.subtree)
-
-        for snapshot_id in snapshot_ids:
-            for summary in self.load_manifest(snapshot_id).sources.values():
-                visit(summary.root)
+                if node.subtree is not None and node.subtree not in used:
+                    pending.append(node.subtree)
         return used
 
     # --- snapshot manifests ---------------------------------------------------------------------
@@ -340,6 +419,11 @@ class Store:
         """Every stored snapshot id, sorted (oldest first: ids begin with the UTC time)."""
         return sorted(self.list_ids("snapshots/"))
 
+    @property
+    def checked(self) -> bool:
+        """Whether objects not named by their hash carry checksums (format 2 and later)."""
+        return self.config.version >= 2
+
     def load_manifest(self, snapshot_id: str) -> SnapshotManifest:
         key = object_key("snapshots", snapshot_id)
         try:
@@ -347,10 +431,14 @@ class Store:
         except ObjectNotFoundError:
             raise SnapshotNotFoundError(f"snapshot {snapshot_id} does not exist") from None
         try:
+            if len(stored) > MAX_MANIFEST_BYTES:
+                raise CorruptObjectError(f"{len(stored)} bytes is too large for a manifest")
+            if self.checked:
+                stored = open_checked(key, stored)
             payload = self.codec.unseal(stored, manifest_context(snapshot_id))
             manifest = SnapshotManifest.from_json(json.loads(payload))
-        except (CorruptObjectError, ValueError) as exc:
-            raise CorruptObjectError(f"{key} cannot be read: {exc}") from exc
+        except (CorruptObjectError, ValueError, RecursionError) as exc:
+            raise CorruptObjectError(f"{key} cannot be read: {str(exc)[:300]}") from exc
         if manifest.id != snapshot_id:
             raise CorruptObjectError(f"{key} holds the manifest of {manifest.id}")
         return manifest
@@ -358,7 +446,8 @@ class Store:
     def write_manifest(self, manifest: SnapshotManifest) -> None:
         payload = json.dumps(manifest.to_json(), sort_keys=True).encode()
         stored = self.codec.seal(payload, manifest_context(manifest.id))
-        self.backend.write(object_key("snapshots", manifest.id), stored)
+        key = object_key("snapshots", manifest.id)
+        self.backend.write(key, seal_checked(key, stored) if self.checked else stored)
 
     def delete_manifest(self, snapshot_id: str) -> bool:
         """Remove one manifest; False if it was already gone (perhaps another process's forget)."""
@@ -377,6 +466,25 @@ def cache_dir_for(cache_root: Path, backend: Backend, config: RepositoryConfig) 
     """
     where = hash_id(backend.location.encode()).hex()[:12]
     return cache_root / f"{config.id}-{where}"
+
+
+ENCRYPTED_MARKER = "encrypted"
+
+
+def remember_encryption(cache_dir: Path, config: RepositoryConfig, location: str) -> None:
+    """Remember on this machine that a repository is encrypted, and refuse it if its config
+    later says otherwise (someone with write access deleted the keys and edited the config to
+    make the next backup store plaintext)."""
+    marker = cache_dir / ENCRYPTED_MARKER
+    if config.encryption != "none":
+        if not marker.exists():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            marker.write_text(config.encryption + "\n")
+    elif marker.exists():
+        raise RepositoryError(
+            f"{location} was encrypted when this machine last opened it, but its config now "
+            "says it is not: the repository may have been tampered with; refusing"
+        )
 
 
 def open_store(
@@ -399,18 +507,32 @@ def open_store(
     backend = open_backend(url, host, options=options)
     try:
         try:
-            raw = backend.read("config")
+            raw = backend.read("config", 0, MAX_SMALL_OBJECT_BYTES + 1)
         except ObjectNotFoundError:
             raise RepositoryNotFoundError(
                 f"no stcore repository at {backend.location}; create one with "
                 f"`stcore init --repo {url}`"
             ) from None
         config = RepositoryConfig.from_bytes(raw, backend.location)
+        try:
+            ChunkerParams.from_json(config.chunker)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptObjectError(
+                f"config of {backend.location} has invalid chunker parameters: {exc}"
+            ) from exc
         master: MasterKey | None = None
         key_id: str | None = None
-        if config.encryption != "none":
-            master, key_id = open_master_key(backend, password)
+        if config.encryption == "none":
+            if key_ids(backend):
+                raise RepositoryError(
+                    f"config of {backend.location} says it is not encrypted, but the "
+                    "repository has keys/: the config may have been tampered with; refusing"
+                )
+        else:
+            master, key_id = open_master_key(backend, password, checked=config.version >= 2)
+            config.verify_mac(master.raw(), backend.location)
         cache_dir = cache_dir_for(cache_root, backend, config)
+        remember_encryption(cache_dir, config, backend.location)
         if cache is None:
             cache = is_remote_url(url)
         return Store(

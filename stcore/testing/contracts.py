@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,6 +152,7 @@ class BackendContract:
         dropped.abort()
         dropped.abort()
         assert [info.key for info in backend.list()] == ["data/st/streamed"]
+        assert backend.count_abandoned() >= 0
         assert backend.discard_abandoned() >= 0
         assert [info.key for info in backend.list()] == ["data/st/streamed"]
 
@@ -217,6 +219,22 @@ class CompressorContract:
             return
         with pytest.raises(CorruptObjectError):
             compressor.decompress(garbage, 1000)
+
+    def test_a_frame_larger_than_declared_is_refused_without_decoding_it_whole(
+        self, compressor: Compressor
+    ) -> None:
+        """``raw_size`` is a bound: a frame that decodes to more (a damaged or hostile one, a
+        "decompression bomb") raises CorruptObjectError, having produced at most about
+        ``raw_size`` bytes; a reader must never allocate what a frame merely claims."""
+        bomb = compressor.compress(bytes(64 * 1024 * 1024))
+        tracemalloc.start()
+        try:
+            with pytest.raises(CorruptObjectError):
+                compressor.decompress(bomb, 4096)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 1024 * 1024, f"decoding a 4 KiB-bounded frame took {peak} bytes"
 
 
 class EncryptorContract:

@@ -158,7 +158,9 @@ def test_writes_abandoned_by_a_dead_process_are_discarded_once_old(tmp_path: Pat
     live.write(b"a pack being written right now")
     hours_ago = time.time() - 2 * 3600
     os.utime(stale, (hours_ago, hours_ago))
+    assert backend.count_abandoned() == 1
     assert backend.discard_abandoned() == 1
+    assert backend.count_abandoned() == 0
     assert not stale.exists()
     live.commit("data/li/live")  # the fresh one was left alone
     assert backend.read("data/li/live") == b"a pack being written right now"

@@ -135,11 +135,9 @@ class LocalBackend:
             raise _map_os_error(exc, temp) from exc
         return _LocalWriter(self, temp, os.fdopen(fd, "wb", buffering=WRITER_BUFFER))
 
-    def discard_abandoned(self) -> int:
-        """Delete the temporary files of writes whose process died (``.tmp-*``, anywhere),
-        once untouched for ``ABANDONED_AFTER`` seconds: a live write (a sync into this directory
-        takes no repository lock) keeps its file's mtime fresh."""
-        removed = 0
+    def _abandoned(self) -> Iterator[str]:
+        """Temporary files (``.tmp-*``, anywhere) untouched for ``ABANDONED_AFTER`` seconds: a
+        live write (a sync into this directory takes no repository lock) keeps its mtime fresh."""
         cutoff = time.time() - ABANDONED_AFTER
         for dirpath, _, filenames in os.walk(self.root):
             for filename in filenames:
@@ -148,10 +146,23 @@ class LocalBackend:
                 path = os.path.join(dirpath, filename)
                 try:
                     if os.lstat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        removed += 1
+                        yield path
                 except FileNotFoundError:
                     continue
+
+    def count_abandoned(self) -> int:
+        """How many temporaries of crashed writes there are (``stcore check`` reports them)."""
+        return sum(1 for _ in self._abandoned())
+
+    def discard_abandoned(self) -> int:
+        """Delete the temporary files of writes whose process died; see :meth:`_abandoned`."""
+        removed = 0
+        for path in self._abandoned():
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                continue
         return removed
 
     def _link_into_place(self, temp: Path, key: str) -> None:
