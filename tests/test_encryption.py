@@ -32,7 +32,6 @@ from stcore.testing import EncryptorContract
 from tests.conftest import run_cli
 from tests.helpers import (
     PASSWORD,
-    assert_one_line_error,
     init_encrypted,
     open_encrypted,
 )
