@@ -11,7 +11,7 @@ import pytest
 
 import stcore
 from stcore.errors import PruneRefusedError
-from stcore.repo.format import object_key
+from stcore.repo.format import encode_index, object_key
 from stcore.repository import Repository
 from tests.conftest import run_cli
 from tests.helpers import flip_bit
@@ -43,17 +43,21 @@ def test_prune_never_deletes_the_data_of_a_kept_snapshot_when_an_index_object_is
     tmp_path: Path,
 ) -> None:
     repo = _small_packs(tmp_path)
-    first = repo.backup(stcore.sources_for_paths([str(_tree(tmp_path / "a", 1))])).manifest
-    kept_source = _tree(tmp_path / "b", 2)
+    kept_source = _tree(tmp_path / "a", 1)
+    first = repo.backup(stcore.sources_for_paths([str(kept_source)])).manifest
+    (kept_source / "new.bin").write_bytes(os.urandom(2 * MIB))
     kept = repo.backup(stcore.sources_for_paths([str(kept_source)])).manifest
     repo.forget([first.id])
+    # Lose the index object of the first backup: it holds the data the kept snapshot shares
+    # (its trees are in the other one, so walking the snapshot still works). Prune used to see
+    # those packs as unreferenced and delete them.
     kept_root = next(iter(kept.sources.values())).root
-    (kept_index,) = [
+    (lost,) = [
         i.key
         for i in repo.backend.list("index/")
-        if any(e.blob_id == kept_root for e in repo.store.read_index_entries(i.key))
+        if not any(e.blob_id == kept_root for e in repo.store.read_index_entries(i.key))
     ]
-    repo.backend.delete(kept_index)
+    repo.backend.delete(lost)
     packs_before = {i.key for i in repo.backend.list("data/")}
 
     with pytest.raises(PruneRefusedError, match=r"nothing was deleted.*stcore repair index"):
@@ -155,3 +159,16 @@ def test_check_warns_about_orphaned_packs_and_leftover_temporaries(tmp_path: Pat
     assert any("temporary files" in w for w in result.warnings)
     cli = run_cli("--repo", repo.location, "check")
     assert "warning:" in cli.stderr and "Traceback" not in cli.stderr
+
+
+def test_check_read_data_warns_about_blobs_the_index_does_not_list(tmp_path: Path) -> None:
+    repo = _small_packs(tmp_path)
+    repo.backup(stcore.sources_for_paths([str(_tree(tmp_path / "src", 8, files=2))]))
+    index = repo.store.load_index(cached=False)
+    dropped = next(e for e in index.values() if e.blob_type == "data")
+    remaining = [e for e in index.values() if e.blob_id != dropped.blob_id]
+    for key in [i.key for i in repo.backend.list("index/")]:
+        repo.backend.delete(key)
+    repo.store.write_content_addressed("index", encode_index(repo.codec, remaining))
+    result = stcore.open_repository(repo.location).check(read_data=True)
+    assert any(dropped.blob_id.hex() in w and "repair index" in w for w in result.warnings)

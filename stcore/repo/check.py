@@ -227,6 +227,11 @@ def _check_pack(
             found.bad_copy(blob.blob_id, pack_id, f"pack {key}, blob {blob.blob_id.hex()}: {exc}")
             continue
         found.good.add(blob.blob_id)
+        if indexed and blob.blob_id not in index:
+            found.warnings.append(
+                f"pack {key} holds blob {blob.blob_id.hex()}, which the index does not list: "
+                "`stcore repair index` adopts it, `stcore prune` drops it"
+            )
         entry = index.get(blob.blob_id)
         if entry is not None and entry.pack_id == pack_id and entry.offset != blob.offset:
             found.errors.append(f"pack {key}: index and trailer disagree on {blob.blob_id.hex()}")
