@@ -172,3 +172,28 @@ def test_check_read_data_warns_about_blobs_the_index_does_not_list(tmp_path: Pat
     repo.store.write_content_addressed("index", encode_index(repo.codec, remaining))
     result = stcore.open_repository(repo.location).check(read_data=True)
     assert any(dropped.blob_id.hex() in w and "repair index" in w for w in result.warnings)
+
+
+def test_repair_packs_salvages_what_still_verifies_and_repair_snapshots_the_rest(
+    tmp_path: Path,
+) -> None:
+    repo = _small_packs(tmp_path)
+    source = _tree(tmp_path / "src", 9, files=2)
+    original = repo.backup(stcore.sources_for_paths([str(source)])).manifest
+    shutil.rmtree(source)
+    pack_id = next(e.pack_id for e in repo.index.values() if e.blob_type == "data")
+    in_pack = [e for e in repo.index.values() if e.pack_id == pack_id]
+    victim = in_pack[0]
+    flip_bit(Path(repo.location) / object_key("data", pack_id), (victim.offset + 20) * 8)
+    assert not repo.check(read_data=True).ok
+
+    salvaged = repo.repair_packs()
+    assert salvaged.packs_repaired == (pack_id.hex(),)
+    assert salvaged.blobs_lost == 1 and salvaged.blobs_salvaged == len(in_pack) - 1
+    assert object_key("data", pack_id) not in {i.key for i in repo.backend.list("data/")}
+    assert not repo.check(read_data=True).ok  # that one blob is gone for good
+
+    (repair,) = repo.repair_snapshots(forget=True).repaired
+    assert repair.snapshot_id == original.id and repair.changes
+    assert repo.check(read_data=True).ok
+    repo.restore(repair.new_id or "", tmp_path / "out")

@@ -86,16 +86,19 @@ def check(
     damaged_index = bool(found.errors)
     store.set_index(index)
     indexed: dict[bytes, set[bytes]] = {}  # pack id -> blobs the index places there
-    for entry in index.all_entries():
-        indexed.setdefault(entry.pack_id, set()).add(entry.blob_id)
-        size = packs.get(entry.pack_id.hex())
-        key = object_key("data", entry.pack_id)
+    sizes = {bytes.fromhex(name): size for name, size in packs.items()}
+    for blob_id, pack_id, offset, stored_length in index.locations():
+        members = indexed.get(pack_id)
+        if members is None:
+            members = indexed[pack_id] = set()
+        members.add(blob_id)
+        size = sizes.get(pack_id)
         if size is None:
-            found.bad_copy(entry.blob_id, entry.pack_id, f"pack {key} is missing")
-        elif entry.offset + entry.stored_length + PACK_FOOTER.size > size:
-            found.bad_copy(entry.blob_id, entry.pack_id, f"pack {key} is truncated")
+            found.bad_copy(blob_id, pack_id, f"pack {object_key('data', pack_id)} is missing")
+        elif offset + stored_length + PACK_FOOTER.size > size:
+            found.bad_copy(blob_id, pack_id, f"pack {object_key('data', pack_id)} is truncated")
         elif not read_data:
-            found.good.add(entry.blob_id)
+            found.good.add(blob_id)
     snapshot_ids = store.snapshot_ids()
     seen_trees: set[bytes] = set()
     for snapshot_id in snapshot_ids:
@@ -206,7 +209,10 @@ def _check_pack(
         found.errors.append(f"pack {key} disappeared during the check")
         return
     if hash_id(body) != pack_id:
-        found.warnings.append(f"pack {key} does not match its hash (its bytes were changed)")
+        found.warnings.append(
+            f"pack {key} does not match its hash (its bytes were changed; each blob is checked "
+            f"on its own): `stcore repair packs {pack_id.hex()}` rewrites what still verifies"
+        )
     try:
         trailer_length = decode_pack_footer(body[-PACK_FOOTER.size :], len(body))
         trailer_start = len(body) - PACK_FOOTER.size - trailer_length
@@ -218,22 +224,25 @@ def _check_pack(
             found.warnings.append(f"pack {key} is not in the index and unreadable: {exc}")
         return
     listed = set()
+    unseal, good = store.codec.unseal_blob, found.good
     for blob in blobs:
-        listed.add(blob.blob_id)
-        stored = body[blob.offset : blob.offset + blob.stored_length]
+        blob_id = blob.blob_id
+        listed.add(blob_id)
         try:
-            store.codec.unseal_blob(blob.blob_id, stored, blob.raw_length)
+            unseal(blob_id, body[blob.offset : blob.offset + blob.stored_length], blob.raw_length)
         except CorruptObjectError as exc:
-            found.bad_copy(blob.blob_id, pack_id, f"pack {key}, blob {blob.blob_id.hex()}: {exc}")
+            found.bad_copy(blob_id, pack_id, f"pack {key}, blob {blob_id.hex()}: {exc}")
             continue
-        found.good.add(blob.blob_id)
-        if indexed and blob.blob_id not in index:
-            found.warnings.append(
-                f"pack {key} holds blob {blob.blob_id.hex()}, which the index does not list: "
-                "`stcore repair index` adopts it, `stcore prune` drops it"
-            )
-        entry = index.get(blob.blob_id)
-        if entry is not None and entry.pack_id == pack_id and entry.offset != blob.offset:
-            found.errors.append(f"pack {key}: index and trailer disagree on {blob.blob_id.hex()}")
+        good.add(blob_id)
+        if blob_id not in indexed:
+            if indexed and blob_id not in index:
+                found.warnings.append(
+                    f"pack {key} holds blob {blob_id.hex()}, which the index does not list: "
+                    "`stcore repair index` adopts it, `stcore prune` drops it"
+                )
+            continue
+        entry = index[blob_id]
+        if entry.pack_id == pack_id and entry.offset != blob.offset:
+            found.errors.append(f"pack {key}: index and trailer disagree on {blob_id.hex()}")
     for blob_id in indexed - listed:
         found.bad_copy(blob_id, pack_id, f"pack {key} does not hold blob {blob_id.hex()}")

@@ -1,4 +1,4 @@
-"""Byte layouts of repository format v1: blob frames, packs, index objects, trees, config.
+"""Byte layouts of the repository format: blob frames, packs, index objects, trees, config.
 
 ``docs/format.md`` is the prose version of this module; change both together.
 
@@ -180,8 +180,8 @@ def decode_pack_footer(footer: bytes, pack_size: int) -> int:
     trailer_length, magic, version = PACK_FOOTER.unpack(footer)
     if magic != PACK_MAGIC:
         raise CorruptObjectError("pack footer has the wrong magic bytes")
-    if version > LAYOUT_VERSION:
-        raise FormatVersionError(f"pack written in format {version}; upgrade stcore to read it")
+    if version != LAYOUT_VERSION:  # the config's version governs: any other byte is damage
+        raise CorruptObjectError(f"pack footer names layout {version}, not {LAYOUT_VERSION}")
     if trailer_length + PACK_FOOTER.size > pack_size:
         raise CorruptObjectError("pack trailer length exceeds the pack size")
     return int(trailer_length)
@@ -252,9 +252,9 @@ def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
     try:
         if payload[:4] != INDEX_MAGIC:
             raise CorruptObjectError("index object has the wrong magic bytes")
-        if payload[4] > LAYOUT_VERSION:
-            raise FormatVersionError(
-                f"index written in format {payload[4]}; upgrade stcore to read it"
+        if payload[4] != LAYOUT_VERSION:
+            raise CorruptObjectError(
+                f"index object names layout version {payload[4]}, not {LAYOUT_VERSION}"
             )
         (pack_count,) = struct.unpack_from("<I", payload, 5)
         position = 9

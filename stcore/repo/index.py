@@ -100,6 +100,16 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         """The other known locations of ``blob_id`` (not the one ``index[blob_id]`` gives)."""
         return list(self._copies.get(blob_id, ()))
 
+    def locations(self) -> Iterator[tuple[bytes, bytes, int, int]]:
+        """``(blob id, pack id, offset, stored length)`` of every known copy of every blob,
+        without building an ``IndexEntry`` per blob (check walks millions of them)."""
+        packs, pack, offset, stored = self._packs, self._pack, self._offset, self._stored
+        for blob_id, row in self._rows.items():
+            yield blob_id, packs[pack[row]], offset[row], stored[row]
+        for copies in self._copies.values():
+            for copy in copies:
+                yield copy.blob_id, copy.pack_id, copy.offset, copy.stored_length
+
     def all_entries(self) -> Iterator[IndexEntry]:
         """Every known location of every blob, copies included."""
         yield from self.values()
