@@ -17,13 +17,13 @@ from stcore.repository import Repository
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every file the files source opens during a backup."""
     paths: list[str] = []
-    real = builtin_sources._open_binary
+    real = builtin_sources.open_scanned
 
-    def counting(path: str):  # type: ignore[no-untyped-def]
+    def counting(path: str, scanned: os.stat_result):  # type: ignore[no-untyped-def]
         paths.append(os.path.basename(path))
-        return real(path)
+        return real(path, scanned)
 
-    monkeypatch.setattr(builtin_sources, "_open_binary", counting)
+    monkeypatch.setattr(builtin_sources, "open_scanned", counting)
     return paths
 
 

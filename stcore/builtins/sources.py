@@ -6,13 +6,15 @@ contract and ``docs/configuration.md`` (``[sources.NAME]``) for the options.
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import shutil
 import sqlite3
 import stat
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +26,78 @@ from stcore.interfaces import ErrorReporter, SourceEntry
 
 def _open_binary(path: str) -> BinaryIO:
     return open(path, "rb")
+
+
+#: the user-space buffer over a scanned file: few system calls for large files
+READ_BUFFER = 1024 * 1024
+
+
+class _ScannedFile(io.RawIOBase):
+    """The bytes of a file exactly as scanned: at most its scanned size, and an OSError when it
+    shrank, grew or was modified while being read (the backup lists it, exit 3)."""
+
+    def __init__(self, fd: int, path: str, scanned: os.stat_result) -> None:
+        super().__init__()
+        self._fd = fd
+        self._path = path
+        self._scanned = scanned
+        self._left = scanned.st_size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            self._check_unchanged()
+            return 0
+        with memoryview(buffer) as view:  # read straight into the caller's buffer: no copy
+            count = os.readv(self._fd, [view[: min(len(view), self._left)]])
+        if not count:
+            raise OSError(
+                errno.EIO,
+                f"shrank while being read ({self._scanned.st_size} bytes when scanned, "
+                f"{self._scanned.st_size - self._left} read); not stored",
+            )
+        self._left -= count
+        return count
+
+    def _check_unchanged(self) -> None:
+        if os.read(self._fd, 1):
+            raise OSError(errno.EIO, "grew while being read; not stored")
+        now = os.fstat(self._fd)
+        if now.st_size != self._scanned.st_size or now.st_mtime_ns != self._scanned.st_mtime_ns:
+            raise OSError(errno.EIO, "was modified while being read; not stored")
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def open_scanned(path: str, scanned: os.stat_result) -> BinaryIO:
+    """Open the regular file that was scanned at ``path`` and nothing else: no link is followed,
+    a FIFO or device never blocks the open, and the descriptor must be the scanned file (same
+    device and inode, still regular). A swapped path raises OSError before a byte is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(
+                errno.ELOOP, "was replaced by a symlink after the scan; not read"
+            ) from None
+        raise
+    try:
+        now = os.fstat(fd)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
+            scanned.st_dev,
+            scanned.st_ino,
+        ):
+            raise OSError(errno.ESTALE, "was replaced after the scan; not read")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return io.BufferedReader(_ScannedFile(fd, path, scanned), buffer_size=READ_BUFFER)
 
 
 #: how much of a file to ask the kernel to read ahead of the backup loop
@@ -65,7 +139,12 @@ def _require_path(name: str, options: Mapping[str, Any]) -> Path:
     return path.absolute()
 
 
-def _entry_for(path: str, parts: tuple[str, ...], st: os.stat_result) -> SourceEntry | None:
+def _entry_for(
+    path: str,
+    parts: tuple[str, ...],
+    st: os.stat_result,
+    before_open: Callable[[str], None] | None = None,
+) -> SourceEntry | None:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
         return SourceEntry(path=parts, kind="dir", mode=mode, mtime_ns=st.st_mtime_ns)
@@ -84,11 +163,33 @@ def _entry_for(path: str, parts: tuple[str, ...], st: os.stat_result) -> SourceE
             mode=mode,
             mtime_ns=st.st_mtime_ns,
             size=st.st_size,
-            opener=partial(_open_binary, path),
+            opener=partial(_open_checked, path, st, before_open),
             prefetch=partial(_advise_willneed, path, st.st_size) if _CAN_ADVISE else None,
             change_token=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
         )
-    return None  # sockets, FIFOs and devices are not backed up
+    raise OSError(
+        errno.EINVAL, f"is a {_special_kind(st.st_mode)}: not backed up (only its name is known)"
+    )
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _open_checked(
+    path: str, scanned: os.stat_result, before_open: Callable[[str], None] | None
+) -> BinaryIO:
+    if before_open is not None:
+        before_open(path)  # tests: change the file between scan and read, deterministically
+    return open_scanned(path, scanned)
 
 
 class FilesSource:
@@ -105,6 +206,9 @@ class FilesSource:
         self.root = _require_path(name, options)
         self.include = _as_list(options.get("include"), "include", name)
         self.exclude = _as_list(options.get("exclude"), "exclude", name)
+        #: called with a file's path between the scan and the read (a hook for tests that
+        #: swap, grow or shrink a file at exactly that moment)
+        self.before_open: Callable[[str], None] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"path": str(self.root), "include": self.include, "exclude": self.exclude}
@@ -115,7 +219,10 @@ class FilesSource:
         except OSError as exc:
             raise SourceError(f"source {self.name!r}: cannot read {self.root}: {exc}") from exc
         if not stat.S_ISDIR(st.st_mode):
-            entry = _entry_for(str(self.root), (self.root.name,), st)
+            try:
+                entry = _entry_for(str(self.root), (self.root.name,), st, self.before_open)
+            except OSError as exc:
+                raise SourceError(f"source {self.name!r}: {self.root} {exc.strerror}") from exc
             if entry is not None:
                 yield entry
             return
@@ -128,35 +235,51 @@ class FilesSource:
     def _walk(
         self, directory: str, parts: tuple[str, ...], report_error: ErrorReporter
     ) -> Iterator[SourceEntry]:
-        try:
-            with os.scandir(directory) as iterator:
-                children = sorted(iterator, key=lambda e: e.name)
-        except OSError as exc:
-            report_error(directory, exc)
-            return
-        for child in children:
-            child_parts = (*parts, child.name)
+        """Depth-first, names sorted, a directory before its contents; iterative, so the depth
+        of a tree is unbounded."""
+        stack: list[Iterator[tuple[str, tuple[str, ...]]]] = [
+            self._children(directory, parts, report_error)
+        ]
+        while stack:
+            child = next(stack[-1], None)
+            if child is None:
+                stack.pop()
+                continue
+            path, child_parts = child
             relative = "/".join(child_parts)
             if self.exclude and match_any(self.exclude, relative):
                 continue
             try:
-                st = child.stat(follow_symlinks=False)
+                st = os.lstat(path)
             except OSError as exc:
-                report_error(child.path, exc)
+                report_error(path, exc)
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.include and not is_dir and not match_any(self.include, relative):
                 continue
             try:
-                entry = _entry_for(child.path, child_parts, st)
+                entry = _entry_for(path, child_parts, st, self.before_open)
             except OSError as exc:
-                report_error(child.path, exc)
+                report_error(path, exc)
                 continue
             if entry is None:
                 continue
             yield entry
             if is_dir:
-                yield from self._walk(child.path, child_parts, report_error)
+                stack.append(self._children(path, child_parts, report_error))
+
+    @staticmethod
+    def _children(
+        directory: str, parts: tuple[str, ...], report_error: ErrorReporter
+    ) -> Iterator[tuple[str, tuple[str, ...]]]:
+        try:
+            with os.scandir(directory) as iterator:
+                names = sorted(entry.name for entry in iterator)
+        except OSError as exc:
+            report_error(directory, exc)
+            return
+        for name in names:
+            yield os.path.join(directory, name), (*parts, name)
 
     def close(self) -> None:
         pass
