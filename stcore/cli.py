@@ -48,8 +48,11 @@ EXIT_ERROR = 1
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# Markup is off: tags, hosts, paths, file names and error messages are the users' text and are
+# printed as they are. The few program literals that style text pass markup=True and escape()
+# whatever they interpolate.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 class Context:
@@ -201,7 +204,7 @@ def progress_bar(
         return
     columns = [
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # a remote name is text
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -375,13 +378,18 @@ def backup(
             highlight=False,
         )
         for path, message in result.errors:
-            err.print(f"[yellow]could not read[/] {path}: {message}", highlight=False)
+            err.print(
+                f"[yellow]could not read[/] {escape(path)}: {escape(message)}",
+                highlight=False,
+                markup=True,
+            )
     if result.partial:
         if not as_json:
             err.print(
                 f"[yellow]warning:[/] {len(result.errors)} entries could not be read; "
                 "the snapshot holds everything else",
                 highlight=False,
+                markup=True,
             )
         sys.exit(EXIT_PARTIAL)
 
@@ -500,7 +508,7 @@ def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
                 f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False
             )
     for problem in document["errors"]:
-        out.print(f"  [yellow]unreadable[/] {problem}", highlight=False)
+        out.print(f"  [yellow]unreadable[/] {escape(problem)}", highlight=False, markup=True)
 
 
 @cli.command()
@@ -695,9 +703,9 @@ def check(ctx: Context, read_data: bool, as_json: bool) -> None:
         )
     else:
         for problem in result.errors:
-            err.print(f"[red]error:[/] {escape(problem)}", highlight=False)
+            err.print(f"[red]error:[/] {escape(problem)}", highlight=False, markup=True)
         for note in result.warnings:
-            err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, markup=True)
         verdict = "no errors found" if result.ok else f"{len(result.errors)} errors found"
         if result.warnings:
             verdict += f", {len(result.warnings)} warnings"
@@ -780,15 +788,18 @@ def plugins(ctx: Context, as_json: bool) -> None:
     out.print(table)
     for broken in host.broken:
         err.print(
-            f"[red]broken:[/] {broken.name} ({broken.distribution} {broken.version}): "
-            f"{broken.error}",
+            f"[red]broken:[/] {escape(broken.name)} ({escape(broken.distribution)} "
+            f"{escape(broken.version)}): {escape(broken.error)}",
             highlight=False,
+            markup=True,
         )
     for kind, names in conflicts.items():
         for name, claimants in names.items():
             err.print(
-                f"[red]conflict:[/] {kind} {name!r} is provided by {', '.join(claimants)}",
+                f"[red]conflict:[/] {kind} {escape(repr(name))} is provided by "
+                f"{escape(', '.join(claimants))}",
                 highlight=False,
+                markup=True,
             )
 
 
@@ -1214,7 +1225,7 @@ def repair_index(ctx: Context, dry_run: bool, as_json: bool) -> None:
         emit_json(attrs.asdict(result))
         return
     for problem in result.unreadable:
-        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, markup=True)
     verb = "would index" if dry_run else "indexed"
     out.print(
         f"{verb} {result.blobs} blobs in {result.packs} packs; "
