@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import attrs
 
 from stcore.errors import ConfigError
+from stcore.repo.locks import DEFAULT_LOCK_WAIT
+from stcore.repo.objectcache import DEFAULT_CACHE_BYTES
 
 CONFIG_NAME = "stcore.toml"
 PATH_OPTIONS = ("path", "paths")
@@ -83,12 +85,12 @@ def default_cache_root() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "stcore"
 
 
-def cache_limit_from_env(default: int = 1024**3) -> int:
+def cache_limit_from_env(default: int = DEFAULT_CACHE_BYTES) -> int:
     """The object cache's bound: ``STCORE_CACHE_MAX_BYTES``, or 1 GiB."""
     return _positive_number("STCORE_CACHE_MAX_BYTES", default, int)
 
 
-def lock_wait_from_env(default: float = 600.0) -> float:
+def lock_wait_from_env(default: float = DEFAULT_LOCK_WAIT) -> float:
     """How long writers wait for a conflicting lock: ``STCORE_LOCK_WAIT`` seconds (default 600)."""
     return _positive_number("STCORE_LOCK_WAIT", default, float, zero=True)
 

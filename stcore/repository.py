@@ -46,6 +46,7 @@ from stcore.repo.format import Codec, RepositoryConfig
 from stcore.repo.index import BlobIndex
 from stcore.repo.init import create_store
 from stcore.repo.keys import KdfParams, KeyInfo, PasswordSource, add_key, describe_keys, remove_key
+from stcore.repo.locks import EXCLUSIVE_LOCK_WAIT
 from stcore.repo.objectcache import ObjectCache
 from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
 from stcore.repo.repair import RepairIndexResult, RepairPacksResult, RepairSnapshotsResult
@@ -181,9 +182,11 @@ class Repository:
 
     def rebuild_catalog(self) -> int:
         """Drop the catalog and rebuild it from the repository; return the snapshot count."""
-        self.catalog.clear()
-        self.catalog.refresh(self.store.snapshot_ids(), self.store.load_manifest)
-        return len(self.catalog.ids())
+        if self._catalog is None:  # opened without the refresh that clear() would undo
+            self._catalog = open_catalog(self.store, refresh=False)
+        self._catalog.clear()
+        self._catalog.refresh(self.store.snapshot_ids(), self.store.load_manifest)
+        return len(self._catalog.ids())
 
     def snapshots(
         self,
@@ -330,7 +333,7 @@ class Repository:
         *,
         repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
         dry_run: bool = False,
-        wait: float = 300.0,
+        wait: float = EXCLUSIVE_LOCK_WAIT,
         progress: ProgressCallback | None = None,
     ) -> PruneResult:
         """Reclaim the space of data no snapshot references; see :mod:`stcore.repo.prune`."""

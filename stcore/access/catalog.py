@@ -293,10 +293,12 @@ class Catalog:
         return {"snapshots": row[0], "size": row[1], "added_bytes": row[2]}
 
 
-def open_catalog(store: Store) -> Catalog:
+def open_catalog(store: Store, *, refresh: bool = True) -> Catalog:
     """The catalog of ``store``'s repository on this machine, brought up to date (new snapshots
-    loaded, forgotten ones dropped)."""
+    loaded, forgotten ones dropped) unless ``refresh`` is False."""
     catalog = Catalog(store.cache_dir / "catalog.sqlite")
+    if not refresh:
+        return catalog
     try:
         catalog.refresh(store.snapshot_ids(), store.load_manifest)
     except BaseException:

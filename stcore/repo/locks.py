@@ -39,6 +39,8 @@ STALE_AFTER = 1800.0
 
 #: how long a writer waits for a conflicting lock by default, in seconds
 DEFAULT_LOCK_WAIT = 600.0
+#: how long prune and repair, which take the exclusive lock, wait for running backups by default
+EXCLUSIVE_LOCK_WAIT = 300.0
 
 
 def _now() -> float:

@@ -34,7 +34,7 @@ from stcore.interfaces import Backend, StreamingBackend
 from stcore.models import IndexEntry
 from stcore.repo.format import encode_index, object_key
 from stcore.repo.index import BlobIndex
-from stcore.repo.locks import repository_lock
+from stcore.repo.locks import EXCLUSIVE_LOCK_WAIT, repository_lock
 from stcore.repo.packer import Packer
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def prune(
     *,
     repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
     dry_run: bool = False,
-    wait: float = 300.0,
+    wait: float = EXCLUSIVE_LOCK_WAIT,
     progress: Callable[[str, int], None] | None = None,
 ) -> PruneResult:
     """Reclaim the space of data no snapshot references; see the module docstring."""

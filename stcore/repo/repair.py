@@ -28,7 +28,7 @@ from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode,
 from stcore.repo.damage import load_damage, save_damage
 from stcore.repo.format import PackedBlob, encode_index, encode_tree, object_key
 from stcore.repo.index import BlobIndex
-from stcore.repo.locks import repository_lock
+from stcore.repo.locks import DEFAULT_LOCK_WAIT, EXCLUSIVE_LOCK_WAIT, repository_lock
 from stcore.repo.packer import Packer
 from stcore.repo.store import Store
 
@@ -159,7 +159,7 @@ def repair_index(
     store: Store,
     *,
     dry_run: bool = False,
-    wait: float = 300.0,
+    wait: float = EXCLUSIVE_LOCK_WAIT,
     progress: ProgressCallback | None = None,
 ) -> RepairIndexResult:
     """Rebuild the index from the packs' trailers; see the module docstring."""
@@ -171,7 +171,7 @@ def repair_packs(
     store: Store,
     pack_ids: Iterable[str] = (),
     *,
-    wait: float = 300.0,
+    wait: float = EXCLUSIVE_LOCK_WAIT,
     progress: ProgressCallback | None = None,
 ) -> RepairPacksResult:
     """Salvage the blobs that still verify from damaged packs (``pack_ids``, hex, or those check
@@ -317,7 +317,7 @@ def repair_snapshots(
     *,
     dry_run: bool = False,
     forget: bool = False,
-    lock_wait: float = 600.0,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
 ) -> RepairSnapshotsResult:
     """Rewrite the snapshots that reference lost data; see the module docstring."""
     with repository_lock(
