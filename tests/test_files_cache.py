@@ -146,3 +146,18 @@ def test_reading_ahead_a_file_that_vanished_is_harmless(tmp_path: Path) -> None:
     builtin_sources._advise_willneed(str(tmp_path / "missing"), 100)
     (tmp_path / "link").symlink_to(tmp_path / "missing")
     builtin_sources._advise_willneed(str(tmp_path / "link"), 100)
+
+
+def test_a_name_that_is_not_utf8_is_cached_and_not_read_again(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    name = os.fsdecode(b"bad\xff\xfename.txt")
+    (root / name).write_bytes(b"x")
+    os.utime(root / name, ns=(1, 1))  # old enough to be cached
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    first = repo.backup(stcore.sources_for_paths([str(root)]))
+    second = repo.backup(stcore.sources_for_paths([str(root)]))
+    assert not first.partial and not second.partial
+    assert opened == [name]  # the second backup took it from the files cache

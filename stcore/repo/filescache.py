@@ -38,7 +38,10 @@ class FilesCache:
             "SELECT path, token, content FROM files WHERE source = ?", (source,)
         )
         return {
-            path: (token, tuple(content[i : i + 32] for i in range(0, len(content), 32)))
+            _path_text(path): (
+                token,
+                tuple(content[i : i + 32] for i in range(0, len(content), 32)),
+            )
             for path, token, content in rows
         }
 
@@ -48,8 +51,21 @@ class FilesCache:
             self._db.execute("DELETE FROM files WHERE source = ?", (source,))
             self._db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                ((source, path, token, b"".join(content)) for path, token, content in entries),
+                (
+                    (source, _path_bytes(path), token, b"".join(content))
+                    for path, token, content in entries
+                ),
             )
 
     def close(self) -> None:
         self._db.close()
+
+
+def _path_bytes(path: str) -> bytes:
+    """A path as the bytes the file system gave: a name that is not UTF-8 reaches us with
+    surrogate escapes, which SQLite's text type refuses, so paths are stored as blobs."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _path_text(stored: str | bytes) -> str:
+    return stored.decode("utf-8", "surrogateescape") if isinstance(stored, bytes) else stored
