@@ -19,9 +19,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     paths: list[str] = []
     real = builtin_sources.open_scanned
 
-    def counting(path: str, scanned: os.stat_result):  # type: ignore[no-untyped-def]
+    def counting(path: str, scanned: os.stat_result, dir_fd: int | None = None):  # type: ignore[no-untyped-def]
         paths.append(os.path.basename(path))
-        return real(path, scanned)
+        return real(path, scanned, dir_fd)
 
     monkeypatch.setattr(builtin_sources, "open_scanned", counting)
     return paths
@@ -102,9 +102,9 @@ def advised(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     paths: list[str] = []
     real = builtin_sources._advise_willneed
 
-    def recording(path: str, size: int) -> None:
+    def recording(path: str, size: int, dir_fd: int | None = None) -> None:
         paths.append(os.path.basename(path))
-        real(path, size)
+        real(path, size, dir_fd)
 
     monkeypatch.setattr(builtin_sources, "_advise_willneed", recording)
     return paths
@@ -121,9 +121,9 @@ def test_files_are_read_ahead_before_they_are_read_unless_the_cache_knows_them(
     opened_when_advised: list[int] = []
     real = builtin_sources._advise_willneed
 
-    def noting(path: str, size: int) -> None:
+    def noting(path: str, size: int, dir_fd: int | None = None) -> None:
         opened_when_advised.append(len(opened))
-        real(path, size)
+        real(path, size, dir_fd)
 
     monkeypatch.setattr(builtin_sources, "_advise_willneed", noting)
     _backup(repo, root)

@@ -6,6 +6,7 @@ contract and ``docs/configuration.md`` (``[sources.NAME]``) for the options.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import io
 import json
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import attrs
 
 from stcore.errors import ConfigError, SourceError
 from stcore.globs import match_any
@@ -74,12 +77,15 @@ class _ScannedFile(io.RawIOBase):
         super().close()
 
 
-def open_scanned(path: str, scanned: os.stat_result) -> BinaryIO:
-    """Open the regular file that was scanned at ``path`` and nothing else: no link is followed,
-    a FIFO or device never blocks the open, and the descriptor must be the scanned file (same
-    device and inode, still regular). A swapped path raises OSError before a byte is read."""
+def open_scanned(path: str, scanned: os.stat_result, dir_fd: int | None = None) -> BinaryIO:
+    """Open the regular file that was scanned at ``path`` (relative to ``dir_fd`` when given)
+    and nothing else: no link is followed, a FIFO or device never blocks the open, and the
+    descriptor must be the scanned file (same device and inode, still regular). A swapped path
+    raises OSError before a byte is read."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(
+            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise OSError(
@@ -105,10 +111,10 @@ ADVISE_BYTES = 4 * 1024 * 1024
 _CAN_ADVISE = hasattr(os, "posix_fadvise")  # not on macOS or Windows
 
 
-def _advise_willneed(path: str, size: int) -> None:
+def _advise_willneed(path: str, size: int, dir_fd: int | None = None) -> None:
     """Ask the kernel to start reading ``path`` now (``POSIX_FADV_WILLNEED``); best effort."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
     except OSError:
         return  # the real read reports the problem
     try:
@@ -117,6 +123,54 @@ def _advise_willneed(path: str, size: int) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class _Dir:
+    """An open directory of the walk. Every name in it is read relative to this descriptor, one
+    component at a time: no path grows past ``PATH_MAX`` however deep the tree, and no link on
+    the way is followed. Closed when the walk and every pending entry are done with it."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def open(cls, name: str, parent: _Dir | None, scanned: os.stat_result) -> _Dir:
+        """Open directory ``name`` (in ``parent``), which must be the one scanned."""
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(name, flags, dir_fd=None if parent is None else parent.fd)
+        directory = cls(fd)  # closes the descriptor if the check below fails
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (scanned.st_dev, scanned.st_ino):
+            raise OSError(errno.ESTALE, "was replaced after the scan; not read")
+        return directory
+
+    def __del__(self) -> None:
+        os.close(self.fd)
+
+
+#: directories of the walk held open at once; a deeper tree reopens its ancestors through ".."
+HELD_LEVELS = 64
+
+
+@attrs.define
+class _Level:
+    """One directory on the walk's path: the names still to visit in it."""
+
+    listing: list[str]
+    identity: tuple[int, int]
+    directory: _Dir | None
+    names: Iterator[str] = attrs.field(init=False)
+    #: companions of a database in this directory that is copied with SQLite's backup API
+    skip: set[str] = attrs.field(factory=set)
+
+    def __attrs_post_init__(self) -> None:
+        self.names = iter(self.listing)
+
+    def has(self, name: str) -> bool:
+        at = bisect.bisect_left(self.listing, name)
+        return at < len(self.listing) and self.listing[at] == name
 
 
 def _as_list(value: Any, option: str, source: str) -> list[str]:
@@ -140,12 +194,17 @@ def _require_path(name: str, options: Mapping[str, Any]) -> Path:
 
 
 def _entry_for(
-    path: str,
+    name: str,
     parts: tuple[str, ...],
     st: os.stat_result,
+    directory: _Dir | None,
+    shown: str,
     before_open: Callable[[str], None] | None = None,
 ) -> SourceEntry | None:
+    """The entry for ``name`` in ``directory`` (None: ``name`` is a path); ``shown`` is the
+    path that messages and the test hook see."""
     mode = stat.S_IMODE(st.st_mode)
+    dir_fd = None if directory is None else directory.fd
     if stat.S_ISDIR(st.st_mode):
         return SourceEntry(path=parts, kind="dir", mode=mode, mtime_ns=st.st_mtime_ns)
     if stat.S_ISLNK(st.st_mode):
@@ -154,17 +213,18 @@ def _entry_for(
             kind="symlink",
             mode=mode,
             mtime_ns=st.st_mtime_ns,
-            target=os.readlink(path),
+            target=os.readlink(name, dir_fd=dir_fd),
         )
     if stat.S_ISREG(st.st_mode):
+        # the partials hold ``directory``, so its descriptor stays open until the file is read
         return SourceEntry(
             path=parts,
             kind="file",
             mode=mode,
             mtime_ns=st.st_mtime_ns,
             size=st.st_size,
-            opener=partial(_open_checked, path, st, before_open),
-            prefetch=partial(_advise_willneed, path, st.st_size) if _CAN_ADVISE else None,
+            opener=partial(_open_checked, directory, name, shown, st, before_open),
+            prefetch=(partial(_advise_willneed, name, st.st_size, dir_fd) if _CAN_ADVISE else None),
             change_token=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
         )
     raise OSError(
@@ -185,11 +245,91 @@ def _special_kind(mode: int) -> str:
 
 
 def _open_checked(
-    path: str, scanned: os.stat_result, before_open: Callable[[str], None] | None
+    directory: _Dir | None,
+    name: str,
+    shown: str,
+    scanned: os.stat_result,
+    before_open: Callable[[str], None] | None,
 ) -> BinaryIO:
     if before_open is not None:
-        before_open(path)  # tests: change the file between scan and read, deterministically
-    return open_scanned(path, scanned)
+        before_open(shown)  # tests: change the file between scan and read, deterministically
+    return open_scanned(name, scanned, None if directory is None else directory.fd)
+
+
+#: the first bytes of every SQLite 3 database file
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: the files SQLite keeps next to a database while it is in use
+SQLITE_COMPANIONS = ("-journal", "-shm", "-wal")
+
+
+def copy_database(path: str, copy_path: str) -> int:
+    """Copy the SQLite database at ``path`` into a new self-contained file with SQLite's online
+    backup API (consistent while other processes write); return its page size."""
+    source = sqlite3.connect(f"{Path(path).as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        target = sqlite3.connect(copy_path)
+        try:
+            source.backup(target)
+            page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
+            # The copy must be one self-contained file: fold any WAL back into it.
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+    finally:
+        source.close()
+    return page_size
+
+
+def _sqlite_page_size(name: str, dir_fd: int | None) -> int | None:
+    """The page size of the SQLite database ``name``, or None if it is not one."""
+    try:
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
+        )
+    except OSError:
+        return None  # the read reports the problem
+    try:
+        header = os.pread(fd, 18, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(header) < 18 or not header.startswith(SQLITE_HEADER):
+        return None
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def _open_database(
+    directory: _Dir | None,
+    name: str,
+    shown: str,
+    scanned: os.stat_result,
+    before_open: Callable[[str], None] | None,
+) -> BinaryIO:
+    """A consistent copy of the live SQLite database ``name``, made with SQLite's backup API
+    (a byte copy of a database being written is torn); the copy is deleted once opened."""
+    if before_open is not None:
+        before_open(shown)
+    # SQLite opens by path; through the directory's descriptor the path stays short and is
+    # still the directory that was scanned
+    via_fd = None if directory is None else f"/proc/self/fd/{directory.fd}"
+    path = os.path.join(via_fd, name) if via_fd and os.path.isdir(via_fd) else shown
+    with open_scanned(name, scanned, None if directory is None else directory.fd):
+        pass  # still the regular file that was scanned: no link followed, nothing swapped
+    tempdir = tempfile.mkdtemp(prefix="stcore-sqlite-")
+    try:
+        copy_path = os.path.join(tempdir, "copy.sqlite")
+        copy_database(path, copy_path)
+        return open(copy_path, "rb")
+    except sqlite3.Error as exc:
+        raise OSError(
+            errno.EIO,
+            f"is a SQLite database in use that could not be copied consistently "
+            f"({exc}); not stored",
+        ) from None
+    finally:
+        shutil.rmtree(tempdir, ignore_errors=True)
 
 
 class FilesSource:
@@ -220,66 +360,139 @@ class FilesSource:
             raise SourceError(f"source {self.name!r}: cannot read {self.root}: {exc}") from exc
         if not stat.S_ISDIR(st.st_mode):
             try:
-                entry = _entry_for(str(self.root), (self.root.name,), st, self.before_open)
+                entry = _entry_for(
+                    str(self.root), (self.root.name,), st, None, str(self.root), self.before_open
+                )
             except OSError as exc:
                 raise SourceError(f"source {self.name!r}: {self.root} {exc.strerror}") from exc
+            if entry is not None and any(
+                os.path.lexists(f"{self.root}{end}") for end in ("-wal", "-journal")
+            ):
+                entry = self._database_entry(
+                    entry, None, str(self.root), st, _Level([], (0, 0), None)
+                )
             if entry is not None:
                 yield entry
             return
         try:
-            os.scandir(self.root).close()
+            root = _Dir.open(str(self.root), None, st)
+            names = sorted(os.listdir(root.fd))
         except OSError as exc:
             raise SourceError(f"source {self.name!r}: cannot list {self.root}: {exc}") from exc
-        yield from self._walk(str(self.root), (), report_error)
+        yield from self._walk(root, st, names, report_error)
+
+    def _shown(self, parts: Sequence[str]) -> str:
+        return os.path.join(self.root, *parts)
 
     def _walk(
-        self, directory: str, parts: tuple[str, ...], report_error: ErrorReporter
+        self, root: _Dir, st: os.stat_result, names: list[str], report_error: ErrorReporter
     ) -> Iterator[SourceEntry]:
-        """Depth-first, names sorted, a directory before its contents; iterative, so the depth
-        of a tree is unbounded."""
-        stack: list[Iterator[tuple[str, tuple[str, ...]]]] = [
-            self._children(directory, parts, report_error)
-        ]
+        """Depth-first, names sorted, a directory before its contents.
+
+        Iterative, and every name is read relative to its directory's descriptor, so the depth
+        of a tree is unbounded. Only the deepest ``HELD_LEVELS`` directories stay open; going
+        back up past them reopens each ancestor through ``..`` and checks it is the directory
+        that was scanned (a directory moved meanwhile ends the walk, listed).
+        """
+        stack = [_Level(listing=names, identity=(st.st_dev, st.st_ino), directory=root)]
+        path: list[str] = []  # the names from the root to the top of the stack
         while stack:
-            child = next(stack[-1], None)
-            if child is None:
-                stack.pop()
+            level = stack[-1]
+            name = next(level.names, None)
+            if name is None:
+                done = stack.pop()
+                if (
+                    stack
+                    and stack[-1].directory is None
+                    and not self._reopen(stack[-1], done, path, report_error)
+                ):
+                    return
+                if path:
+                    path.pop()
                 continue
-            path, child_parts = child
-            relative = "/".join(child_parts)
+            directory = level.directory
+            assert directory is not None
+            parts = (*path, name)
+            relative = "/".join(parts) if self.include or self.exclude else ""
             if self.exclude and match_any(self.exclude, relative):
                 continue
             try:
-                st = os.lstat(path)
+                st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
             except OSError as exc:
-                report_error(path, exc)
+                report_error(self._shown(parts), exc)
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.include and not is_dir and not match_any(self.include, relative):
                 continue
             try:
-                entry = _entry_for(path, child_parts, st, self.before_open)
+                entry = _entry_for(name, parts, st, directory, self._shown(parts), self.before_open)
             except OSError as exc:
-                report_error(path, exc)
+                report_error(self._shown(parts), exc)
                 continue
             if entry is None:
                 continue
+            if name in level.skip and entry.kind == "file":
+                continue  # its content is in the consistent copy of its database
+            if entry.kind == "file" and any(level.has(name + end) for end in ("-wal", "-journal")):
+                entry = self._database_entry(entry, directory, name, st, level)
             yield entry
             if is_dir:
-                stack.append(self._children(path, child_parts, report_error))
+                try:
+                    child = _Dir.open(name, directory, st)
+                    children = sorted(os.listdir(child.fd))
+                except OSError as exc:
+                    report_error(self._shown(parts), exc)
+                    continue
+                stack.append(_Level(children, (st.st_dev, st.st_ino), child))
+                path.append(name)
+                if len(stack) > HELD_LEVELS:
+                    stack[-HELD_LEVELS - 1].directory = None
 
-    @staticmethod
-    def _children(
-        directory: str, parts: tuple[str, ...], report_error: ErrorReporter
-    ) -> Iterator[tuple[str, tuple[str, ...]]]:
+    def _database_entry(
+        self,
+        entry: SourceEntry,
+        directory: _Dir | None,
+        name: str,
+        st: os.stat_result,
+        level: _Level,
+    ) -> SourceEntry:
+        """A file next to a ``-wal`` or ``-journal`` file is a database in use if its header
+        says SQLite: it is read through SQLite's backup API, never byte by byte (which tears
+        it), and its companions are left out (their content is in the copy)."""
+        page_size = _sqlite_page_size(name, None if directory is None else directory.fd)
+        if page_size is None:
+            return entry
+        level.skip.update(name + end for end in SQLITE_COMPANIONS)
+        shown = name if directory is None else self._shown(entry.path)
+        return attrs.evolve(
+            entry,
+            opener=partial(_open_database, directory, name, shown, st, self.before_open),
+            page_size=page_size,
+            change_token=None,  # in use: read again at every backup
+            prefetch=None,
+        )
+
+    def _reopen(
+        self, level: _Level, child: _Level, path: list[str], report_error: ErrorReporter
+    ) -> bool:
+        """Reopen ``level``'s directory as ``..`` of ``child``'s; False (listed) when it is no
+        longer the directory that was scanned."""
+        assert child.directory is not None
         try:
-            with os.scandir(directory) as iterator:
-                names = sorted(entry.name for entry in iterator)
+            flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+            directory = _Dir(os.open("..", flags, dir_fd=child.directory.fd))
+            now = os.fstat(directory.fd)
+            if (now.st_dev, now.st_ino) != level.identity:
+                raise OSError(errno.ESTALE, "was moved during the backup")
         except OSError as exc:
-            report_error(directory, exc)
-            return
-        for name in names:
-            yield os.path.join(directory, name), (*parts, name)
+            why = exc.strerror or str(exc)
+            report_error(
+                self._shown(path[:-1]),
+                OSError(exc.errno, f"{why}; the rest of it and of its parents is not backed up"),
+            )
+            return False
+        level.directory = directory
+        return True
 
     def close(self) -> None:
         pass
@@ -406,18 +619,7 @@ class SqliteSource:
         self._tempdir = tempfile.mkdtemp(prefix="stcore-sqlite-")
         copy_path = os.path.join(self._tempdir, self.path.name)
         try:
-            source = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=30)
-            try:
-                target = sqlite3.connect(copy_path)
-                try:
-                    source.backup(target)
-                    page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
-                    # The copy must be one self-contained file: fold any WAL back into it.
-                    target.execute("PRAGMA journal_mode=DELETE")
-                finally:
-                    target.close()
-            finally:
-                source.close()
+            page_size = copy_database(str(self.path), copy_path)
         except sqlite3.Error as exc:
             raise SourceError(
                 f"source {self.name!r}: cannot copy SQLite database {self.path}: {exc}"

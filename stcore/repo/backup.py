@@ -30,7 +30,7 @@ from stcore.models import (
 )
 from stcore.repo.chunker import Chunker, ChunkerParams
 from stcore.repo.damage import load_damage
-from stcore.repo.filescache import SAFETY_NS, FilesCache
+from stcore.repo.filescache import SAFETY_NS, FilesCache, RecordedFiles, files_cache_key
 from stcore.repo.format import encode_index, encode_tree
 from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
 from stcore.repo.packer import Packer
@@ -59,7 +59,10 @@ class BackupResult:
 
 @attrs.define
 class _DirBuilder:
-    path: tuple[str, ...]
+    """A directory whose entries are still arriving. Only its name is kept, not its path: a
+    path per level would cost memory quadratic in the depth of the tree."""
+
+    name: str
     entry: SourceEntry | None
     nodes: list[TreeNode] = attrs.field(factory=list)
 
@@ -75,7 +78,7 @@ class _BackupSession:
     dirs: int = 0
     size: int = 0
     #: files-cache state: what the last backup recorded, what this one will, and the cut-off
-    cached: dict[str, dict[str, tuple[str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    cached: dict[str, RecordedFiles] = attrs.field(factory=dict)
     record: dict[str, list[tuple[str, str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
     started_ns: int = 0
 
@@ -89,7 +92,8 @@ class _BackupSession:
         token = entry.change_token
         if token is None:
             return None
-        known = self.cached.get(source_name, {}).get("/".join(entry.path))
+        cached = self.cached.get(source_name)
+        known = cached.get("/".join(entry.path)) if cached is not None else None
         return known[1] if known is not None and known[0] == token else None
 
 
@@ -150,7 +154,9 @@ def backup(
         for blob_id, packs in load_damage(store.cache_dir).items():
             if not index.avoid_packs(blob_id, packs):
                 index.discard(blob_id)  # only damaged copies: store it again if it comes by
-        files_cache = FilesCache(store.cache_dir / "files.sqlite")
+        files_cache = FilesCache(
+            store.cache_dir / "files.sqlite", files_cache_key(store.master_key)
+        )
         try:
             run = _Backup(store=store, progress=progress or no_progress)
             return run.run(sources, snapshot_id, now, tags, hostname, files_cache)
@@ -235,17 +241,19 @@ class _Backup:
 
     def _backup_source(self, source: Source, session: _BackupSession) -> SourceSummary:
         chunker = Chunker(ChunkerParams.from_json(self.store.config.chunker))
-        stack = [_DirBuilder(path=(), entry=None)]
+        stack = [_DirBuilder(name="", entry=None)]
+        names: list[str] = []  # the path of the top of the stack
         errors_before = len(session.errors)
         files_before, dirs_before, size_before = session.files, session.dirs, session.size
 
         def close_top() -> None:
             done = stack.pop()
+            names.pop()
             tree_id = self._store_blob(session, "tree", encode_tree(done.nodes))
             assert done.entry is not None
             stack[-1].nodes.append(
                 TreeNode(
-                    name=done.path[-1],
+                    name=done.name,
                     kind="dir",
                     mode=done.entry.mode,
                     mtime_ns=done.entry.mtime_ns,
@@ -255,8 +263,10 @@ class _Backup:
 
         for entry in _read_ahead(source.scan(session.report), session, source.name):
             parent = entry.path[:-1]
-            while stack[-1].path != parent:
-                if len(stack) == 1:
+            while len(names) > len(parent):
+                close_top()
+            while tuple(names) != parent:
+                if not names:
                     raise SourceError(
                         f"source {source.name!r} yielded {'/'.join(entry.path)} before its "
                         "directory; sources must yield entries depth-first, sorted by name"
@@ -265,7 +275,8 @@ class _Backup:
             name = entry.path[-1]
             if entry.kind == "dir":
                 session.dirs += 1
-                stack.append(_DirBuilder(path=entry.path, entry=entry))
+                stack.append(_DirBuilder(name=name, entry=entry))
+                names.append(name)
             elif entry.kind == "symlink":
                 stack[-1].nodes.append(
                     TreeNode(
