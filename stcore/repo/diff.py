@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from stcore.errors import CorruptObjectError
 from stcore.models import SnapshotManifest, TreeNode
 
 if TYPE_CHECKING:
@@ -53,12 +54,44 @@ def diff_snapshots(
 
 
 def _diff_trees(
-    store: Store,
-    source: str,
-    old: bytes | None,
-    new: bytes | None,
-    prefix: tuple[str, ...],
+    store: Store, source: str, old: bytes | None, new: bytes | None, prefix: tuple[str, ...]
 ) -> Iterator[DiffEntry]:
+    """Every change below two trees, depth-first in name order. Iterative, so depth is
+    unbounded; a pair of trees met again on its own path (a hostile cycle) is damage."""
+    stack: list[tuple[Iterator[DiffEntry | _Descend], tuple[bytes | None, bytes | None]]] = [
+        (_level(store, source, old, new, prefix), (old, new))
+    ]
+    on_path = {(old, new)}
+    while stack:
+        item = next(stack[-1][0], None)
+        if item is None:
+            on_path.discard(stack.pop()[1])
+            continue
+        if isinstance(item, DiffEntry):
+            yield item
+            continue
+        pair = (item.old, item.new)
+        if pair in on_path:
+            raise CorruptObjectError(
+                f"source {source!r}: directory {'/'.join(item.path)} contains itself"
+            )
+        on_path.add(pair)
+        stack.append((_level(store, source, item.old, item.new, item.path), pair))
+
+
+@attrs.frozen
+class _Descend:
+    """A directory pair to compare after the entry that names it."""
+
+    old: bytes | None
+    new: bytes | None
+    path: tuple[str, ...]
+
+
+def _level(
+    store: Store, source: str, old: bytes | None, new: bytes | None, prefix: tuple[str, ...]
+) -> Iterator[DiffEntry | _Descend]:
+    """The changes among one directory's entries, and the subdirectories to compare next."""
     if old == new:
         return
     old_nodes = {n.name: n for n in store.read_tree(old)} if old else {}
@@ -73,12 +106,8 @@ def _diff_trees(
             change: Change = "added" if a is None else "removed"
             yield DiffEntry(change=change, source=source, path=text, kind=node.kind)
             if node.kind == "dir":
-                yield from _diff_trees(
-                    store,
-                    source,
-                    None if a is None else node.subtree,
-                    None if b is None else node.subtree,
-                    path,
+                yield _Descend(
+                    None if a is None else node.subtree, None if b is None else node.subtree, path
                 )
             continue
         if _content_differs(a, b):
@@ -86,4 +115,8 @@ def _diff_trees(
         elif (a.mode, a.mtime_ns) != (b.mode, b.mtime_ns):
             yield DiffEntry(change="metadata", source=source, path=text, kind=b.kind)
         if a.kind == "dir" and b.kind == "dir":
-            yield from _diff_trees(store, source, a.subtree, b.subtree, path)
+            yield _Descend(a.subtree, b.subtree, path)
+        elif a.kind == "dir" or b.kind == "dir":  # a directory became something else, or back
+            yield _Descend(
+                a.subtree if a.kind == "dir" else None, b.subtree if b.kind == "dir" else None, path
+            )
