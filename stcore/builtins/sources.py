@@ -382,7 +382,7 @@ class FilesSource:
         yield from self._walk(root, st, names, report_error)
 
     def _shown(self, parts: Sequence[str]) -> str:
-        return os.path.join(self.root, *parts)
+        return "/".join((str(self.root), *parts))  # not os.path.join: linear in the depth
 
     def _walk(
         self, root: _Dir, st: os.stat_result, names: list[str], report_error: ErrorReporter

@@ -59,11 +59,12 @@ class BackupResult:
 
 @attrs.define
 class _DirBuilder:
-    """A directory whose entries are still arriving. Only its name is kept, not its path: a
-    path per level would cost memory quadratic in the depth of the tree."""
+    """A directory whose entries are still arriving. Only its name is kept, not its path (nor
+    the entry, which holds one): a path per level costs memory quadratic in the depth."""
 
     name: str
-    entry: SourceEntry | None
+    mode: int
+    mtime_ns: int
     nodes: list[TreeNode] = attrs.field(factory=list)
 
 
@@ -241,7 +242,7 @@ class _Backup:
 
     def _backup_source(self, source: Source, session: _BackupSession) -> SourceSummary:
         chunker = Chunker(ChunkerParams.from_json(self.store.config.chunker))
-        stack = [_DirBuilder(name="", entry=None)]
+        stack = [_DirBuilder(name="", mode=0, mtime_ns=0)]
         names: list[str] = []  # the path of the top of the stack
         errors_before = len(session.errors)
         files_before, dirs_before, size_before = session.files, session.dirs, session.size
@@ -250,13 +251,12 @@ class _Backup:
             done = stack.pop()
             names.pop()
             tree_id = self._store_blob(session, "tree", encode_tree(done.nodes))
-            assert done.entry is not None
             stack[-1].nodes.append(
                 TreeNode(
                     name=done.name,
                     kind="dir",
-                    mode=done.entry.mode,
-                    mtime_ns=done.entry.mtime_ns,
+                    mode=done.mode,
+                    mtime_ns=done.mtime_ns,
                     subtree=tree_id,
                 )
             )
@@ -275,7 +275,7 @@ class _Backup:
             name = entry.path[-1]
             if entry.kind == "dir":
                 session.dirs += 1
-                stack.append(_DirBuilder(name=name, entry=entry))
+                stack.append(_DirBuilder(name=name, mode=entry.mode, mtime_ns=entry.mtime_ns))
                 names.append(name)
             elif entry.kind == "symlink":
                 stack[-1].nodes.append(
