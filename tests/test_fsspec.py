@@ -448,3 +448,29 @@ def test_symbolic_links_are_listed_but_not_followed(repo: Repository, tmp_path: 
     with pytest.raises(FileNotFoundError, match=r"symbolic link to 'real\.txt'"):
         fs.open("latest/src/link.txt")
     assert fs.cat_file("latest/src/real.txt") == b"real"
+
+
+@pytest.mark.parametrize("topdown", [True, False])
+@pytest.mark.parametrize("maxdepth", [None, 1, 2, 3])
+@pytest.mark.parametrize("detail", [False, True])
+def test_walk_matches_fsspecs_own_walk(
+    fs: StcoreFileSystem, topdown: bool, maxdepth: int | None, detail: bool
+) -> None:
+    """Our walk has no recursion (snapshots may be deeper than Python's limit); it must give
+    exactly what fsspec's recursive walk gives, in the same order."""
+    ours = list(fs.walk("latest", maxdepth=maxdepth, topdown=topdown, detail=detail))
+    theirs = list(
+        fsspec.AbstractFileSystem.walk(
+            fs, "latest", maxdepth=maxdepth, topdown=topdown, detail=detail
+        )
+    )
+    assert ours == theirs
+    assert len(ours) > (3 if maxdepth is None else 0)
+
+
+def test_walk_top_down_can_be_pruned_in_place(fs: StcoreFileSystem) -> None:
+    seen = []
+    for root, dirs, _ in fs.walk("latest"):
+        seen.append(root)
+        dirs[:] = [d for d in dirs if d != "nested"]
+    assert not any("nested" in root for root in seen) and "latest/logs" in seen

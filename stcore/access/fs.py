@@ -272,6 +272,60 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
             return [_entry(prefix + inner, entries[inner])]
         return [_entry(prefix + info.path, info) for info in children.get(inner, [])]
 
+    def walk(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        topdown: bool = True,
+        on_error: Any = "omit",
+        **kwargs: Any,
+    ) -> Iterator[tuple[str, Any, Any]]:
+        """fsspec's ``walk`` (and so ``find``, ``du`` and ``glob``), without its recursion: a
+        snapshot's tree may be deeper than Python's recursion limit."""
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        detail = kwargs.pop("detail", False)
+        # (path, depth left, None) to list; (path, None, result) to yield after its children
+        stack: list[tuple[str, int | None, tuple[str, Any, Any] | None]] = [
+            (self._strip_protocol(path), maxdepth, None)
+        ]
+        while stack:
+            current, depth, result = stack.pop()
+            if result is not None:
+                yield result
+                continue
+            try:
+                listing = self.ls(current, detail=True, **kwargs)
+            except OSError as exc:  # FileNotFoundError included
+                if on_error == "raise":
+                    raise
+                if callable(on_error):
+                    on_error(exc)
+                continue
+            full_dirs: dict[str, str] = {}
+            dirs: dict[str, Any] = {}
+            files: dict[str, Any] = {}
+            for entry in listing:
+                pathname = entry["name"].rstrip("/")
+                name = pathname.rsplit("/", 1)[-1]
+                if entry["type"] == "directory" and pathname != current:
+                    full_dirs[name], dirs[name] = pathname, entry
+                else:
+                    files["" if pathname == current else name] = entry
+            shown: tuple[str, Any, Any] = (
+                (current, dirs, files) if detail else (current, list(dirs), list(files))
+            )
+            if topdown:
+                yield shown  # the caller may prune shown[1] in place, as with os.walk
+            else:
+                stack.append((current, None, shown))
+            if depth is not None:
+                depth -= 1
+                if depth < 1:
+                    continue
+            below = [name for name in full_dirs if name in shown[1]]
+            stack.extend((full_dirs[name], depth, None) for name in reversed(below))
+
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         ref, name, inner = self._split(path)
