@@ -4,10 +4,15 @@ Why by hand: the few locking libraries on PyPI either poll with sleeps only (no 
 shared mode) or lock by creating files (which a crashed process leaves behind); ``flock`` locks
 belong to an open file, vanish with the process that held them, and two holders in one process
 exclude each other too. Both helpers are a few lines over the standard library.
+
+Everything stcore keeps on this machine (catalog, files cache, object cache, locks, state) is
+the user's alone: files are created ``0600`` and folders ``0700``, set explicitly with
+``fchmod``/``chmod`` rather than left to the umask, which many systems set to ``022``.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import secrets
@@ -22,6 +27,63 @@ from typing import IO
 Wait = float | Callable[[], bool] | None
 
 POLL_SECONDS = 0.05
+
+#: the mode of every file stcore writes on this machine, whatever the umask
+PRIVATE_FILE = 0o600
+#: the mode of every folder stcore creates on this machine, whatever the umask
+PRIVATE_DIR = 0o700
+
+
+def make_dirs(path: Path, mode: int = PRIVATE_DIR) -> None:
+    """Create ``path`` and its missing parents, each with exactly ``mode`` (not the umask's).
+
+    Folders that exist already are left as they are (a parent may be the user's own, shared
+    one); :func:`make_private_dir` also narrows a folder that is stcore's.
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode)
+        except FileExistsError:
+            continue  # made by another process just now (or a file: the next step will say)
+        set_mode(directory, mode)
+
+
+def make_private_dir(path: Path) -> None:
+    """:func:`make_dirs`, and narrow ``path`` itself to ``0700`` if an earlier version left it
+    wider (only ``path``: its parents may be anybody's)."""
+    make_dirs(path)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR:
+        set_mode(path, PRIVATE_DIR)
+
+
+def set_mode(path: Path | int, mode: int) -> None:
+    """``chmod`` (``fchmod`` for a descriptor); a file system that keeps no modes (some network
+    mounts refuse chmod) is no error: what the create mode allowed stays."""
+    try:
+        if isinstance(path, int):
+            os.fchmod(path, mode)
+        else:
+            os.chmod(path, mode)
+    except (PermissionError, NotImplementedError):
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EROFS):
+            raise
+
+
+def create_private(path: Path, mode: int = PRIVATE_FILE) -> None:
+    """Make sure ``path`` exists (empty if it was not there) with exactly ``mode``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
+    try:
+        if os.fstat(fd).st_mode & 0o777 != mode:
+            set_mode(fd, mode)
+    finally:
+        os.close(fd)
 
 
 class FileLock:
@@ -40,8 +102,11 @@ class FileLock:
         """Take the lock; False if ``wait`` ran out first. See :data:`Wait`."""
         if self._handle is not None:
             raise RuntimeError(f"{self.path} is already locked by this FileLock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")  # noqa: SIM115 - kept open while the lock is held
+        make_dirs(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+        if os.fstat(fd).st_mode & 0o777 != PRIVATE_FILE:
+            set_mode(fd, PRIVATE_FILE)  # new (the umask applied) or left by an earlier version
+        handle = os.fdopen(fd, "a+")
         mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         try:
             if wait is None:
@@ -105,16 +170,21 @@ def is_locked(path: Path) -> bool:
     return False
 
 
-def atomic_write(path: Path, data: bytes | str | Iterable[bytes]) -> None:
+def atomic_write(
+    path: Path, data: bytes | str | Iterable[bytes], *, mode: int = PRIVATE_FILE
+) -> None:
     """Write ``path`` whole or not at all: into a unique temporary beside it, then renamed.
 
     Readers in other processes see the old file or the new one, never part of one; a temporary
     left by a failure is removed. ``data`` may be an iterable of chunks, so large files stream.
+    The file gets exactly ``mode`` (default ``0600``), missing folders ``0700``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        with open(temporary, "wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        set_mode(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
             if isinstance(data, str):
                 handle.write(data.encode())
             elif isinstance(data, bytes | bytearray | memoryview):

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import fsspec
 import pytest
 
 import stcore
@@ -88,8 +89,10 @@ def test_a_tree_10000_levels_deep_backs_up_and_restores_exactly(tmp_path: Path) 
         assert backed.returncode == 0, backed.stderr[-2000:]
         summary = json.loads(backed.stdout)
         assert summary["files"] == 4 and not summary["errors"]
-        checked = run_cli("--repo", str(repo), "check")
+        checked = run_cli("--repo", str(repo), "check", "--read-data")
         assert checked.returncode == 0, checked.stderr
+        pruned = run_cli("--repo", str(repo), "prune")
+        assert pruned.returncode == 0, pruned.stderr
         restored = run_cli("--repo", str(repo), "restore", "latest", "--target", str(out))
         assert restored.returncode == 0, restored.stderr[-2000:]
         assert _read_deep(out / "deep", levels) == {
@@ -97,6 +100,16 @@ def test_a_tree_10000_levels_deep_backs_up_and_restores_exactly(tmp_path: Path) 
         }
         diffed = run_cli("--repo", str(repo), "diff", "latest", "latest")
         assert diffed.returncode == 0, diffed.stderr
+        # read back without restoring: the views and fsspec's walk, find and glob
+        deepest = "/".join(["d"] * levels) + f"/at-{levels}.txt"
+        with stcore.open_repository(str(repo)) as opened:
+            view = opened.snapshot("latest").sources["deep"]
+            assert view.read_bytes(deepest) == f"depth {levels}\n".encode()
+            assert len(view.files("**/*.txt")) == 4
+        fs = fsspec.filesystem("stcore", repo=str(repo), skip_instance_cache=True)
+        assert len(fs.find("latest/deep")) == 4
+        assert sum(1 for _ in fs.walk("latest/deep")) == levels + 1
+        assert fs.cat_file(f"latest/deep/{deepest}") == f"depth {levels}\n".encode()
     finally:
         _rm(source, out)
 

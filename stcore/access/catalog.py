@@ -4,11 +4,23 @@ It is a cache of the repository's ``snapshots/`` objects and can always be rebui
 (``stcore catalog rebuild``). :meth:`Catalog.refresh` lists the snapshot keys, loads manifests it
 has not seen and drops rows whose snapshot is gone, so writers on other machines show up.
 WAL mode and a busy timeout let several processes share it.
+
+For an encrypted repository the catalog holds no text of the snapshots: each manifest (source
+names, their options with local paths, tags, host, error messages naming files) is sealed with
+the repository's cipher under its own associated data, and the columns queries filter on (host,
+source name and type, tag) hold keyed hashes (HMAC-SHA256 under a key derived from the master
+key), so equality filters still run in SQL. Snapshot ids, times and sizes stay in the clear (the
+ids, with their times, are the names of the repository's objects anyway), as do sync state and
+the names of the configured remotes. A catalog written in the clear by an earlier version is
+converted in place when it is first opened with the master key (sync state is kept) and its free
+pages are wiped.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -18,6 +30,7 @@ from typing import Any
 from stcore.errors import CorruptObjectError, SnapshotNotFoundError
 from stcore.localdb import open_local_database
 from stcore.models import SnapshotManifest
+from stcore.repo.format import Codec
 from stcore.repo.store import Store
 
 SCHEMA = """
@@ -60,7 +73,45 @@ CREATE TABLE IF NOT EXISTS snapshot_tags (
     tag TEXT NOT NULL,
     PRIMARY KEY (snapshot_id, tag)
 );
+CREATE TABLE IF NOT EXISTS catalog_meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
+
+
+class Protection:
+    """How an encrypted repository's catalog keeps snapshot text: manifests sealed with the
+    repository's codec, filterable fields as keyed hashes."""
+
+    def __init__(self, codec: Codec, key: bytes) -> None:
+        self._codec = codec
+        self._key = key
+        #: stored in the catalog: which key its rows are under
+        self.check = self._mac(b"check")
+
+    def _mac(self, *parts: bytes) -> bytes:
+        return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).digest()
+
+    def hide(self, field: str, text: str) -> bytes:
+        return self._mac(field.encode(), text.encode("utf-8", "surrogateescape"))
+
+    def seal(self, snapshot_id: str, payload: bytes) -> bytes:
+        return self._codec.seal(payload, _context(snapshot_id))
+
+    def unseal(self, snapshot_id: str, stored: bytes) -> bytes:
+        return self._codec.unseal(stored, _context(snapshot_id))
+
+
+def _context(snapshot_id: str) -> bytes:
+    return b"catalog:" + snapshot_id.encode()
+
+
+def protection_for(store: Store) -> Protection | None:
+    """The catalog protection ``store``'s repository needs: None if it is not encrypted."""
+    if store.master_key is None:
+        return None
+    return Protection(store.codec, store.master_key.derive("catalog"))
 
 
 def _utc(value: dt.datetime) -> str:
@@ -72,12 +123,94 @@ def _utc(value: dt.datetime) -> str:
 class Catalog:
     """Queries over the snapshots of one repository."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, protection: Protection | None = None) -> None:
         self.path = path
+        self._protection = protection
         self._db = open_local_database(path, SCHEMA)
         #: snapshot id -> why its manifest cannot be read, as of the last refresh; damaged
         #: snapshots are listed apart and never block listing, restoring or forgetting others
         self.damaged: dict[str, str] = {}
+        try:
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows leave no bytes behind
+            self._settle_protection()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _hide(self, field: str, text: str) -> str | bytes:
+        return text if self._protection is None else self._protection.hide(field, text)
+
+    def _manifest(self, snapshot_id: str, stored: str | bytes) -> SnapshotManifest:
+        if self._protection is not None:
+            if not isinstance(stored, bytes):
+                raise CorruptObjectError(
+                    f"the catalog row of {snapshot_id} is not sealed; run `stcore catalog rebuild`"
+                )
+            stored = self._protection.unseal(snapshot_id, stored)
+        return SnapshotManifest.from_json(json.loads(stored))
+
+    def _settle_protection(self) -> None:
+        """Bring the rows under this catalog's protection if they were written otherwise (by an
+        earlier version, in the clear): each row is converted in place, so sync state stays; a
+        row that cannot be read is dropped (the next refresh loads it again)."""
+        row = self._db.execute(
+            "SELECT value FROM catalog_meta WHERE name = 'protection'"
+        ).fetchone()
+        have = bytes(row[0]) if row is not None else None
+        want = self._protection.check if self._protection is not None else None
+        if have == want:
+            return
+        rows = self._db.execute("SELECT id, manifest FROM snapshots").fetchall()
+        with self._db:
+            for snapshot_id, stored in rows:
+                try:
+                    if have is not None or not isinstance(stored, str):
+                        raise ValueError("sealed under another key")
+                    manifest = SnapshotManifest.from_json(json.loads(stored))
+                except (ValueError, TypeError, KeyError, RecursionError):
+                    self._db.execute("DELETE FROM snapshots WHERE id = ?", (snapshot_id,))
+                    continue
+                self._db.execute(
+                    "DELETE FROM snapshot_sources WHERE snapshot_id = ?", (snapshot_id,)
+                )
+                self._db.execute("DELETE FROM snapshot_tags WHERE snapshot_id = ?", (snapshot_id,))
+                self._db.execute(
+                    "UPDATE snapshots SET host = ?, manifest = ? WHERE id = ?",
+                    (*self._hidden_row(manifest), snapshot_id),
+                )
+                self._add_children(manifest)
+            if want is None:
+                self._db.execute("DELETE FROM catalog_meta WHERE name = 'protection'")
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO catalog_meta VALUES ('protection', ?)", (want,)
+                )
+        if rows:
+            self._db.execute("VACUUM")  # the text of the old rows must not linger in free pages
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _hidden_row(self, manifest: SnapshotManifest) -> tuple[str | bytes, str | bytes]:
+        """(host, manifest) as stored."""
+        payload = json.dumps(manifest.to_json())
+        if self._protection is None:
+            return manifest.host, payload
+        return (
+            self._protection.hide("host", manifest.host),
+            self._protection.seal(manifest.id, payload.encode()),
+        )
+
+    def _add_children(self, manifest: SnapshotManifest) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO snapshot_sources VALUES (?, ?, ?)",
+            [
+                (manifest.id, self._hide("source", s.name), self._hide("type", s.type))
+                for s in manifest.sources.values()
+            ],
+        )
+        self._db.executemany(
+            "INSERT OR REPLACE INTO snapshot_tags VALUES (?, ?)",
+            [(manifest.id, self._hide("tag", tag)) for tag in manifest.tags],
+        )
 
     def close(self) -> None:
         self._db.close()
@@ -86,28 +219,22 @@ class Catalog:
         return {row[0] for row in self._db.execute("SELECT id FROM snapshots")}
 
     def add(self, manifest: SnapshotManifest) -> None:
+        host, stored = self._hidden_row(manifest)
         with self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     manifest.id,
                     _utc(manifest.time),
-                    manifest.host,
+                    host,
                     manifest.size,
                     manifest.added_bytes,
                     sum(s.files for s in manifest.sources.values()),
                     int(manifest.partial),
-                    json.dumps(manifest.to_json()),
+                    stored,
                 ),
             )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO snapshot_sources VALUES (?, ?, ?)",
-                [(manifest.id, s.name, s.type) for s in manifest.sources.values()],
-            )
-            self._db.executemany(
-                "INSERT OR REPLACE INTO snapshot_tags VALUES (?, ?)",
-                [(manifest.id, tag) for tag in manifest.tags],
-            )
+            self._add_children(manifest)
 
     def remove(self, snapshot_ids: Iterable[str]) -> None:
         with self._db:
@@ -159,7 +286,8 @@ class Catalog:
         ``synced`` True keeps snapshots synced to ``remote`` (to any remote when None); False
         keeps those not synced there.
         """
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | bytes] = []
         if synced is not None:
             inner = "SELECT snapshot_id FROM sync_state"
             if remote is not None:
@@ -174,26 +302,24 @@ class Catalog:
             params.append(_utc(until))
         if host is not None:
             clauses.append("host = ?")
-            params.append(host)
+            params.append(self._hide("host", host))
         if source is not None:
             clauses.append("id IN (SELECT snapshot_id FROM snapshot_sources WHERE name = ?)")
-            params.append(source)
+            params.append(self._hide("source", source))
         if source_type is not None:
             clauses.append("id IN (SELECT snapshot_id FROM snapshot_sources WHERE type = ?)")
-            params.append(source_type)
+            params.append(self._hide("type", source_type))
         for tag in tags:
             clauses.append("id IN (SELECT snapshot_id FROM snapshot_tags WHERE tag = ?)")
-            params.append(tag)
-        sql = "SELECT manifest FROM snapshots"
+            params.append(self._hide("tag", tag))
+        sql = "SELECT id, manifest FROM snapshots"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY time DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(str(int(limit)))
-        return [
-            SnapshotManifest.from_json(json.loads(row[0])) for row in self._db.execute(sql, params)
-        ]
+        return [self._manifest(row[0], row[1]) for row in self._db.execute(sql, params)]
 
     # --- sync state -----------------------------------------------------------------------------
 
@@ -296,7 +422,7 @@ class Catalog:
 def open_catalog(store: Store, *, refresh: bool = True) -> Catalog:
     """The catalog of ``store``'s repository on this machine, brought up to date (new snapshots
     loaded, forgotten ones dropped) unless ``refresh`` is False."""
-    catalog = Catalog(store.cache_dir / "catalog.sqlite")
+    catalog = Catalog(store.cache_dir / "catalog.sqlite", protection=protection_for(store))
     if not refresh:
         return catalog
     try:

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -245,8 +246,10 @@ class SourceView:
     def connect(self, path: str | None = None) -> sqlite3.Connection:
         """A read-only sqlite3 connection to a backed-up database (a ``sqlite`` source's file).
 
-        The database is materialised once into the cache directory, named by its content, and
-        opened immutable; later calls (and other processes) reuse that copy.
+        The database is materialised once into the cache directory (``0600``), named by its
+        content, and opened immutable; later calls (and other processes) reuse that copy. For an
+        encrypted repository no plaintext copy stays on disk: each call writes a private copy,
+        opens it and unlinks it at once (the open connection keeps reading it).
         """
         if path is None:
             files = [f.path for f in self.files() if f.kind == "file"]
@@ -258,7 +261,13 @@ class SourceView:
         node = self._file(path)
         name = hashlib.blake2b(b"".join(node.content), digest_size=16).hexdigest()
         directory = self._repository.cache_dir / "sqlite"
-        directory.mkdir(parents=True, exist_ok=True)
+        if self._repository.encrypted:
+            target = directory / f".{name}-{secrets.token_hex(8)}.db"
+            atomic_write(target, self.iter_chunks(path))
+            try:
+                return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
+            finally:
+                target.unlink(missing_ok=True)
         target = directory / f"{name}.db"
         if not target.exists():
             atomic_write(target, self.iter_chunks(path))

@@ -6,53 +6,134 @@ that meets the same path with the same token, and whose index still holds every 
 blobs, reuses the ids without opening the file. Like restic's, this trusts the file system's
 timestamps; a token is only recorded for files whose mtime is at least a second older than the
 backup's start, so a file written during the same second as a backup is always read again.
+
+No name is stored: source names and paths are kept as keyed hashes (HMAC-SHA256). For an
+encrypted repository the key is derived from the master key (:meth:`MasterKey.derive`), so the
+cache tells someone who reads it neither what was backed up nor, by guessing, whether a given
+path was; for an unencrypted one (plaintext in the repository anyway) the key is a constant. A
+cache written under another key, or by a version that stored paths (table ``files``), is dropped
+and its pages wiped: the next backup reads every file once and records them again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 from stcore.localdb import open_local_database
+from stcore.repo.keys import MasterKey
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    source TEXT NOT NULL,
-    path TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS file_states (
+    source BLOB NOT NULL,            -- HMAC of the source name
+    path BLOB NOT NULL,              -- HMAC of the source name and the path
     token TEXT NOT NULL,
     content BLOB NOT NULL,           -- concatenated 32-byte blob ids
     PRIMARY KEY (source, path)
+);
+CREATE TABLE IF NOT EXISTS files_cache_meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
 );
 """
 
 #: files changed this recently before the backup started are never cached (racy timestamps)
 SAFETY_NS = 1_000_000_000
 
+#: the hashing key of an unencrypted repository's cache (its paths are no secret there)
+PLAIN_KEY = b"stcore files cache of an unencrypted repository"
+
+#: a file's recorded (change token, content blob ids)
+Recorded = tuple[str, tuple[bytes, ...]]
+
+
+def files_cache_key(master: MasterKey | None) -> bytes:
+    """The key the files cache of a repository hashes names with."""
+    return master.derive("files cache") if master is not None else PLAIN_KEY
+
+
+class RecordedFiles:
+    """What the last backup of one source recorded, looked up by path (hashed on lookup)."""
+
+    def __init__(self, cache: FilesCache, source: str, rows: dict[bytes, Recorded]) -> None:
+        self._cache = cache
+        self._source = source
+        self._rows = rows
+
+    def get(self, path: str) -> Recorded | None:
+        return self._rows.get(self._cache.path_key(self._source, path))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
 
 class FilesCache:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes = PLAIN_KEY) -> None:
+        self._key = key
         self._db = open_local_database(path, SCHEMA)
+        try:
+            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows leave no bytes behind
+            self._settle()
+        except BaseException:
+            self._db.close()
+            raise
 
-    def load(self, source: str) -> dict[str, tuple[str, tuple[bytes, ...]]]:
-        rows = self._db.execute(
-            "SELECT path, token, content FROM files WHERE source = ?", (source,)
-        )
-        return {
-            _path_text(path): (
-                token,
-                tuple(content[i : i + 32] for i in range(0, len(content), 32)),
+    def _mac(self, *parts: bytes) -> bytes:
+        return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).digest()
+
+    def source_key(self, source: str) -> bytes:
+        return self._mac(b"source", _path_bytes(source))
+
+    def path_key(self, source: str, path: str) -> bytes:
+        return self._mac(b"path", _path_bytes(source), _path_bytes(path))
+
+    def _settle(self) -> None:
+        """Drop what cannot be used: an earlier version's table of plaintext paths, rows hashed
+        under another key. Their pages are wiped, not just unlinked."""
+        check = self._mac(b"check")
+        old = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'"
+        ).fetchone()
+        row = self._db.execute(
+            "SELECT value FROM files_cache_meta WHERE name = 'key_check'"
+        ).fetchone()
+        if old is None and row is not None and bytes(row[0]) == check:
+            return
+        with self._db:
+            self._db.execute("DROP TABLE IF EXISTS files")
+            self._db.execute("DELETE FROM file_states")
+            self._db.execute(
+                "INSERT OR REPLACE INTO files_cache_meta VALUES ('key_check', ?)", (check,)
             )
-            for path, token, content in rows
-        }
+        if old is not None:
+            _wipe_free_pages(self._db)
+
+    def load(self, source: str) -> RecordedFiles:
+        rows = self._db.execute(
+            "SELECT path, token, content FROM file_states WHERE source = ?",
+            (self.source_key(source),),
+        )
+        return RecordedFiles(
+            self,
+            source,
+            {
+                bytes(path): (token, tuple(content[i : i + 32] for i in range(0, len(content), 32)))
+                for path, token, content in rows
+            },
+        )
 
     def replace(self, source: str, entries: Iterable[tuple[str, str, tuple[bytes, ...]]]) -> None:
         """Make ``entries`` the whole cache of ``source`` (files gone since are dropped)."""
+        source_key = self.source_key(source)
         with self._db:
-            self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+            self._db.execute("DELETE FROM file_states WHERE source = ?", (source_key,))
             self._db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO file_states VALUES (?, ?, ?, ?)",
                 (
-                    (source, _path_bytes(path), token, b"".join(content))
+                    (source_key, self.path_key(source, path), token, b"".join(content))
                     for path, token, content in entries
                 ),
             )
@@ -61,11 +142,13 @@ class FilesCache:
         self._db.close()
 
 
+def _wipe_free_pages(db: sqlite3.Connection) -> None:
+    """Rewrite the database so dropped rows survive neither in free pages nor in the WAL."""
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def _path_bytes(path: str) -> bytes:
-    """A path as the bytes the file system gave: a name that is not UTF-8 reaches us with
-    surrogate escapes, which SQLite's text type refuses, so paths are stored as blobs."""
+    """A path as the bytes the file system gave (a name that is not UTF-8 reaches us with
+    surrogate escapes)."""
     return path.encode("utf-8", "surrogateescape")
-
-
-def _path_text(stored: str | bytes) -> str:
-    return stored.decode("utf-8", "surrogateescape") if isinstance(stored, bytes) else stored

@@ -12,7 +12,12 @@ from typing import Any
 
 import attrs
 
-from stcore.errors import ObjectExistsError, ObjectNotFoundError, RepositoryExistsError
+from stcore.errors import (
+    ConfigError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    RepositoryExistsError,
+)
 from stcore.plugins import PluginHost
 from stcore.repo.chunker import ChunkerParams
 from stcore.repo.format import DEFAULT_PACK_SIZE, RepositoryConfig
@@ -24,7 +29,13 @@ from stcore.repo.keys import (
     require_usable_password,
     resolve_password,
 )
-from stcore.repo.store import Store, cache_dir_for, open_backend, remember_encryption
+from stcore.repo.store import (
+    Store,
+    cache_dir_for,
+    is_remote_url,
+    open_backend,
+    remember_encryption,
+)
 
 
 def create_store(
@@ -42,14 +53,24 @@ def create_store(
     password: PasswordSource = None,
     kdf: KdfParams | None = None,
     workers: int = 2,
+    group_access: bool = False,
 ) -> Store:
     """Create a new, empty repository at ``url`` and return its store.
 
     With an ``encryption`` other than ``none`` a random master key is made and wrapped under
     ``password`` in ``keys/<id>``. ``create`` lets the backend make its container (a local
-    directory; buckets are never created here).
+    directory; buckets are never created here). A local repository's files are ``0600`` and
+    its folders ``0700``; ``group_access`` makes them ``0640`` and ``0750`` (the config's mode
+    tells later writers which, see the local backend).
     """
     host.compressors.get(compression)(compression_level)  # fail before writing anything
+    if group_access:
+        if is_remote_url(url):
+            raise ConfigError(
+                "--group-access is for a repository in a local directory; a bucket's access is "
+                "set by its provider"
+            )
+        options = {**(options or {}), "group_access": True}
     encryptor_factory = host.encryptors.get(encryption)
     master: MasterKey | None = None
     secret: str | None = None

@@ -19,8 +19,10 @@ from typing import Any
 
 import attrs
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from stcore.errors import CorruptObjectError, ObjectNotFoundError, PasswordError, RepositoryError
 from stcore.interfaces import Backend
@@ -83,6 +85,17 @@ class MasterKey:
 
     def raw(self) -> bytes:
         return self.encryption + self.ids
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for one local use (``files cache``, ``catalog``): HKDF-SHA256 of the
+        master key with ``stcore-local:<purpose>`` as info, so no use can learn another's key
+        or the master key, and a cache on this machine needs no key of its own."""
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=32,
+            salt=None,
+            info=b"stcore-local:" + purpose.encode(),
+        ).derive(self.raw())
 
 
 def _associated(key_id: str) -> bytes:

@@ -27,6 +27,7 @@ from stcore.errors import (
     SnapshotNotFoundError,
 )
 from stcore.interfaces import Backend, Compressor
+from stcore.localfiles import atomic_write, make_private_dir
 from stcore.models import IndexEntry, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost
 from stcore.repo.chunker import ChunkerParams
@@ -462,10 +463,15 @@ def cache_dir_for(cache_root: Path, backend: Backend, config: RepositoryConfig) 
     """This machine's directory for one repository at one location, under ``cache_root``.
 
     Keyed by location as well as id: a mirror has its primary's id, and the two must not share a
-    catalog (refreshing one would drop the other's snapshots and sync state).
+    catalog (refreshing one would drop the other's snapshots and sync state). It is made here,
+    ``0700`` (and narrowed to that if an earlier version left it wider), so nothing in it is
+    ever reachable by other users, whatever the modes of the files inside; a missing
+    ``cache_root`` is made ``0700`` too (an existing one is left as it is: it may be shared).
     """
     where = hash_id(backend.location.encode()).hex()[:12]
-    return cache_root / f"{config.id}-{where}"
+    cache_dir = cache_root / f"{config.id}-{where}"
+    make_private_dir(cache_dir)
+    return cache_dir
 
 
 ENCRYPTED_MARKER = "encrypted"
@@ -478,8 +484,7 @@ def remember_encryption(cache_dir: Path, config: RepositoryConfig, location: str
     marker = cache_dir / ENCRYPTED_MARKER
     if config.encryption != "none":
         if not marker.exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            marker.write_text(config.encryption + "\n")
+            atomic_write(marker, config.encryption + "\n")
     elif marker.exists():
         raise RepositoryError(
             f"{location} was encrypted when this machine last opened it, but its config now "

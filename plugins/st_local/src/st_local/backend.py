@@ -5,6 +5,14 @@ fsynced, then hard-linked into place (``link`` fails if the name exists, which i
 check, done by the kernel, race-free between processes), and the directory is fsynced so the
 new name survives a crash. :meth:`LocalBackend.open_writer` does the same for objects written
 piece by piece (packs), with the temporary file in the repository's root until the name is known.
+
+Modes are private unless the repository is shared with a group: files ``0600`` and folders
+``0700``, set with ``fchmod``/``chmod`` whatever the umask. On open they are derived from the
+``config`` file's mode, as restic does: a group-readable config (``0640``, what ``stcore init
+--group-access`` writes) makes new files ``0640`` and folders ``0750``; a group-writable one
+(``0660``, by ``chmod``) ``0660`` and ``0770``. Others never get any access. The backend option
+``group_access`` (set by ``init --group-access``) chooses group modes for a repository that has
+no config yet.
 """
 
 from __future__ import annotations
@@ -26,12 +34,25 @@ from stcore.errors import (
     ObjectNotFoundError,
 )
 from stcore.interfaces import BytesLike, ObjectInfo, ObjectWriter
+from stcore.localfiles import make_dirs, set_mode
 
 TEMP_PREFIX = ".tmp-"
 #: seconds after which an untouched temporary file is a crashed write's leftover
 ABANDONED_AFTER = 3600.0
 #: user-space buffer of a streamed object: page-sized blobs become few write calls
 WRITER_BUFFER = 1024 * 1024
+
+#: (file mode, folder mode) of a private repository, and of one shared read-only with a group
+PRIVATE_MODES = (0o600, 0o700)
+GROUP_MODES = (0o640, 0o750)
+
+
+def modes_for(config_mode: int) -> tuple[int, int]:
+    """The (file, folder) modes new objects get, from the mode of the repository's config: the
+    group's read and write bits carry over (read gives folders ``r-x``), others' never do."""
+    group = config_mode & 0o060
+    folder = 0o700 | (0o050 if group & 0o040 else 0) | (0o020 if group & 0o020 else 0)
+    return 0o600 | group, folder
 
 
 def path_from_url(url: str) -> Path:
@@ -55,10 +76,14 @@ def _fsync_dir(path: Path) -> None:
 class LocalBackend:
     """Objects as files under a root directory; ``data/ab/abcd...`` is a file at that path."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, fsync: bool = True, modes: tuple[int, int] = PRIVATE_MODES
+    ) -> None:
         self.root = root
         self.location = str(root)
         self._fsync = fsync
+        #: the exact modes of new files and folders (see :func:`modes_for`)
+        self.file_mode, self.dir_mode = modes
         self._known_dirs: set[Path] = set()
 
     @classmethod
@@ -66,6 +91,20 @@ class LocalBackend:
         cls, url: str, *, options: Mapping[str, Any] | None = None, create: bool = False
     ) -> LocalBackend:
         root = path_from_url(url).absolute()
+        options = options or {}
+        group_access = options.get("group_access", False)
+        if not isinstance(group_access, bool):
+            raise BackendError("the local backend option group_access must be true or false")
+        try:
+            config_mode: int | None = (root / "config").stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            config_mode = None
+        except OSError as exc:
+            raise _map_os_error(exc, root / "config") from exc
+        if config_mode is not None:
+            modes = modes_for(config_mode)  # an existing repository: as its config says
+        else:
+            modes = GROUP_MODES if group_access else PRIVATE_MODES
         if not root.is_dir():
             if root.exists():
                 raise ContainerNotFoundError(f"{root} exists but is not a directory")
@@ -74,11 +113,16 @@ class LocalBackend:
                     f"repository directory {root} does not exist; run `stcore init --repo {root}`"
                 )
             try:
-                root.mkdir(parents=True, exist_ok=True)
+                make_dirs(root, modes[1])
             except OSError as exc:
                 raise _map_os_error(exc, root) from exc
-        fsync = bool((options or {}).get("fsync", True))
-        return cls(root, fsync=fsync)
+        elif create and config_mode is None and group_access:
+            try:  # a folder made beforehand for a group repository: let the group in
+                set_mode(root, root.stat().st_mode & 0o7777 | (modes[1] & 0o070))
+            except OSError as exc:
+                raise _map_os_error(exc, root) from exc
+        fsync = bool(options.get("fsync", True))
+        return cls(root, fsync=fsync, modes=modes)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -98,9 +142,11 @@ class LocalBackend:
             current = current.parent
         for path in reversed(missing):
             try:
-                path.mkdir()
+                path.mkdir(self.dir_mode)
             except FileExistsError:
                 pass
+            else:
+                set_mode(path, self.dir_mode)  # exactly, whatever the umask
             if self._fsync:
                 _fsync_dir(path.parent)
         self._known_dirs.add(directory)
@@ -112,9 +158,10 @@ class LocalBackend:
         try:
             self._ensure_dir(path.parent)
             temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
             try:
                 with os.fdopen(fd, "wb", closefd=True) as handle:
+                    set_mode(fd, self.file_mode)  # exactly, whatever the umask
                     handle.write(data)
                     handle.flush()
                     if self._fsync:
@@ -130,7 +177,13 @@ class LocalBackend:
         hard-linked anywhere), committed under its key with :meth:`write`'s guarantees."""
         temp = self.root / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.file_mode)
+            try:
+                set_mode(fd, self.file_mode)
+            except OSError:
+                os.close(fd)
+                temp.unlink(missing_ok=True)
+                raise
         except OSError as exc:
             raise _map_os_error(exc, temp) from exc
         return _LocalWriter(self, temp, os.fdopen(fd, "wb", buffering=WRITER_BUFFER))
