@@ -133,7 +133,9 @@ def test_files_are_read_ahead_before_they_are_read_unless_the_cache_knows_them(
     monkeypatch.undo()
     advised.clear()
     monkeypatch.setattr(
-        builtin_sources, "_advise_willneed", lambda path, size: advised.append(Path(path).name)
+        builtin_sources,
+        "_advise_willneed",
+        lambda path, size, dir_fd=None: advised.append(Path(path).name),
     )
     (root / "f2").write_bytes(os.urandom(50_000))
     old = time.time_ns() - 10 * 1_000_000_000
