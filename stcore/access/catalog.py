@@ -114,6 +114,17 @@ def protection_for(store: Store) -> Protection | None:
     return Protection(store.codec, store.master_key.derive("catalog"))
 
 
+def _storable(text: str) -> str:
+    """``text`` as SQLite can store it. A name that was not UTF-8 (bytes kept as lone
+    surrogates) becomes NUL and the hex of its bytes, which no real text starts with: equal
+    names still compare equal, and nothing else collides with them."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "\0" + text.encode("utf-8", "surrogateescape").hex()
+    return text
+
+
 def _utc(value: dt.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
@@ -138,7 +149,7 @@ class Catalog:
             raise
 
     def _hide(self, field: str, text: str) -> str | bytes:
-        return text if self._protection is None else self._protection.hide(field, text)
+        return _storable(text) if self._protection is None else self._protection.hide(field, text)
 
     def _manifest(self, snapshot_id: str, stored: str | bytes) -> SnapshotManifest:
         if self._protection is not None:
@@ -193,7 +204,7 @@ class Catalog:
         """(host, manifest) as stored."""
         payload = json.dumps(manifest.to_json())
         if self._protection is None:
-            return manifest.host, payload
+            return _storable(manifest.host), payload
         return (
             self._protection.hide("host", manifest.host),
             self._protection.seal(manifest.id, payload.encode()),

@@ -13,6 +13,7 @@ the environment, a configuration file or the current directory.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -468,7 +469,7 @@ def cache_dir_for(cache_root: Path, backend: Backend, config: RepositoryConfig) 
     ever reachable by other users, whatever the modes of the files inside; a missing
     ``cache_root`` is made ``0700`` too (an existing one is left as it is: it may be shared).
     """
-    where = hash_id(backend.location.encode()).hex()[:12]
+    where = hash_id(os.fsencode(backend.location)).hex()[:12]
     cache_dir = cache_root / f"{config.id}-{where}"
     make_private_dir(cache_dir)
     return cache_dir
