@@ -50,7 +50,7 @@ from stcore.repo.locks import EXCLUSIVE_LOCK_WAIT
 from stcore.repo.objectcache import ObjectCache
 from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
 from stcore.repo.repair import RepairIndexResult, RepairPacksResult, RepairSnapshotsResult
-from stcore.repo.restore import RestoreResult
+from stcore.repo.restore import Overwrite, RestoreResult
 from stcore.repo.stats import RepositoryStats
 from stcore.repo.store import Store, open_store
 from stcore.sync import SyncOptions, SyncResult, remote_from_url, sync
@@ -309,16 +309,24 @@ class Repository:
         *,
         sources: Iterable[str] | None = None,
         include: Iterable[str] = (),
+        overwrite: Overwrite = "if-changed",
+        delete: bool = False,
+        dry_run: bool = False,
         progress: ProgressCallback | None = None,
     ) -> RestoreResult:
-        """Restore snapshot ``ref`` into ``target/<source name>/...``; see
-        :mod:`stcore.repo.restore`."""
+        """Restore snapshot ``ref`` into ``target/<source name>/...``. What the target already
+        has is kept if it matches, else replaced (``overwrite``: ``always``, ``if-changed``,
+        ``if-newer``, ``never``); ``delete`` removes what the restored directories hold beyond
+        the snapshot; ``dry_run`` only plans. See :mod:`stcore.repo.restore`."""
         return _restore.restore(
             self.store,
             self.resolve(ref),
             target,
             sources=sources,
             include=include,
+            overwrite=overwrite,
+            delete=delete,
+            dry_run=dry_run,
             progress=progress,
         )
 
@@ -456,12 +464,15 @@ def init_repository(
     options: Mapping[str, Any] | None = None,
     password: PasswordSource = None,
     kdf: KdfParams | None = None,
+    group_access: bool = False,
 ) -> Repository:
     """Create a new, empty repository at ``url`` and return it open.
 
     With an ``encryption`` other than ``none`` (``aes-256-gcm``, ``chacha20-poly1305``) a random
     master key is made and wrapped under ``password`` (default: ``STCORE_PASSWORD``) in
-    ``keys/<id>``; everything but ``config`` is then encrypted.
+    ``keys/<id>``; everything but ``config`` is then encrypted. A local repository is private
+    (files ``0600``, folders ``0700``); ``group_access`` lets its group read it (``0640``,
+    ``0750``).
     """
     store = create_store(
         url,
@@ -477,6 +488,7 @@ def init_repository(
         password=_password_or_env(password),
         kdf=kdf,
         workers=_default_workers(),
+        group_access=group_access,
     )
     return Repository(store)
 

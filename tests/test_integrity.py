@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import lzma
+import os
+import resource
+import stat
 import subprocess
 from pathlib import Path
 
@@ -220,11 +223,19 @@ def test_a_manifest_bomb_is_refused_without_allocating_it(tmp_path: Path) -> Non
     assert listing.returncode == 0 and "damaged" in listing.stderr
 
 
-def _hostile(repo: Repository, tree: bytes, *, extra: dict[bytes, bytes] | None = None) -> str:
-    """Store tree blobs as they are (ids computed honestly) and a manifest whose one source
-    has ``tree`` at its root; return the snapshot id."""
+def _hostile(
+    repo: Repository,
+    tree: bytes,
+    *,
+    extra: dict[bytes, bytes] | None = None,
+    data: tuple[bytes, ...] = (),
+) -> str:
+    """Store tree blobs as they are (ids computed honestly), ``data`` blobs for file content,
+    and a manifest whose one source has ``tree`` at its root; return the snapshot id."""
     codec = repo.codec
     packer = Packer(repo.backend, codec, pack_size=repo.config.pack_size, workers=1)
+    for blob in data:
+        packer.add(codec.blob_id(blob), "data", blob)
     for data in [tree, *(extra or {}).values()]:
         blob_id = codec.blob_id(data)
         if blob_id not in repo.index and not packer.is_known(blob_id):
@@ -301,20 +312,45 @@ def test_a_hostile_tree_is_refused_before_anything_is_written(tmp_path: Path, tr
     assert not (tmp_path / "out2" / "s").exists()
 
 
-def test_3000_nested_trees_restore_without_a_recursion_limit(tmp_path: Path) -> None:
+def test_10000_nested_trees_restore_completely_with_few_descriptors(tmp_path: Path) -> None:
     repo = stcore.init_repository(str(tmp_path / "repo"))
-    leaf = _tree_bytes()
+    content = b"at the bottom\n"
+    leaf = _tree_bytes(_node("deepest.txt", size=len(content), mtime_ns=7 * 10**18,
+                             content=[repo.codec.blob_id(content).hex()]))  # fmt: skip
     trees = {b"leaf": leaf}
     child = leaf
-    for depth in range(3000):
-        child = _tree_bytes(_node(f"d{depth % 10}", kind="dir",
+    levels = 10_000
+    for depth in range(levels):
+        child = _tree_bytes(_node(f"d{depth % 10}", kind="dir", mode=0o750,
                                   subtree=repo.codec.blob_id(child).hex()))  # fmt: skip
         trees[str(depth).encode()] = child
-    snapshot_id = _hostile(repo, child, extra=trees)
-    assert repo.check().ok
-    assert len(list(repo.walk(repo.codec.blob_id(child)))) == 3000
-    # 3000 levels exceed PATH_MAX: the restore stops with one clear line, never a traceback
-    result = run_cli("--repo", repo.location, "restore", snapshot_id, "--target",
-                     str(tmp_path / "out"))  # fmt: skip
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 1
-    subprocess.run(["rm", "-rf", str(tmp_path / "out")], check=True)  # deeper than rmtree goes
+    snapshot_id = _hostile(repo, child, extra=trees, data=(content,))
+    assert len(list(repo.walk(repo.codec.blob_id(child)))) == levels + 1
+    out = tmp_path / "out"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # far fewer descriptors than levels: the restore must never hold one per directory
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    try:
+        result = repo.restore(snapshot_id, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert (result.files, result.dirs, result.bytes) == (1, levels + 1, len(content))
+        fd = os.open(out / "s", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for depth in reversed(range(levels)):  # the outermost tree holds the last one made
+                assert os.listdir(fd) == [f"d{depth % 10}"]
+                child_fd = os.open(f"d{depth % 10}", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
+                                   dir_fd=fd)  # fmt: skip
+                assert stat.S_IMODE(os.fstat(child_fd).st_mode) == 0o750
+                os.close(fd)
+                fd = child_fd
+            assert os.listdir(fd) == ["deepest.txt"]
+            file_fd = os.open("deepest.txt", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            with os.fdopen(file_fd, "rb") as stream:
+                assert stream.read() == content
+                assert os.fstat(stream.fileno()).st_mtime_ns == 7 * 10**18
+        finally:
+            os.close(fd)
+    finally:
+        subprocess.run(["rm", "-rf", str(out)], check=True)  # deeper than rmtree goes

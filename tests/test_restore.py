@@ -202,7 +202,7 @@ def test_a_file_replaced_by_a_symlink_mid_restore_is_not_written_through(
 
     def open_then_swap(self: restore_module.Restorer, number: int) -> int:
         fd = original(self, number)
-        path = self._files[number][0]
+        path = self.file_path(number)
         if not path.is_symlink():
             path.unlink()
             os.symlink(outside, path)  # an attacker swaps the file for a link after creation
