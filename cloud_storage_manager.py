@@ -78,6 +78,26 @@ class LazyDataSources(Mapping[str, Any]):
         return f"<data_sources {list(self._views)} (loaded: {list(self._loaded)})>"
 
 
+def describe_backup(repository: Repository, manifest: SnapshotManifest) -> dict[str, Any]:
+    """One backup as :meth:`CloudStorageManager.list_backups` shows it (from the catalog only;
+    the status server uses it too)."""
+    synced = repository.catalog.synced_remotes(manifest.id)
+    return {
+        "backup_id": manifest.id,
+        "timestamp": _iso(manifest.time),
+        "host": manifest.host,
+        "tags": list(manifest.tags),
+        "size_bytes": manifest.size,
+        "stored_bytes": manifest.added_bytes,
+        "sources": manifest.source_types,
+        "files": manifest.files,
+        "partial": manifest.partial,
+        "cloud_synced": bool(synced),
+        "synced_to": synced,
+        "local_path": repository.location,
+    }
+
+
 class CloudStorageManager:
     """The seed's ``cloud_storage`` object, backed by an stcore repository."""
 
@@ -174,21 +194,7 @@ class CloudStorageManager:
         }
 
     def _describe(self, manifest: SnapshotManifest) -> dict[str, Any]:
-        synced = self.repository.catalog.synced_remotes(manifest.id)
-        return {
-            "backup_id": manifest.id,
-            "timestamp": _iso(manifest.time),
-            "host": manifest.host,
-            "tags": list(manifest.tags),
-            "size_bytes": manifest.size,
-            "stored_bytes": manifest.added_bytes,
-            "sources": manifest.source_types,
-            "files": manifest.files,
-            "partial": manifest.partial,
-            "cloud_synced": bool(synced),
-            "synced_to": synced,
-            "local_path": self.repository.location,
-        }
+        return describe_backup(self.repository, manifest)
 
     def _remote_repository(self) -> Repository:
         """The cloud remote opened as a repository, kept open for later reads."""
