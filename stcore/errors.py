@@ -43,6 +43,11 @@ class SourceError(StcoreError):
     """A data source cannot be read at all (missing path, bad options)."""
 
 
+class LeftOut(StcoreError):
+    """Raised by a source entry's opener: the entry is left out of the snapshot on purpose (the
+    ``-wal`` of a database whose consistent copy holds its content), which is not an error."""
+
+
 # --- repository ----------------------------------------------------------------------------------
 
 

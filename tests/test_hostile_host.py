@@ -248,3 +248,65 @@ def test_a_live_sqlite_database_under_a_files_source_restores_consistent(
             assert db.execute("SELECT count(*) FROM t").fetchone()[0] > 0
         finally:
             db.close()
+
+
+def test_a_database_found_only_when_read_is_still_copied_consistently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No companion at the scan (a rollback-journal database between two transactions): its
+    header, seen in the first buffer read, still sends it through the backup API; a file that
+    only looks like a journal of something that is not a database is stored as usual."""
+    from stcore.builtins import sources as builtin_sources
+
+    source = tmp_path / "app"
+    source.mkdir()
+    db = sqlite3.connect(source / "idle.db")
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES (1)")
+    db.commit()
+    db.close()
+    (source / "notes.txt").write_text("notes\n")
+    (source / "notes.txt-journal").write_text("my journal, not SQLite's\n")
+    copied: list[str] = []
+    real = builtin_sources.copy_database
+
+    def counting(path: str, copy_path: str) -> int:
+        copied.append(os.path.basename(path))
+        return real(path, copy_path)
+
+    monkeypatch.setattr(builtin_sources, "copy_database", counting)
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    result = repo.backup(stcore.sources_for_paths([str(source)]))
+    assert not result.partial and copied == ["idle.db"]
+    repo.restore("latest", tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out" / "app")) == [
+        "idle.db",
+        "notes.txt",
+        "notes.txt-journal",
+    ]
+    restored = sqlite3.connect(tmp_path / "out" / "app" / "idle.db")
+    assert restored.execute("SELECT x FROM t").fetchall() == [(1,)]
+    restored.close()
+
+
+def test_a_wal_database_restores_in_wal_mode_as_one_file(tmp_path: Path) -> None:
+    source = tmp_path / "app"
+    source.mkdir()
+    db = sqlite3.connect(source / "state.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (x)")
+    db.execute("INSERT INTO t VALUES (42)")
+    db.commit()  # left open: the -wal and -shm are there, the row only in the -wal
+    try:
+        repo = stcore.init_repository(str(tmp_path / "repo"))
+        assert not repo.backup(stcore.sources_for_paths([str(source)])).partial
+    finally:
+        db.close()
+    repo.restore("latest", tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out" / "app")) == ["state.db"]
+    restored = sqlite3.connect(tmp_path / "out" / "app" / "state.db")
+    try:
+        assert restored.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert restored.execute("SELECT x FROM t").fetchall() == [(42,)]
+    finally:
+        restored.close()

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import attrs
 
-from stcore.errors import ConfigError, SourceError
+from stcore.errors import ConfigError, LeftOut, SourceError
 from stcore.globs import match_any
 from stcore.interfaces import ErrorReporter, SourceEntry
 
@@ -77,7 +77,9 @@ class _ScannedFile(io.RawIOBase):
         super().close()
 
 
-def open_scanned(path: str, scanned: os.stat_result, dir_fd: int | None = None) -> BinaryIO:
+def open_scanned(
+    path: str, scanned: os.stat_result, dir_fd: int | None = None
+) -> io.BufferedReader:
     """Open the regular file that was scanned at ``path`` (relative to ``dir_fd`` when given)
     and nothing else: no link is followed, a FIFO or device never blocks the open, and the
     descriptor must be the scanned file (same device and inode, still regular). A swapped path
@@ -251,9 +253,31 @@ def _open_checked(
     scanned: os.stat_result,
     before_open: Callable[[str], None] | None,
 ) -> BinaryIO:
+    """The scanned file's bytes; a SQLite database's through SQLite's backup API (its header
+    is in the first buffer read anyway), since a byte copy of one being written is torn."""
     if before_open is not None:
         before_open(shown)  # tests: change the file between scan and read, deterministically
-    return open_scanned(name, scanned, None if directory is None else directory.fd)
+    stream = open_scanned(name, scanned, None if directory is None else directory.fd)
+    try:
+        is_database = stream.peek(len(SQLITE_HEADER))[: len(SQLITE_HEADER)] == SQLITE_HEADER
+    except BaseException:
+        stream.close()
+        raise
+    if not is_database:
+        return stream
+    stream.close()
+    return _open_database(directory, name, shown, scanned, None)
+
+
+def _open_companion(
+    directory: _Dir | None, database: str, opener: Callable[[], BinaryIO]
+) -> BinaryIO:
+    """A file named like a ``-wal``, ``-shm`` or ``-journal`` of ``database``: left out if that
+    is a SQLite database (whose consistent copy holds its content; restored beside the copy, a
+    journal would be rolled back into it), read as usual otherwise."""
+    if _sqlite_page_size(database, None if directory is None else directory.fd) is not None:
+        raise LeftOut(f"the content of {database!r} is in its consistent copy")
+    return opener()
 
 
 #: the first bytes of every SQLite 3 database file
@@ -271,13 +295,27 @@ def copy_database(path: str, copy_path: str) -> int:
         try:
             source.backup(target)
             page_size = int(target.execute("PRAGMA page_size").fetchone()[0])
-            # The copy must be one self-contained file: fold any WAL back into it.
+            # The copy must be one self-contained file: fold any WAL back into it, then mark
+            # it WAL again if the database was (closing checkpoints and removes the -wal), so
+            # the restored database is in the journal mode it was backed up in.
             target.execute("PRAGMA journal_mode=DELETE")
+            if target.execute("PRAGMA journal_mode").fetchone()[0] != "delete":
+                raise sqlite3.OperationalError("could not fold the copy's journal into it")
+            if source.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                target.execute("PRAGMA journal_mode=WAL")
         finally:
             target.close()
     finally:
         source.close()
     return page_size
+
+
+def _companion_of(name: str) -> str | None:
+    """The database ``name`` would be the ``-wal``, ``-shm`` or ``-journal`` of, if any."""
+    for end in SQLITE_COMPANIONS:
+        if name.endswith(end) and len(name) > len(end):
+            return name[: -len(end)]
+    return None
 
 
 def _sqlite_page_size(name: str, dir_fd: int | None) -> int | None:
@@ -435,6 +473,11 @@ class FilesSource:
                 continue  # its content is in the consistent copy of its database
             if entry.kind == "file" and any(level.has(name + end) for end in ("-wal", "-journal")):
                 entry = self._database_entry(entry, directory, name, st, level)
+            if entry.kind == "file" and entry.opener is not None:
+                database = _companion_of(name)
+                if database is not None and level.has(database):
+                    opener = partial(_open_companion, directory, database, entry.opener)
+                    entry = attrs.evolve(entry, opener=opener, prefetch=None)
             yield entry
             if is_dir:
                 try:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
-from stcore.errors import SourceError
+from stcore.errors import LeftOut, SourceError
 from stcore.interfaces import ProgressCallback, Source, SourceEntry, no_progress
 from stcore.models import (
     BlobType,
@@ -327,6 +327,8 @@ class _Backup:
                         unreported = 0
         except OSError as exc:
             session.report(display, exc)
+            return None
+        except LeftOut:
             return None
         finally:
             if unreported:
