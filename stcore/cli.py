@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +20,6 @@ from typing import Any, NoReturn
 import attrs
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -28,11 +30,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from stcore.config import Settings, load_dotenv_file, load_settings
 from stcore.durations import parse_duration, parse_time
 from stcore.errors import ConfigError, StcoreError
 from stcore.plugins import PluginHost, make_plugin_manager
+from stcore.repo.restore import DEFAULT_OVERWRITE, OVERWRITE_MODES, Overwrite
 from stcore.repository import (
     Repository,
     init_repository,
@@ -45,14 +49,63 @@ from stcore.version import __version__
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_INTERRUPTED = 130
 
-# Markup is off: tags, hosts, paths, file names and error messages are the users' text and are
-# printed as they are. The few program literals that style text pass markup=True and escape()
-# whatever they interpolate.
-out = Console(soft_wrap=True, markup=False)
-err = Console(stderr=True, soft_wrap=True, markup=False)
+#: what `printable` escapes: C0 controls, DEL and C1 controls (a terminal obeys them), the
+#: bidirectional formatting characters and line/paragraph separators (they reorder or break what
+#: is shown), and lone surrogates (surrogateescape's stand-ins for bytes that are not UTF-8; they
+#: cannot be encoded). A backslash is left as it is: error messages quote names with repr(), which
+#: already escapes them, and doubling would show those escapes doubled ('x\\x1b'); --json is exact.
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
+    r"\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"  # bidi formatting, U+2028, U+2029
+    r"\ud800-\udfff]"  # lone surrogates
+)
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if code < 0x80 or 0xDC80 <= code <= 0xDCFF:  # an ASCII control, or the byte it stands for
+        return f"\\x{code & 0xFF:02x}"
+    return f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    r"""``text`` as it is safe to show on a terminal: never a control sequence, always encodable.
+
+    ``\n``, ``\t``, ``\r`` and ``\xNN`` below 0x80 are those control characters; ``\xNN`` from
+    0x80 is a byte of a name that is not UTF-8 (its surrogateescape character U+DC80+NN:
+    ``os.fsencode`` gives the byte back); ``\uNNNN`` is a C1 control, a bidirectional formatting
+    character, a line or paragraph separator, or another lone surrogate. Everything else, a
+    backslash and non-ASCII letters included, is shown as it is, so the output is safe but not
+    always exact: ``--json`` is. docs/cli.md, "Names and text in the output", says the same.
+    """
+    return _UNSAFE.sub(_escape_one, text)
+
+
+class PlainConsole(Console):
+    """A Console for users' text: every string it renders, table cells included, is shown
+    through :func:`printable`. Markup and emoji codes are off (``[x]``, ``:smile:`` stay as
+    written); a program literal that wants style prints a :func:`styled` Text instead."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(printable(text), **{**kwargs, "markup": False, "emoji": False})
+
+
+out = PlainConsole(soft_wrap=True, markup=False, emoji=False)
+err = PlainConsole(stderr=True, soft_wrap=True, markup=False, emoji=False)
+
+
+def styled(style: str, label: str, text: str) -> Text:
+    """``label`` in ``style`` (a program literal), a space, then ``text`` shown as printable."""
+    return Text.assemble((label, style), " ", printable(text))
 
 
 class Context:
@@ -166,9 +219,10 @@ def pass_context(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    # The message is text (paths, names, other programs' errors), never markup.
+    # The message is text (paths, names, other programs' errors), shown through printable(); a
+    # message of several lines (another program's) is joined into one first.
     one_line = " ".join(message.split()) if "\n" in message else message
-    err.print(f"[bold red]stcore: error:[/] {escape(one_line)}", highlight=False, markup=True)
+    err.print(styled("bold red", "stcore: error:", one_line), highlight=False)
     sys.exit(code)
 
 
@@ -212,7 +266,7 @@ def progress_bar(
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(description, total=total, files=0)
+        task = bar.add_task(printable(description), total=total, files=0)
         files = 0
 
         def update(event: str, amount: int) -> None:
@@ -226,16 +280,42 @@ def progress_bar(
         yield update
 
 
+def _printable_click_error(exc: click.ClickException) -> None:
+    # Click types `message` Final for its own code; rewriting it is the one way its usage errors
+    # (which quote the command line) print through printable().
+    exc.message = printable(exc.message)  # type: ignore[misc]
+
+
 class StcoreGroup(click.Group):
-    """Turns expected errors into one line and a meaningful exit code."""
+    """Turns expected errors into one line and a meaningful exit code.
+
+    Click prints its own usage errors, which quote what was typed (``No such option: ...``,
+    ``Invalid value for '--since': ...``): their messages go through :func:`printable` too.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.ClickException as exc:
+            _printable_click_error(exc)
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.ClickException as exc:
+            _printable_click_error(exc)
+            raise
         except StcoreError as exc:
             fail(str(exc), exc.exit_code)
         except OSError as exc:  # the host refused (a full disk, a path too long): one line
-            where = f"{exc.filename}: " if exc.filename else ""
+            where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
@@ -288,6 +368,11 @@ def cli(
     show_default=True,
     help="With --encrypt: the cipher.",
 )
+@click.option(
+    "--group-access",
+    is_flag=True,
+    help="Let the repository directory's group read it (files 0640, folders 0750).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def init(
@@ -297,6 +382,7 @@ def init(
     create_bucket: bool,
     encrypt: bool,
     cipher: str,
+    group_access: bool,
     as_json: bool,
 ) -> None:
     """Create a new, empty repository (encrypted with --encrypt)."""
@@ -316,6 +402,7 @@ def init(
         options=ctx.settings.backend_options,
         encryption=cipher if encrypt else "none",
         password=password,
+        group_access=group_access,
     )
     with repo:
         if as_json:
@@ -378,18 +465,17 @@ def backup(
             highlight=False,
         )
         for path, message in result.errors:
-            err.print(
-                f"[yellow]could not read[/] {escape(path)}: {escape(message)}",
-                highlight=False,
-                markup=True,
-            )
+            err.print(styled("yellow", "could not read", f"{path}: {message}"), highlight=False)
     if result.partial:
         if not as_json:
             err.print(
-                f"[yellow]warning:[/] {len(result.errors)} entries could not be read; "
-                "the snapshot holds everything else",
+                styled(
+                    "yellow",
+                    "warning:",
+                    f"{len(result.errors)} entries could not be read; "
+                    "the snapshot holds everything else",
+                ),
                 highlight=False,
-                markup=True,
             )
         sys.exit(EXIT_PARTIAL)
 
@@ -508,7 +594,7 @@ def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
                 f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False
             )
     for problem in document["errors"]:
-        out.print(f"  [yellow]unreadable[/] {escape(problem)}", highlight=False, markup=True)
+        out.print(Text("  ").append_text(styled("yellow", "unreadable", problem)), highlight=False)
 
 
 @cli.command()
@@ -522,6 +608,15 @@ def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
     "--from", "from_remote", default=None, metavar="REMOTE",
     help="Read from this configured remote instead of the local repository.",
 )  # fmt: skip
+@click.option(
+    "--overwrite", type=click.Choice(OVERWRITE_MODES), default=DEFAULT_OVERWRITE,
+    show_default=True, help="What to do with what the target already has.",
+)  # fmt: skip
+@click.option(
+    "--delete", is_flag=True,
+    help="Remove what the restored folders hold that the snapshot does not.",
+)  # fmt: skip
+@click.option("--dry-run", "-n", is_flag=True, help="Only list what would be done.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_context
 def restore(
@@ -531,23 +626,38 @@ def restore(
     sources: tuple[str, ...],
     include: tuple[str, ...],
     from_remote: str | None,
+    overwrite: Overwrite,
+    delete: bool,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Restore snapshot SNAP into TARGET/<source name>/...
 
-    With --repo pointing at a cloud URL, a fresh machine restores from the cloud alone.
+    A file already there is kept if it matches the snapshot, else overwritten (--overwrite);
+    every overwrite, skip and deletion is listed. With --repo pointing at a cloud URL, a fresh
+    machine restores from the cloud alone.
     """
     with ctx.open(from_remote) as repo:
         manifest = repo.resolve(snap)
         total = sum(s.size for n, s in manifest.sources.items() if not sources or n in sources)
-        with progress_bar("restoring", total, not as_json) as progress:
+        with progress_bar("restoring", total, not as_json and not dry_run) as progress:
             result = repo.restore(
                 manifest.id,
                 target,
                 sources=sources or None,
                 include=include,
+                overwrite=overwrite,
+                delete=delete,
+                dry_run=dry_run,
                 progress=progress,
             )
+    counts = {
+        "created": result.created,
+        "overwritten": result.overwritten,
+        "kept": result.kept,
+        "skipped": result.skipped,
+        "deleted": result.deleted,
+    }
     if as_json:
         emit_json(
             {
@@ -557,14 +667,23 @@ def restore(
                 "dirs": result.dirs,
                 "symlinks": result.symlinks,
                 "bytes": result.bytes,
+                **counts,
+                "dry_run": result.dry_run,
+                "actions": [action.to_json() for action in result.actions],
             }
         )
-    else:
-        out.print(
-            f"restored {result.files} files ({human_size(result.bytes)}) from {result.snapshot_id} "
-            f"into {result.target}",
-            highlight=False,
-        )
+        return
+    for action in result.actions:
+        shown = action.path + ("/" if action.kind == "dir" else "")
+        reason = f"  ({action.reason})" if action.reason else ""
+        out.print(f"{action.action:9} {shown}{reason}", highlight=False)
+    verb = "would restore" if result.dry_run else "restored"
+    out.print(
+        f"{verb} {result.files} files ({human_size(result.bytes)}) from {result.snapshot_id} "
+        f"into {result.target}",
+        highlight=False,
+    )
+    out.print(", ".join(f"{count} {word}" for word, count in counts.items()), highlight=False)
 
 
 @cli.command()
@@ -703,9 +822,9 @@ def check(ctx: Context, read_data: bool, as_json: bool) -> None:
         )
     else:
         for problem in result.errors:
-            err.print(f"[red]error:[/] {escape(problem)}", highlight=False, markup=True)
+            err.print(styled("red", "error:", problem), highlight=False)
         for note in result.warnings:
-            err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, markup=True)
+            err.print(styled("yellow", "warning:", note), highlight=False)
         verdict = "no errors found" if result.ok else f"{len(result.errors)} errors found"
         if result.warnings:
             verdict += f", {len(result.warnings)} warnings"
@@ -788,18 +907,20 @@ def plugins(ctx: Context, as_json: bool) -> None:
     out.print(table)
     for broken in host.broken:
         err.print(
-            f"[red]broken:[/] {escape(broken.name)} ({escape(broken.distribution)} "
-            f"{escape(broken.version)}): {escape(broken.error)}",
+            styled(
+                "red",
+                "broken:",
+                f"{broken.name} ({broken.distribution} {broken.version}): {broken.error}",
+            ),
             highlight=False,
-            markup=True,
         )
     for kind, names in conflicts.items():
         for name, claimants in names.items():
             err.print(
-                f"[red]conflict:[/] {kind} {escape(repr(name))} is provided by "
-                f"{escape(', '.join(claimants))}",
+                styled(
+                    "red", "conflict:", f"{kind} {name!r} is provided by {', '.join(claimants)}"
+                ),
                 highlight=False,
-                markup=True,
             )
 
 
@@ -931,19 +1052,80 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option(
     "--port", type=int, default=8765, show_default=True, help="Port to listen on (0: any free)."
 )
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this Host name (repeatable; loopback names always).",
+)
+@click.option(
+    "--token-file",
+    metavar="FILE",
+    help="Require the bearer token on FILE's first line (default: $STCORE_STATUS_TOKEN).",
+)
+@click.option(
+    "--show-paths", is_flag=True, help="Show local paths, bucket names and URLs (default: hidden)."
+)
+@click.option(
+    "--cache-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Reuse an answer this long before reading the catalog again.",
+)
+@click.option(
+    "--refresh-seconds",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Look for snapshots made elsewhere this often (one listing of snapshots/).",
+)
 @pass_context
-def serve(ctx: Context, bind_host: str, port: int) -> None:
+def serve(
+    ctx: Context,
+    bind_host: str,
+    port: int,
+    allow_hosts: tuple[str, ...],
+    token_file: str | None,
+    show_paths: bool,
+    cache_seconds: float,
+    refresh_seconds: float,
+) -> None:
     """Serve /api/cloud/status, /healthz and /metrics (needs `pip install 'stcore[web]'`).
 
     Runs until SIGTERM or SIGINT, then exits 0. Prints the address it listens on to stderr.
+    Answers loopback Host names only (and --allow-host ones); listening beyond loopback needs
+    a bearer token (--token-file or STCORE_STATUS_TOKEN).
     """
     import signal
 
-    from stcore.web import make_app
+    from stcore.web import allowed_host_names, is_loopback, make_app, read_token
 
+    token = read_token(token_file)
+    if token is None and not is_loopback(bind_host):
+        fail(f"--host {bind_host} needs --token-file or STCORE_STATUS_TOKEN", EXIT_USAGE)
+    names = list(allow_hosts)
+    wildcard = bind_host in ("0.0.0.0", "::", "")
+    if not wildcard:
+        names.append(bind_host)  # the address it listens on, as a client names it
+    try:
+        allowed_host_names(names)
+    except ValueError as exc:
+        fail(f"--allow-host: {exc}", EXIT_USAGE)
     ctx.open().close()  # fail now, with the usual message, if there is no repository
     config = str(ctx.settings.path) if ctx.settings.path else None
-    app = make_app(repo_url=ctx.url, config=config)  # says what to install if Flask is missing
+    app = make_app(  # says what to install if Flask is missing
+        repo_url=ctx.url,
+        config=config,
+        allowed_hosts=names,
+        token=token,
+        show_paths=show_paths,
+        cache_seconds=cache_seconds,
+        refresh_seconds=refresh_seconds,
+    )
     from werkzeug.serving import make_server
 
     try:
@@ -958,7 +1140,11 @@ def serve(ctx: Context, bind_host: str, port: int) -> None:
         raise Stop
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    click.echo(f"stcore: serving on http://{bind_host}:{server.server_port}", err=True)
+    shown = f"[{bind_host}]" if ":" in bind_host else bind_host
+    guarded = " (bearer token required)" if token is not None else ""
+    click.echo(f"stcore: serving on http://{shown}:{server.server_port}{guarded}", err=True)
+    if wildcard and not allow_hosts:
+        click.echo("stcore: answering loopback Host names only: add --allow-host NAME", err=True)
     try:
         server.serve_forever()
     except Stop:
@@ -1225,7 +1411,7 @@ def repair_index(ctx: Context, dry_run: bool, as_json: bool) -> None:
         emit_json(attrs.asdict(result))
         return
     for problem in result.unreadable:
-        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, markup=True)
+        err.print(styled("yellow", "warning:", problem), highlight=False)
     verb = "would index" if dry_run else "indexed"
     out.print(
         f"{verb} {result.blobs} blobs in {result.packs} packs; "
@@ -1299,6 +1485,19 @@ def catalog_rebuild(ctx: Context) -> None:
     out.print(f"catalog rebuilt: {count} snapshots", highlight=False)
 
 
+class PrintableLogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stcore's logged warnings (a broken plugin, a damaged lock) on stderr, as Python's
+    last-resort handler prints them, but through :func:`printable`: they quote other programs'
+    errors and repository text. The message stays one line; a traceback keeps its lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        shown = printable(record.getMessage())  # one line, whatever it quotes
+        if record.exc_info:  # a traceback keeps its lines
+            trace = logging.Formatter().formatException(record.exc_info)
+            shown += "".join(f"\n{printable(line)}" for line in trace.splitlines())
+        return shown
+
+
 #: seconds a thread may hold the GIL while another waits for it (Python's default is 5 ms)
 SWITCH_INTERVAL = 0.001
 
@@ -1310,6 +1509,9 @@ def main() -> None:
     # benchmark's first backup from 3.27 s to 3.03 s (mean of six). The command-line tool owns
     # its process, so it sets this; embedders choose for themselves (docs/architecture.md).
     sys.setswitchinterval(SWITCH_INTERVAL)
+    handler = PrintableLogHandler()
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("stcore").addHandler(handler)
     cli(prog_name="stcore")
 
 

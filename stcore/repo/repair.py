@@ -22,7 +22,12 @@ from collections.abc import Iterable
 
 import attrs
 
-from stcore.errors import CorruptObjectError, ObjectNotFoundError, SnapshotNotFoundError
+from stcore.errors import (
+    ConfigError,
+    CorruptObjectError,
+    ObjectNotFoundError,
+    SnapshotNotFoundError,
+)
 from stcore.interfaces import ProgressCallback, no_progress
 from stcore.models import IndexEntry, SnapshotManifest, SourceSummary, TreeNode, new_snapshot_id
 from stcore.repo.damage import load_damage, save_damage
@@ -167,6 +172,13 @@ def repair_index(
         return _rebuild_index(store, dry_run=dry_run, progress=progress or no_progress)
 
 
+def _pack_id(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a pack id (hex, as `stcore check` names it)") from None
+
+
 def repair_packs(
     store: Store,
     pack_ids: Iterable[str] = (),
@@ -178,7 +190,7 @@ def repair_packs(
     recorded as holding damaged copies), store them in new packs and delete the damaged packs."""
     progress = progress or no_progress
     damage = load_damage(store.cache_dir)
-    wanted = {bytes.fromhex(p) for p in pack_ids} or {p for packs in damage.values() for p in packs}
+    wanted = {_pack_id(p) for p in pack_ids} or {p for packs in damage.values() for p in packs}
     with repository_lock(store.backend, exclusive=True, purpose="repair packs", wait=wait):
         index = store.load_index(cached=False, on_damaged=lambda key, exc: None)
         store.set_index(index)
