@@ -167,8 +167,12 @@ class _Level:
     #: companions of a database in this directory that is copied with SQLite's backup API
     skip: set[str] = attrs.field(factory=set)
 
+    #: the names that end like a SQLite ``-wal``, ``-shm`` or ``-journal`` (usually none)
+    companions: set[str] = attrs.field(init=False)
+
     def __attrs_post_init__(self) -> None:
         self.names = iter(self.listing)
+        self.companions = {name for name in self.listing if name.endswith(SQLITE_COMPANIONS)}
 
     def has(self, name: str) -> bool:
         at = bisect.bisect_left(self.listing, name)
@@ -469,13 +473,13 @@ class FilesSource:
                 continue
             if entry is None:
                 continue
-            if name in level.skip and entry.kind == "file":
-                continue  # its content is in the consistent copy of its database
-            if entry.kind == "file" and any(level.has(name + end) for end in ("-wal", "-journal")):
-                entry = self._database_entry(entry, directory, name, st, level)
-            if entry.kind == "file" and entry.opener is not None:
+            if level.companions and entry.kind == "file":  # a directory holding a database
+                if name in level.skip:
+                    continue  # its content is in the consistent copy of its database
+                if f"{name}-wal" in level.companions or f"{name}-journal" in level.companions:
+                    entry = self._database_entry(entry, directory, name, st, level)
                 database = _companion_of(name)
-                if database is not None and level.has(database):
+                if database is not None and entry.opener is not None and level.has(database):
                     opener = partial(_open_companion, directory, database, entry.opener)
                     entry = attrs.evolve(entry, opener=opener, prefetch=None)
             yield entry

@@ -80,7 +80,7 @@ class _BackupSession:
     size: int = 0
     #: files-cache state: what the last backup recorded, what this one will, and the cut-off
     cached: dict[str, RecordedFiles] = attrs.field(factory=dict)
-    record: dict[str, list[tuple[str, str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    record: dict[str, list[tuple[bytes, str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
     started_ns: int = 0
 
     def report(self, path: str, exc: BaseException) -> None:
@@ -348,9 +348,8 @@ class _Backup:
         session.size += size
         session.progress("file", 1)
         if token is not None and entry.mtime_ns < session.started_ns - SAFETY_NS:
-            session.record.setdefault(source_name, []).append(
-                ("/".join(entry.path), token, content)
-            )
+            key = session.cached[source_name].key("/".join(entry.path))
+            session.record.setdefault(source_name, []).append((key, token, content))
         return TreeNode(
             name=entry.path[-1],
             kind="file",

@@ -7,7 +7,8 @@ blobs, reuses the ids without opening the file. Like restic's, this trusts the f
 timestamps; a token is only recorded for files whose mtime is at least a second older than the
 backup's start, so a file written during the same second as a backup is always read again.
 
-No name is stored: source names and paths are kept as keyed hashes (HMAC-SHA256). For an
+No name is stored: source names and paths are kept as keyed hashes (keyed BLAKE2b, a MAC in
+one call: Python's ``hmac`` costs more than the rest of a no-change backup's lookup). For an
 encrypted repository the key is derived from the master key (:meth:`MasterKey.derive`), so the
 cache tells someone who reads it neither what was backed up nor, by guessing, whether a given
 path was; for an unencrypted one (plaintext in the repository anyway) the key is a constant. A
@@ -18,7 +19,6 @@ and its pages wiped: the next backup reads every file once and records them agai
 from __future__ import annotations
 
 import hashlib
-import hmac
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,8 +28,8 @@ from stcore.repo.keys import MasterKey
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS file_states (
-    source BLOB NOT NULL,            -- HMAC of the source name
-    path BLOB NOT NULL,              -- HMAC of the source name and the path
+    source BLOB NOT NULL,            -- keyed hash of the source name
+    path BLOB NOT NULL,              -- keyed hash of the source name and the path
     token TEXT NOT NULL,
     content BLOB NOT NULL,           -- concatenated 32-byte blob ids
     PRIMARY KEY (source, path)
@@ -62,9 +62,20 @@ class RecordedFiles:
         self._cache = cache
         self._source = source
         self._rows = rows
+        self._keys: dict[str, bytes] = {}
+
+    def key(self, path: str) -> bytes:
+        """``path``'s hashed key. The last few are remembered: a backup asks for each file's
+        key two or three times within a few entries (read-ahead, read, record)."""
+        key = self._keys.get(path)
+        if key is None:
+            if len(self._keys) >= 256:
+                self._keys.clear()
+            key = self._keys[path] = self._cache.path_key(self._source, path)
+        return key
 
     def get(self, path: str) -> Recorded | None:
-        return self._rows.get(self._cache.path_key(self._source, path))
+        return self._rows.get(self.key(path))
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -75,14 +86,16 @@ class FilesCache:
         self._key = key
         self._db = open_local_database(path, SCHEMA)
         try:
-            self._db.execute("PRAGMA secure_delete=ON")  # deleted rows leave no bytes behind
+            # no secure_delete: the rows hold keyed hashes only, and zeroing every page that a
+            # backup's rewrite frees cost a no-change backup time; old plaintext is wiped in
+            # _settle, by VACUUM
             self._settle()
         except BaseException:
             self._db.close()
             raise
 
     def _mac(self, *parts: bytes) -> bytes:
-        return hmac.new(self._key, b"\0".join(parts), hashlib.sha256).digest()
+        return hashlib.blake2b(b"\0".join(parts), key=self._key, digest_size=32).digest()
 
     def source_key(self, source: str) -> bytes:
         return self._mac(b"source", _path_bytes(source))
@@ -125,17 +138,15 @@ class FilesCache:
             },
         )
 
-    def replace(self, source: str, entries: Iterable[tuple[str, str, tuple[bytes, ...]]]) -> None:
-        """Make ``entries`` the whole cache of ``source`` (files gone since are dropped)."""
+    def replace(self, source: str, entries: Iterable[tuple[bytes, str, tuple[bytes, ...]]]) -> None:
+        """Make ``entries`` (path key from :meth:`RecordedFiles.key`, token, content) the whole
+        cache of ``source`` (files gone since are dropped)."""
         source_key = self.source_key(source)
         with self._db:
             self._db.execute("DELETE FROM file_states WHERE source = ?", (source_key,))
             self._db.executemany(
                 "INSERT OR REPLACE INTO file_states VALUES (?, ?, ?, ?)",
-                (
-                    (source_key, self.path_key(source, path), token, b"".join(content))
-                    for path, token, content in entries
-                ),
+                ((source_key, key, token, b"".join(content)) for key, token, content in entries),
             )
 
     def close(self) -> None:
