@@ -250,12 +250,12 @@ def test_a_live_sqlite_database_under_a_files_source_restores_consistent(
             db.close()
 
 
-def test_a_database_found_only_when_read_is_still_copied_consistently(
+def test_an_idle_database_is_read_byte_for_byte_under_a_read_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No companion at the scan (a rollback-journal database between two transactions): its
-    header, seen in the first buffer read, still sends it through the backup API; a file that
-    only looks like a journal of something that is not a database is stored as usual."""
+    """No companion (a rollback-journal database between two transactions): it is read as it
+    is, while a read transaction keeps every writer out; a file that only looks like a journal
+    of something that is not a database is stored as usual."""
     from stcore.builtins import sources as builtin_sources
 
     source = tmp_path / "app"
@@ -265,28 +265,38 @@ def test_a_database_found_only_when_read_is_still_copied_consistently(
     db.execute("INSERT INTO t VALUES (1)")
     db.commit()
     db.close()
+    original = (source / "idle.db").read_bytes()
     (source / "notes.txt").write_text("notes\n")
     (source / "notes.txt-journal").write_text("my journal, not SQLite's\n")
-    copied: list[str] = []
-    real = builtin_sources.copy_database
+    real = builtin_sources.open_scanned
+    opened: list[str] = []
+    writer_blocked: list[bool] = []
 
-    def counting(path: str, copy_path: str) -> int:
-        copied.append(os.path.basename(path))
-        return real(path, copy_path)
+    def probing(path: str, scanned: os.stat_result, dir_fd: int | None = None) -> object:
+        stream = real(path, scanned, dir_fd)
+        opened.append(path)
+        if path == "idle.db" and opened.count(path) == 2:  # the reading one: writers wait
+            writer = sqlite3.connect(source / "idle.db", timeout=0)
+            try:
+                writer.execute("INSERT INTO t VALUES (2)")
+                writer.commit()
+                writer_blocked.append(False)
+            except sqlite3.OperationalError:
+                writer_blocked.append(True)
+            finally:
+                writer.close()
+        return stream
 
-    monkeypatch.setattr(builtin_sources, "copy_database", counting)
+    monkeypatch.setattr(builtin_sources, "open_scanned", probing)
+    monkeypatch.setattr(builtin_sources, "copy_database", None)  # never needed here
     repo = stcore.init_repository(str(tmp_path / "repo"))
     result = repo.backup(stcore.sources_for_paths([str(source)]))
-    assert not result.partial and copied == ["idle.db"]
+    assert not result.partial, result.errors
+    assert writer_blocked == [True]
     repo.restore("latest", tmp_path / "out")
-    assert sorted(os.listdir(tmp_path / "out" / "app")) == [
-        "idle.db",
-        "notes.txt",
-        "notes.txt-journal",
-    ]
-    restored = sqlite3.connect(tmp_path / "out" / "app" / "idle.db")
-    assert restored.execute("SELECT x FROM t").fetchall() == [(1,)]
-    restored.close()
+    out = tmp_path / "out" / "app"
+    assert sorted(os.listdir(out)) == ["idle.db", "notes.txt", "notes.txt-journal"]
+    assert (out / "idle.db").read_bytes() == original
 
 
 def test_a_wal_database_restores_in_wal_mode_as_one_file(tmp_path: Path) -> None:

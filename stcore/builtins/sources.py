@@ -71,9 +71,14 @@ class _ScannedFile(io.RawIOBase):
         if now.st_size != self._scanned.st_size or now.st_mtime_ns != self._scanned.st_mtime_ns:
             raise OSError(errno.EIO, "was modified while being read; not stored")
 
+    #: called once the descriptor is closed (a database's read transaction ends there)
+    after_close: Callable[[], None] | None = None
+
     def close(self) -> None:
         if not self.closed:
             os.close(self._fd)
+            if self.after_close is not None:
+                self.after_close()
         super().close()
 
 
@@ -257,20 +262,80 @@ def _open_checked(
     scanned: os.stat_result,
     before_open: Callable[[str], None] | None,
 ) -> BinaryIO:
-    """The scanned file's bytes; a SQLite database's through SQLite's backup API (its header
-    is in the first buffer read anyway), since a byte copy of one being written is torn."""
+    """The scanned file's bytes. A SQLite database (its header is in the first buffer read
+    anyway) is read in one consistent state: see :func:`_open_database_bytes`."""
     if before_open is not None:
         before_open(shown)  # tests: change the file between scan and read, deterministically
-    stream = open_scanned(name, scanned, None if directory is None else directory.fd)
+    dir_fd = None if directory is None else directory.fd
+    stream = open_scanned(name, scanned, dir_fd)
     try:
-        is_database = stream.peek(len(SQLITE_HEADER))[: len(SQLITE_HEADER)] == SQLITE_HEADER
+        header = stream.peek(SQLITE_HEADER_SIZE)[:SQLITE_HEADER_SIZE]
     except BaseException:
         stream.close()
         raise
-    if not is_database:
+    if not header.startswith(SQLITE_HEADER) or len(header) < SQLITE_HEADER_SIZE:
         return stream
     stream.close()
-    return _open_database(directory, name, shown, scanned, None)
+    return _open_database_bytes(directory, name, shown, scanned, wal=header[18] == 2)
+
+
+def _open_database_bytes(
+    directory: _Dir | None, name: str, shown: str, scanned: os.stat_result, *, wal: bool
+) -> BinaryIO:
+    """A SQLite database's bytes in one consistent state, byte for byte when it is idle.
+
+    A database with a ``-wal`` or ``-journal`` beside it is in use: it is copied through
+    SQLite's backup API. Otherwise a WAL database is fully checkpointed (writers would go to a
+    ``-wal`` first) and is read as it is; a rollback-journal database is read while holding a
+    read transaction, whose lock keeps every writer from changing the file. A change that
+    still slips in (a checkpoint) is caught by the scanned-size-and-mtime check: listed.
+    """
+    dir_fd = None if directory is None else directory.fd
+    if any(_exists(name + end, dir_fd) for end in ("-wal", "-journal")):
+        return _open_database(directory, name, shown, scanned, None)
+    if wal:
+        return open_scanned(name, scanned, dir_fd)
+    try:
+        reading = sqlite3.connect(
+            f"{Path(_database_path(directory, name, shown)).as_uri()}?mode=ro",
+            uri=True,
+            timeout=30,
+        )
+    except sqlite3.Error:
+        return _open_database(directory, name, shown, scanned, None)
+    try:
+        reading.execute("BEGIN")
+        reading.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the SHARED lock
+        # committed since the scan is fine: the file is consistent now, under the lock
+        now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (now.st_dev, now.st_ino) != (scanned.st_dev, scanned.st_ino):
+            raise OSError(errno.ESTALE, "was replaced after the scan; not read")
+        stream = open_scanned(name, now, dir_fd)
+    except sqlite3.Error:
+        reading.close()
+        return _open_database(directory, name, shown, scanned, None)
+    except BaseException:
+        reading.close()
+        raise
+    # closing the stream's descriptor drops this process's locks on the file (POSIX), so the
+    # read transaction ends with it
+    stream.raw.after_close = reading.close  # type: ignore[attr-defined]
+    return stream
+
+
+def _exists(name: str, dir_fd: int | None) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _database_path(directory: _Dir | None, name: str, shown: str) -> str:
+    """A path SQLite can open ``name`` by: through the directory's descriptor, the path stays
+    short and is still the directory that was scanned."""
+    via_fd = None if directory is None else f"/proc/self/fd/{directory.fd}"
+    return os.path.join(via_fd, name) if via_fd and os.path.isdir(via_fd) else shown
 
 
 def _open_companion(
@@ -286,6 +351,8 @@ def _open_companion(
 
 #: the first bytes of every SQLite 3 database file
 SQLITE_HEADER = b"SQLite format 3\x00"
+#: the header bytes looked at: the magic, the page size, the write version (2: WAL)
+SQLITE_HEADER_SIZE = 20
 #: the files SQLite keeps next to a database while it is in use
 SQLITE_COMPANIONS = ("-journal", "-shm", "-wal")
 
@@ -353,10 +420,7 @@ def _open_database(
     (a byte copy of a database being written is torn); the copy is deleted once opened."""
     if before_open is not None:
         before_open(shown)
-    # SQLite opens by path; through the directory's descriptor the path stays short and is
-    # still the directory that was scanned
-    via_fd = None if directory is None else f"/proc/self/fd/{directory.fd}"
-    path = os.path.join(via_fd, name) if via_fd and os.path.isdir(via_fd) else shown
+    path = _database_path(directory, name, shown)
     with open_scanned(name, scanned, None if directory is None else directory.fd):
         pass  # still the regular file that was scanned: no link followed, nothing swapped
     tempdir = tempfile.mkdtemp(prefix="stcore-sqlite-")
