@@ -1101,6 +1101,7 @@ def serve(
     a bearer token (--token-file or STCORE_STATUS_TOKEN).
     """
     import signal
+    import socketserver
 
     from stcore.web import allowed_host_names, is_loopback, make_app, read_token
 
@@ -1132,6 +1133,10 @@ def serve(
         server = make_server(bind_host, port, app, threaded=True)
     except OSError as exc:
         fail(f"cannot listen on {bind_host}:{port}: {exc.strerror or exc}")
+    # Stopping must not wait for request threads (a client holding a connection open would
+    # keep the process alive after SIGTERM); they are daemon threads and end with it.
+    if isinstance(server, socketserver.ThreadingMixIn):
+        server.block_on_close = False
 
     class Stop(Exception):
         pass

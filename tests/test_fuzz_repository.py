@@ -5,7 +5,7 @@ pack: flipped bits, overwritten bytes, truncation, appended junk, repeated runs,
 of a small encrypted and a small unencrypted repository, then runs every reading command against
 it, each time on a "fresh machine" (an empty cache). Every command must end with exit code 0 or 1
 (3 is a partial backup, never produced here), never a traceback, and an error must be one line.
-The fuzz runs for a fixed budget of wall-clock seconds (``STCORE_FUZZ_SECONDS``, default 45) and
+The fuzz runs for a fixed budget of wall-clock seconds (``STCORE_FUZZ_SECONDS``, default 30) and
 asserts it tried a minimum number of mutated objects, so it cannot silently do nothing.
 """
 
@@ -27,7 +27,7 @@ from stcore.cli import cli
 from stcore.repo.format import seal_checked
 from tests.helpers import CHEAP, PASSWORD
 
-BUDGET = float(os.environ.get("STCORE_FUZZ_SECONDS", "45"))
+BUDGET = float(os.environ.get("STCORE_FUZZ_SECONDS", "30"))
 SEED = int(os.environ.get("STCORE_FUZZ_SEED", "20261202"))
 
 READERS: list[list[str]] = [

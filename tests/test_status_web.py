@@ -209,7 +209,7 @@ def stcore_serve(
             stderr=stderr,
         )
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while "serving on" not in log.read_text():
             assert server.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "stcore serve did not start"
@@ -239,7 +239,7 @@ def test_stcore_serve_answers_on_loopback_and_stops_on_sigterm(project: Path) ->
         metrics = _metrics(get("/metrics")[2])
         assert metrics["stcore_sync_pending_snapshots"][(("remote", "mirror"),)] == 1
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
+        assert server.wait(timeout=60) == 0  # generous: a loaded machine is slow, not wrong
 
 
 def test_facade_status_counts_synced_backups_and_lists_remotes(project: Path) -> None:
@@ -383,7 +383,7 @@ def test_stcore_serve_checks_host_and_token_from_a_token_file(project: Path) -> 
         assert code == 200 and json.loads(body)["statistics"]["total_backups"] == 2
         assert json.loads(_request(port, "/healthz")[2]) == {"ok": True}
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
+        assert server.wait(timeout=60) == 0  # generous: a loaded machine is slow, not wrong
 
 
 def _serve_refused(project: Path, *args: str, env: dict[str, str] | None = None) -> Any:

@@ -79,7 +79,7 @@ def canned_response(url: str, status: int, code: str, message: str) -> AWSRespon
 
 
 class TestS3Contract(BackendContract):
-    listing_count = 2500  # more than one 1,000-key page of ListObjectsV2
+    listing_count = 1100  # more than one 1,000-key page of ListObjectsV2
 
     @pytest.fixture
     def backend(self, bucket: str, s3_options: dict[str, Any]) -> Iterator[S3Backend]:
