@@ -39,15 +39,6 @@ def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
 
 
-def _parse_date(value: str | dt.datetime | dt.date | None) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 class LazyDataSources(Mapping[str, Any]):
     """``data_sources[name]``: loads that one source when it is first asked for, then keeps it.
 
@@ -243,8 +234,8 @@ class CloudStorageManager:
             raise TypeError(f"query_backups() got unknown filters: {', '.join(sorted(unknown))}")
         with self._lock:
             found = self.repository.snapshots(
-                since=_parse_date(start_date),
-                until=_parse_date(end_date),
+                since=start_date,  # a datetime, a date, 2026-11-24 or 7d (ago)
+                until=end_date,
                 source=source,
                 source_type=source_type,
                 tags=tags or (),

@@ -65,3 +65,19 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
             f"duration ago such as {EXAMPLES})"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def as_time(value: object, what: str = "a time", *, now: dt.datetime | None = None) -> dt.datetime:
+    """``value`` as an aware point in time: a datetime (naive means UTC), a date (its midnight,
+    UTC), or text for :func:`parse_time` (``2026-11-24``, ``7d`` ago). Anything else is refused
+    naming ``what``, never compared as it is."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    if isinstance(value, str):
+        return parse_time(value, now=now)
+    raise ConfigError(
+        f"{what} must be a datetime, a date or text such as 2026-11-24 or 7d, "
+        f"not {type(value).__name__}"
+    )

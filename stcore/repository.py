@@ -28,6 +28,7 @@ from stcore.config import (
     lock_wait_from_env,
     password_from_env,
 )
+from stcore.durations import as_time
 from stcore.errors import ConfigError, RepositoryError
 from stcore.interfaces import Backend, ProgressCallback, Source
 from stcore.models import SnapshotManifest, TreeNode
@@ -191,11 +192,11 @@ class Repository:
     def snapshots(
         self,
         *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
+        since: dt.datetime | dt.date | str | None = None,
+        until: dt.datetime | dt.date | str | None = None,
         source: str | None = None,
         source_type: str | None = None,
-        tags: Iterable[str] = (),
+        tags: str | Iterable[str] = (),
         host: str | None = None,
         synced: bool | None = None,
         remote: str | None = None,
@@ -203,12 +204,19 @@ class Repository:
     ) -> list[SnapshotManifest]:
         """Snapshot manifests matching every filter given, newest first (from the catalog).
 
-        ``synced``/``remote`` filter on sync state: ``synced=True`` keeps snapshots already on
-        ``remote`` (on any remote when it is None).
+        ``since``/``until`` take a datetime, a date or text (``2026-11-24``, or ``7d`` for seven
+        days ago); ``tags`` one tag or several (all must be present). ``synced``/``remote``
+        filter on sync state: ``synced=True`` keeps snapshots already on ``remote`` (on any
+        remote when it is None).
         """
+        if isinstance(tags, str):
+            tags = (tags,)  # one tag, not its letters
+        tags = tuple(tags)
+        if not all(isinstance(tag, str) for tag in tags):
+            raise ConfigError(f"tags must be text, got {tags!r}")
         return self.catalog.query(
-            since=since,
-            until=until,
+            since=None if since is None else as_time(since, "since"),
+            until=None if until is None else as_time(until, "until"),
             source=source,
             source_type=source_type,
             tags=tags,
@@ -221,11 +229,11 @@ class Repository:
     def query(
         self,
         *,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
+        since: dt.datetime | dt.date | str | None = None,
+        until: dt.datetime | dt.date | str | None = None,
         source: str | None = None,
         type: str | None = None,
-        tags: Iterable[str] = (),
+        tags: str | Iterable[str] = (),
         host: str | None = None,
         synced: bool | None = None,
         remote: str | None = None,
@@ -278,7 +286,7 @@ class Repository:
         self,
         sources: Sequence[Source],
         *,
-        tags: Iterable[str] = (),
+        tags: str | Iterable[str] = (),
         hostname: str | None = None,
         progress: ProgressCallback | None = None,
         time: dt.datetime | None = None,
