@@ -87,6 +87,10 @@ class PathNotFoundError(RepositoryError):
     """A snapshot's source holds no file or directory at the path asked for."""
 
 
+class NotADatabaseError(PathNotFoundError):
+    """``connect()`` was asked to open a backed-up file that is not a SQLite database."""
+
+
 class CorruptObjectError(RepositoryError):
     """Stored bytes do not match their hash or cannot be decoded."""
 

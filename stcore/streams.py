@@ -1,9 +1,12 @@
-"""Stream helpers shared by backend plugins."""
+"""Stream helpers shared by backend plugins, the chunker and the sources."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
+
+#: the first 16 bytes of every SQLite 3 database file
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class MemoryviewReader(io.RawIOBase):

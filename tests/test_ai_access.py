@@ -719,3 +719,20 @@ path = "data/metrics.db"
         assert db.execute("SELECT COUNT(*) FROM readings").fetchone() == (500,)
     db.close()
     storage.close()
+
+
+def test_connect_refuses_a_file_that_is_not_a_database_before_copying_it(
+    tmp_path: Path,
+) -> None:
+    from stcore.errors import NotADatabaseError
+
+    source = tmp_path / "files"
+    source.mkdir()
+    (source / "notes.db").write_bytes(b"not sqlite at all\n" * 200_000)  # 3.6 MB, many chunks
+    repository = stcore.init_repository(str(tmp_path / "repo"))
+    repository.backup(stcore.sources_for_paths([str(source)]))
+    view = repository.snapshot("latest").sources["files"]
+    with pytest.raises(NotADatabaseError, match="is not a SQLite database"):
+        view.connect("notes.db")
+    copies = repository.cache_dir / "sqlite"
+    assert not copies.exists() or not any(copies.iterdir())

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from stcore.errors import CorruptObjectError, PathNotFoundError
+from stcore.errors import CorruptObjectError, NotADatabaseError, PathNotFoundError
 from stcore.globs import match_path
 from stcore.localfiles import atomic_write
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode
 from stcore.repo.reader import read_in_order
+from stcore.streams import SQLITE_MAGIC
 
 if TYPE_CHECKING:
     from stcore.repo.store import Store
@@ -259,6 +260,13 @@ class SourceView:
                 )
             path = files[0]
         node = self._file(path)
+        with self.open(path) as stream:  # the first chunk only: refuse before copying anything
+            header = stream.read(len(SQLITE_MAGIC))
+        if header != SQLITE_MAGIC:
+            raise NotADatabaseError(
+                f"snapshot {self.snapshot_id}, source {self.name!r}: {path!r} is not a SQLite "
+                "database (use open() or read_bytes())"
+            )
         name = hashlib.blake2b(b"".join(node.content), digest_size=16).hexdigest()
         directory = self._repository.cache_dir / "sqlite"
         if self._repository.encrypted:

@@ -25,6 +25,7 @@ import attrs
 from stcore.errors import ConfigError, LeftOut, SourceError
 from stcore.globs import match_any
 from stcore.interfaces import ErrorReporter, SourceEntry
+from stcore.streams import SQLITE_MAGIC
 
 
 def _open_binary(path: str) -> BinaryIO:
@@ -273,7 +274,7 @@ def _open_checked(
     except BaseException:
         stream.close()
         raise
-    if not header.startswith(SQLITE_HEADER) or len(header) < SQLITE_HEADER_SIZE:
+    if not header.startswith(SQLITE_MAGIC) or len(header) < SQLITE_HEADER_SIZE:
         return stream
     stream.close()
     return _open_database_bytes(directory, name, shown, scanned, wal=header[18] == 2)
@@ -349,8 +350,6 @@ def _open_companion(
     return opener()
 
 
-#: the first bytes of every SQLite 3 database file
-SQLITE_HEADER = b"SQLite format 3\x00"
 #: the header bytes looked at: the magic, the page size, the write version (2: WAL)
 SQLITE_HEADER_SIZE = 20
 #: the files SQLite keeps next to a database while it is in use
@@ -403,7 +402,7 @@ def _sqlite_page_size(name: str, dir_fd: int | None) -> int | None:
         return None
     finally:
         os.close(fd)
-    if len(header) < 18 or not header.startswith(SQLITE_HEADER):
+    if len(header) < 18 or not header.startswith(SQLITE_MAGIC):
         return None
     size = int.from_bytes(header[16:18], "big")
     return 65536 if size == 1 else size

@@ -22,8 +22,9 @@ from typing import Any, BinaryIO
 import attrs
 from pyfastcdc import FastCDC
 
+from stcore.streams import SQLITE_MAGIC
+
 ALGORITHM = "fastcdc2020"
-SQLITE_MAGIC = b"SQLite format 3\x00"
 #: bytes read at a time when cutting page runs
 _READ_SIZE = 1024 * 1024
 
