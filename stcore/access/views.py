@@ -260,26 +260,32 @@ class SourceView:
                 )
             path = files[0]
         node = self._file(path)
-        with self.open(path) as stream:  # the first chunk only: refuse before copying anything
-            header = stream.read(len(SQLITE_MAGIC))
-        if header != SQLITE_MAGIC:
-            raise NotADatabaseError(
-                f"snapshot {self.snapshot_id}, source {self.name!r}: {path!r} is not a SQLite "
-                "database (use open() or read_bytes())"
-            )
         name = hashlib.blake2b(b"".join(node.content), digest_size=16).hexdigest()
         directory = self._repository.cache_dir / "sqlite"
         if self._repository.encrypted:
             target = directory / f".{name}-{secrets.token_hex(8)}.db"
-            atomic_write(target, self.iter_chunks(path))
+            atomic_write(target, self._database_chunks(path))
             try:
                 return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
             finally:
                 target.unlink(missing_ok=True)
         target = directory / f"{name}.db"
         if not target.exists():
-            atomic_write(target, self.iter_chunks(path))
+            atomic_write(target, self._database_chunks(path))
         return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
+
+    def _database_chunks(self, path: str) -> Iterator[bytes]:
+        """``path``'s chunks, refused before the first is written anywhere unless they start
+        with SQLite's header (the first read brings it anyway: no extra request)."""
+        chunks = self.iter_chunks(path)
+        first = next(chunks, b"")
+        if not first.startswith(SQLITE_MAGIC):
+            raise NotADatabaseError(
+                f"snapshot {self.snapshot_id}, source {self.name!r}: {path!r} is not a SQLite "
+                "database (use open() or read_bytes())"
+            )
+        yield first
+        yield from chunks
 
     @property
     def data(self) -> Any:
