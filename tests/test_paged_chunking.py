@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stcore
-from stcore.repo.chunker import Chunker, ChunkerParams, sqlite_page_size
+from stcore.repo.chunker import Chunker, ChunkerParams
 from stcore.repository import Repository
+from stcore.streams import sqlite_page_size
 
 WORDS = ["signal", "trust", "model", "agent", "score", "latency", "token", "market"]
 

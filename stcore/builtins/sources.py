@@ -25,7 +25,7 @@ import attrs
 from stcore.errors import ConfigError, LeftOut, SourceError
 from stcore.globs import match_any
 from stcore.interfaces import ErrorReporter, SourceEntry
-from stcore.streams import SQLITE_MAGIC
+from stcore.streams import sqlite_page_size
 
 
 def _open_binary(path: str) -> BinaryIO:
@@ -274,7 +274,7 @@ def _open_checked(
     except BaseException:
         stream.close()
         raise
-    if not header.startswith(SQLITE_MAGIC) or len(header) < SQLITE_HEADER_SIZE:
+    if len(header) < SQLITE_HEADER_SIZE or sqlite_page_size(header) is None:
         return stream
     stream.close()
     return _open_database_bytes(directory, name, shown, scanned, wal=header[18] == 2)
@@ -397,15 +397,12 @@ def _sqlite_page_size(name: str, dir_fd: int | None) -> int | None:
     except OSError:
         return None  # the read reports the problem
     try:
-        header = os.pread(fd, 18, 0)
+        header = os.pread(fd, SQLITE_HEADER_SIZE, 0)
     except OSError:
         return None
     finally:
         os.close(fd)
-    if len(header) < 18 or not header.startswith(SQLITE_MAGIC):
-        return None
-    size = int.from_bytes(header[16:18], "big")
-    return 65536 if size == 1 else size
+    return sqlite_page_size(header)
 
 
 def _open_database(
@@ -473,9 +470,7 @@ class FilesSource:
             if entry is not None and any(
                 os.path.lexists(f"{self.root}{end}") for end in ("-wal", "-journal")
             ):
-                entry = self._database_entry(
-                    entry, None, str(self.root), st, _Level([], (0, 0), None)
-                )
+                entry = self._database_entry(entry, None, str(self.root), st, set())
             if entry is not None:
                 yield entry
             return
@@ -540,7 +535,7 @@ class FilesSource:
                 if name in level.skip:
                     continue  # its content is in the consistent copy of its database
                 if f"{name}-wal" in level.companions or f"{name}-journal" in level.companions:
-                    entry = self._database_entry(entry, directory, name, st, level)
+                    entry = self._database_entry(entry, directory, name, st, level.skip)
                 database = _companion_of(name)
                 if database is not None and entry.opener is not None and level.has(database):
                     opener = partial(_open_companion, directory, database, entry.opener)
@@ -564,7 +559,7 @@ class FilesSource:
         directory: _Dir | None,
         name: str,
         st: os.stat_result,
-        level: _Level,
+        skip: set[str],
     ) -> SourceEntry:
         """A file next to a ``-wal`` or ``-journal`` file is a database in use if its header
         says SQLite: it is read through SQLite's backup API, never byte by byte (which tears
@@ -572,7 +567,7 @@ class FilesSource:
         page_size = _sqlite_page_size(name, None if directory is None else directory.fd)
         if page_size is None:
             return entry
-        level.skip.update(name + end for end in SQLITE_COMPANIONS)
+        skip.update(name + end for end in SQLITE_COMPANIONS)  # left out of the walk
         shown = name if directory is None else self._shown(entry.path)
         return attrs.evolve(
             entry,

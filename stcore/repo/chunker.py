@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import attrs
 from pyfastcdc import FastCDC
 
-from stcore.streams import SQLITE_MAGIC
+from stcore.streams import sqlite_page_size
 
 ALGORITHM = "fastcdc2020"
 #: bytes read at a time when cutting page runs
@@ -55,24 +55,6 @@ class ChunkerParams:
             seed=int(data.get("seed", 0)),
             page_run_size=int(data.get("page_run_size", 4096)),
         )
-
-
-def sqlite_page_size(header: bytes, size: int | None = None) -> int | None:
-    """The page size a SQLite database header declares, or None if ``header`` is not one.
-
-    With ``size`` (the file's length), a file that is not a whole number of pages is refused:
-    it is being written, or it only looks like a database.
-    """
-    if len(header) < 18 or not header.startswith(SQLITE_MAGIC):
-        return None
-    page_size = int.from_bytes(header[16:18], "big")
-    if page_size == 1:
-        page_size = 65536
-    if page_size < 512 or page_size & (page_size - 1):
-        return None
-    if size is not None and size % page_size:
-        return None
-    return page_size
 
 
 class Chunker:
