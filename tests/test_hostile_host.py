@@ -185,7 +185,9 @@ def test_a_fifo_and_a_socket_are_listed_and_the_rest_restores(tmp_path: Path) ->
         server.close()
     # documented: exit 3, each special file named with what it is; never a hang, never silent
     assert backed.returncode == 3, backed.stderr
-    assert "FIFO" in backed.stderr and "socket" in backed.stderr
+    assert "pipe" in backed.stderr and "FIFO" in backed.stderr
+    assert "sock" in backed.stderr and "socket" in backed.stderr
+    assert "Traceback" not in backed.stderr
     restored = run_cli("--repo", repo, "restore", "latest", "--target", str(tmp_path / "out"))
     assert restored.returncode == 0, restored.stderr
     assert sorted(os.listdir(tmp_path / "out" / "special")) == ["kept.txt"]

@@ -9,7 +9,6 @@ read of each file, and the tests change the file exactly there.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +18,6 @@ import pytest
 import stcore
 from stcore.builtins.sources import FilesSource
 from stcore.repository import Repository
-from tests.conftest import run_cli
 
 SECRET = b"root-only secret 7f3a9c"
 
@@ -132,21 +130,3 @@ def test_a_file_that_changes_between_scan_and_read_is_listed_not_stored(
     root = _tree(tmp_path)
     result = repo.backup([_source(root, _when("victim.bin", change))])
     _assert_listed_and_rest_kept(repo, result, why)
-
-
-def test_fifos_and_sockets_are_listed_never_silently_skipped(tmp_path: Path) -> None:
-    root = tmp_path / "data"
-    root.mkdir()
-    (root / "a.txt").write_text("a")
-    os.mkfifo(root / "pipe")
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(root / "sock"))
-    try:
-        stcore.init_repository(str(tmp_path / "repo")).close()
-        result = run_cli("--repo", str(tmp_path / "repo"), "backup", str(root))
-    finally:
-        server.close()
-    assert result.returncode == 3, result.stderr
-    assert "pipe" in result.stderr and "FIFO" in result.stderr
-    assert "sock" in result.stderr and "socket" in result.stderr
-    assert "Traceback" not in result.stderr
