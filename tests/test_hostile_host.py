@@ -322,3 +322,27 @@ def test_a_wal_database_restores_in_wal_mode_as_one_file(tmp_path: Path) -> None
         assert restored.execute("SELECT x FROM t").fetchall() == [(42,)]
     finally:
         restored.close()
+
+
+def test_a_journal_gone_between_listing_and_scan_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite deletes a rollback journal when its transaction commits, often between the
+    directory listing and the scan of that name: that is not an unreadable file. Any other
+    name that vanishes is still listed."""
+    source = tmp_path / "app"
+    source.mkdir()
+    db = sqlite3.connect(source / "state.db")
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    real = os.listdir
+
+    def with_vanished(path: object) -> list[str]:
+        names = real(path)  # type: ignore[arg-type]
+        return [*names, "state.db-journal", "gone.txt"] if "state.db" in names else names
+
+    monkeypatch.setattr(os, "listdir", with_vanished)
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    result = repo.backup(stcore.sources_for_paths([str(source)]))
+    assert [os.path.basename(path) for path, _ in result.errors] == ["gone.txt"]

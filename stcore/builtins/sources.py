@@ -518,6 +518,11 @@ class FilesSource:
                 continue
             try:
                 st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
+            except FileNotFoundError as exc:
+                database = _companion_of(name) if name in level.companions else None
+                if database is None or not level.has(database):
+                    report_error(self._shown(parts), exc)
+                continue  # else a database's -journal or -wal, gone with its transaction
             except OSError as exc:
                 report_error(self._shown(parts), exc)
                 continue
