@@ -38,6 +38,7 @@ from fsspec.spec import (  # type: ignore[import-untyped]
     _Cached,
 )
 
+from stcore.access.lent import LentBuffer, lend
 from stcore.access.views import FileInfo, Snapshot, SnapshotFile, SourceView
 from stcore.errors import PathNotFoundError, SnapshotNotFoundError
 from stcore.models import SnapshotManifest
@@ -448,7 +449,12 @@ class StcoreFile(AbstractBufferedFile):  # type: ignore[misc]
     """A buffered, seekable read-only file of one backed-up file (what ``open`` returns).
 
     fsspec's buffering asks :meth:`_fetch_range` for byte ranges; each is answered by the
-    :class:`~stcore.access.views.SnapshotFile`, which fetches only the chunks covering it.
+    :class:`~stcore.access.views.SnapshotFile`, which fetches only the chunks covering it and
+    keeps the last few. Those chunks are this file's blocks, so fsspec's own cache is off by
+    default (``cache_type="none"``): a read fetches whole chunks and nothing beyond them. Any
+    fsspec ``cache_type``/``block_size`` still works for callers that want read-ahead.
+
+    ``size`` (passed by fsspec when it reopens a pickled file) is accepted and checked.
     """
 
     def __init__(
@@ -460,15 +466,38 @@ class StcoreFile(AbstractBufferedFile):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         self._raw_file = raw
+        size = kwargs.pop("size", None)
+        if size is not None and size != raw.size:
+            raise ValueError(f"stcore://{path} has {raw.size} bytes, not {size}")
         if kwargs.get("block_size") is None:
             kwargs["block_size"] = "default"
+        kwargs.setdefault("cache_type", "none")
         super().__init__(fs, path, mode="rb", size=raw.size, **kwargs)
         self.details = entry
+        lend(self)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         with self.fs.read_lock:
             self._raw_file.seek(start)
             return self._raw_file.read(max(0, end - start))
+
+    def read_buffer(self, length: int = -1) -> bytearray:
+        """``read`` into a buffer native readers may keep (pyarrow calls this, not ``read``):
+        filled straight from the chunks when fsspec's cache is off, copied from it otherwise."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if self.cache.name != "none":
+            data = self.read(length)
+            buffer = LentBuffer(len(data))
+            buffer[:] = data
+            return buffer
+        if length < 0:
+            length = self.size - self.loc
+        with self.fs.read_lock:
+            self._raw_file.seek(self.loc)
+            buffer = self._raw_file.read_buffer(length)
+        self.loc += len(buffer)
+        return buffer
 
     def close(self) -> None:
         super().close()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from stcore.access.lent import LentBuffer, lend
 from stcore.errors import CorruptObjectError, NotADatabaseError, PathNotFoundError
 from stcore.globs import match_path
 from stcore.localfiles import atomic_write
@@ -30,6 +31,9 @@ from stcore.streams import SQLITE_MAGIC
 
 if TYPE_CHECKING:
     from stcore.repo.store import Store
+
+#: chunks a :class:`SnapshotFile` keeps after reading them (at most 4 MiB each by default)
+KEPT_CHUNKS = 4
 
 
 @attrs.frozen(kw_only=True)
@@ -59,10 +63,14 @@ class SnapshotFile(io.RawIOBase):
     """A seekable, read-only file over a backed-up file's chunks, fetching only what is read.
 
     Each read maps its byte range to the chunks covering it (from their sizes in the index) and
-    fetches just those blobs; the most recently used chunk is kept, so small sequential reads
-    cost one fetch per chunk. A read spanning several chunks fetches them together, neighbours
-    in a pack with one range request. On a remote repository the object cache keeps every
+    fetches just those blobs, together: neighbours in a pack cost one range request. The last
+    :data:`KEPT_CHUNKS` chunks read are kept, so small reads, and readers that go back and
+    forth between a file's footer and its body (Parquet), cost one fetch per chunk: the chunk
+    is this file's read-ahead block. On a remote repository the object cache keeps every
     fetched blob for next time.
+
+    ``read`` copies the bytes once (none when a read is exactly one chunk); ``read_buffer``,
+    which pyarrow prefers, fills a :class:`~stcore.access.lent.LentBuffer` in place.
     """
 
     def __init__(self, repository: Store, node: TreeNode, name: str) -> None:
@@ -82,7 +90,9 @@ class SnapshotFile(io.RawIOBase):
             offset += entry.raw_length
         self.size = offset
         self._pos = 0
-        self._chunk: tuple[int, bytes] | None = None
+        #: chunk index -> plaintext, least recently used first
+        self._kept: dict[int, bytes] = {}
+        lend(self)
 
     def readable(self) -> bool:
         return True
@@ -110,46 +120,62 @@ class SnapshotFile(io.RawIOBase):
         return self._pos
 
     def _chunks(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
-        """Chunks ``first`` to ``last`` in order, the kept one reused and the others fetched in
-        bulk; the last one is kept for the next read."""
-        kept = self._chunk
-        wanted = [i for i in range(first, last + 1) if kept is None or kept[0] != i]
+        """Chunks ``first`` to ``last`` in order: kept ones reused, the others fetched in bulk
+        and kept (the oldest dropped)."""
+        kept = self._kept
+        reused = {i: kept.pop(i) for i in range(first, last + 1) if i in kept}
+        wanted = [i for i in range(first, last + 1) if i not in reused]
         fetched = read_in_order(self._repository, [self._ids[i] for i in wanted])
         for index in range(first, last + 1):
-            if kept is not None and kept[0] == index:
-                chunk = kept[1]
-            else:
-                chunk = next(fetched)
-            self._chunk = (index, chunk)
+            chunk = reused[index] if index in reused else next(fetched)
+            kept[index] = chunk
+            if len(kept) > KEPT_CHUNKS:
+                del kept[next(iter(kept))]
             yield index, chunk
+
+    def _pieces(self, count: int) -> Iterator[memoryview | bytes]:
+        """The next ``count`` bytes (at most to the end) as slices of chunks; moves past them."""
+        end = min(self._pos + count, self.size)
+        if end <= self._pos:
+            return
+        first = bisect.bisect_right(self._starts, self._pos) - 1
+        last = bisect.bisect_right(self._starts, end - 1) - 1
+        for index, chunk in self._chunks(first, last):
+            inside = self._pos - self._starts[index]
+            length = min(end - self._pos, len(chunk) - inside)
+            self._pos += length
+            yield chunk if length == len(chunk) else memoryview(chunk)[inside : inside + length]
+
+    def _remaining(self, size: int | None) -> int:
+        left = max(0, self.size - self._pos)
+        return left if size is None or size < 0 else min(size, left)
 
     def readinto(self, buffer: Any) -> int:
         self._check_open()
         target = memoryview(buffer).cast("B")
-        end = min(self._pos + len(target), self.size)
-        if end <= self._pos:
-            return 0
-        first = bisect.bisect_right(self._starts, self._pos) - 1
-        last = bisect.bisect_right(self._starts, end - 1) - 1
         written = 0
-        for index, chunk in self._chunks(first, last):
-            inside = self._pos - self._starts[index]
-            count = min(end - self._pos, len(chunk) - inside)
-            target[written : written + count] = chunk[inside : inside + count]
-            written += count
-            self._pos += count
+        for piece in self._pieces(len(target)):
+            target[written : written + len(piece)] = piece
+            written += len(piece)
         return written
 
     def read(self, size: int | None = -1) -> bytes:
         self._check_open()
-        if size is None or size < 0:
-            size = max(0, self.size - self._pos)
-        buffer = bytearray(min(size, max(0, self.size - self._pos)))
-        count = self.readinto(buffer)
-        return bytes(buffer[:count])
+        pieces = list(self._pieces(self._remaining(size)))
+        if len(pieces) == 1 and isinstance(pieces[0], bytes):
+            return pieces[0]  # exactly one whole chunk: no copy at all
+        return b"".join(pieces)
 
     def readall(self) -> bytes:
         return self.read(-1)
+
+    def read_buffer(self, size: int | None = -1) -> LentBuffer:
+        """``read`` into a buffer native readers may keep (pyarrow calls this, not ``read``)."""
+        self._check_open()
+        buffer = LentBuffer(self._remaining(size))
+        count = self.readinto(buffer)
+        del buffer[count:]
+        return buffer
 
 
 class SourceView:
