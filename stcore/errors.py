@@ -76,7 +76,8 @@ class FormatVersionError(RepositoryError):
 
 
 class SnapshotNotFoundError(RepositoryError):
-    """A snapshot reference matched no snapshot, or more than one."""
+    """A snapshot reference matched no snapshot, or more than one, or is not a reference at all
+    (``latest~x``, ``@yesterday``)."""
 
 
 class PruneRefusedError(RepositoryError):

@@ -176,7 +176,8 @@ class Repository:
 
     @property
     def catalog(self) -> Catalog:
-        """The snapshot catalog, brought up to date with the repository on first use."""
+        """The snapshot catalog, brought up to date with the repository on first use (and by
+        :meth:`refresh`); this Repository's own backups and forgets update it as they happen."""
         if self._catalog is None:
             self._catalog = open_catalog(self.store)
         return self._catalog
@@ -255,9 +256,27 @@ class Repository:
             limit=limit,
         )
 
-    def resolve(self, ref: str) -> SnapshotManifest:
-        """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
-        return resolve_snapshot(self.catalog, ref, self.location)
+    def resolve(
+        self, ref: str, *, as_of: dt.datetime | dt.date | str | None = None
+    ) -> SnapshotManifest:
+        """The snapshot ``ref`` names: a full id, a unique prefix (of the id or its random
+        suffix), ``latest``, or ``@<time>`` (the newest taken at or before it: ``@2026-11-30``,
+        ``@7d``), each optionally followed by ``~N`` (N snapshots earlier); see
+        :mod:`stcore.refs`. ``as_of`` (a datetime, a date, ``2026-11-30`` or ``7d`` ago) makes
+        ``latest`` the newest snapshot taken at or before then.
+
+        Answered by the catalog as of its last refresh (the first use of this Repository, or
+        :meth:`refresh`), plus what this Repository backed up or forgot itself since.
+        """
+        when = None
+        if as_of is not None:
+            try:
+                when = as_time(as_of, "as_of")
+            except ConfigError as exc:
+                if not isinstance(as_of, str):
+                    raise  # its message names as_of
+                raise ConfigError(f"as_of: {exc}") from None
+        return resolve_snapshot(self.catalog, ref, self.location, as_of=when)
 
     def resolve_id(self, ref: str) -> str:
         """The snapshot id ``ref`` names, damaged snapshots included (to forget one)."""
@@ -268,9 +287,23 @@ class Repository:
         :meth:`snapshots` and never stop the others from being listed, restored or forgotten."""
         return dict(self.catalog.damaged)
 
-    def snapshot(self, ref: str) -> Snapshot:
-        """A lazy view of the snapshot ``ref`` names: nothing is fetched until data is read."""
-        return Snapshot(self.store, self.resolve(ref))
+    def snapshot(self, ref: str, *, as_of: dt.datetime | dt.date | str | None = None) -> Snapshot:
+        """A lazy view of the snapshot ``ref`` names (see :meth:`resolve`, ``as_of`` too):
+        nothing is fetched until data is read."""
+        return Snapshot(self.store, self.resolve(ref, as_of=as_of))
+
+    def refresh(self) -> tuple[int, int]:
+        """Bring the catalog up to date with the repository: snapshots other processes made or
+        forgot since it was last read now count (``latest`` moves). One listing of
+        ``snapshots/`` plus the manifests not seen before; returns (added, removed). When either
+        is non-zero the index is read again on next use, so the new snapshots' data is found.
+        """
+        if self._catalog is None:
+            self._catalog = open_catalog(self.store, refresh=False)
+        added, removed = self._catalog.refresh(self.store.snapshot_ids(), self.store.load_manifest)
+        if added or removed:
+            self.store.forget_index()
+        return added, removed
 
     def forget(self, snapshot_ids: Iterable[str]) -> list[str]:
         """Remove snapshots (their manifests) and return the ids removed; see

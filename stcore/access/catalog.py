@@ -3,7 +3,9 @@
 It is a cache of the repository's ``snapshots/`` objects and can always be rebuilt from them
 (``stcore catalog rebuild``). :meth:`Catalog.refresh` lists the snapshot keys, loads manifests it
 has not seen and drops rows whose snapshot is gone, so writers on other machines show up.
-WAL mode and a busy timeout let several processes share it.
+WAL mode and a busy timeout let several processes share it. :func:`resolve_snapshot` answers
+snapshot references (``latest~1``, ``@2026-11-30``, prefixes; parsed by :mod:`stcore.refs`)
+from it.
 
 For an encrypted repository the catalog holds no text of the snapshots: each manifest (source
 names, their options with local paths, tags, host, error messages naming files) is sealed with
@@ -30,6 +32,7 @@ from typing import Any
 from stcore.errors import CorruptObjectError, SnapshotNotFoundError
 from stcore.localdb import open_local_database
 from stcore.models import SnapshotManifest
+from stcore.refs import SnapshotRef, parse_ref, show_time
 from stcore.repo.format import Codec
 from stcore.repo.store import Store
 
@@ -423,6 +426,13 @@ class Catalog:
             "failures": int(count),
         }
 
+    def oldest(self) -> SnapshotManifest | None:
+        """The first snapshot taken (None in an empty repository)."""
+        row = self._db.execute(
+            "SELECT id, manifest FROM snapshots ORDER BY time, id LIMIT 1"
+        ).fetchone()
+        return None if row is None else self._manifest(row[0], row[1])
+
     def totals(self) -> dict[str, int]:
         row = self._db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(added_bytes), 0) FROM snapshots"
@@ -444,13 +454,55 @@ def open_catalog(store: Store, *, refresh: bool = True) -> Catalog:
     return catalog
 
 
-def resolve_snapshot(catalog: Catalog, ref: str, location: str) -> SnapshotManifest:
-    """A snapshot by full id, unique prefix (of the id or its random suffix), or ``latest``."""
-    if ref == "latest":
-        found = catalog.query(limit=1)
-        if not found:
+def resolve_snapshot(
+    catalog: Catalog, ref: str, location: str, *, as_of: dt.datetime | None = None
+) -> SnapshotManifest:
+    """The snapshot ``ref`` names (the grammar is in :mod:`stcore.refs`): a full id, a unique
+    prefix (of the id or its random suffix), ``latest`` or ``@<time>`` (the newest snapshot
+    taken at or before it), each optionally followed by ``~N``, N snapshots further back in
+    time. ``as_of`` makes ``latest`` the newest snapshot taken at or before that moment; ids and
+    ``@<time>`` name the same snapshot whatever it is."""
+    parsed = parse_ref(ref)
+    if parsed.kind == "id":
+        base = _by_id(catalog, parsed.base)
+        if not parsed.back:
+            return base
+        # the base and every snapshot older than it, newest first (ties ordered as listings are)
+        line = catalog.query(until=base.time)
+        line = line[[m.id for m in line].index(base.id) :]
+        return _step_back(line, parsed, parsed.base)
+    at = parsed.when if parsed.kind == "time" else as_of
+    line = catalog.query(until=at, limit=parsed.back + 1)
+    if not line:
+        if at is None:
             raise SnapshotNotFoundError(f"{location} has no snapshots yet")
-        return found[0]
+        oldest = catalog.oldest()
+        where = f"{show_time(at)}{' (as_of)' if parsed.kind == 'latest' else ''}"
+        raise SnapshotNotFoundError(
+            f"{ref!r}: no snapshot was taken at or before {where}"
+            + (f"; the oldest is {oldest.id}" if oldest else f"; {location} has none")
+        )
+    anchor = parsed.base
+    if parsed.kind == "latest" and as_of is not None:
+        anchor = f"latest as of {show_time(as_of)}"
+    return _step_back(line, parsed, anchor)
+
+
+def _step_back(line: list[SnapshotManifest], parsed: SnapshotRef, anchor: str) -> SnapshotManifest:
+    """``line[parsed.back]``, where ``line`` starts with the base and goes back in time."""
+    if parsed.back < len(line):
+        return line[parsed.back]
+    older = len(line) - 1
+    raise SnapshotNotFoundError(
+        f"{parsed.text!r} goes back {parsed.back} snapshots but only {older} "
+        f"{'is' if older == 1 else 'are'} older than {anchor}"
+        f"{'' if anchor == line[0].id else f' ({line[0].id})'}; "
+        f"{parsed.base}~{older} is the oldest"
+    )
+
+
+def _by_id(catalog: Catalog, ref: str) -> SnapshotManifest:
+    """A snapshot by full id or unique prefix (of the id or its random suffix)."""
     matches = [
         m
         for m in catalog.query()

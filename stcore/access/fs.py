@@ -9,11 +9,12 @@ in place, without restoring them::
         "stcore://latest/logs/events.jsonl", lines=True, storage_options={"repo": "/srv/backups"}
     )
 
-Paths are ``stcore://<snapshot>/<source>/<path inside the source>``. ``<snapshot>`` is a full
-snapshot id, a unique prefix of one, or ``latest``; names returned by ``ls``/``find``/``glob``
-keep the spelling the caller used, so ``glob("stcore://latest/logs/**/*.jsonl")`` answers with
-``latest/...`` paths. The filesystem is registered with fsspec through the ``fsspec.specs``
-entry point (``pip install 'stcore[fsspec]'``).
+Paths are ``stcore://<snapshot>/<source>/<path inside the source>``. ``<snapshot>`` is any
+snapshot reference (:mod:`stcore.refs`): a full snapshot id, a unique prefix of one, ``latest``,
+``@<time>`` (``@2026-11-30``, ``@7d``), each optionally with ``~N`` (``latest~1``); names
+returned by ``ls``/``find``/``glob`` keep the spelling the caller used, so
+``glob("stcore://latest/logs/**/*.jsonl")`` answers with ``latest/...`` paths. The filesystem is
+registered with fsspec through the ``fsspec.specs`` entry point (``pip install 'stcore[fsspec]'``).
 
 Reads are lazy, as in :mod:`stcore.access.views`: ``info``/``open``/``cat_file`` on one file
 read only the trees on its path, and then only the chunks of the file that are read. Listing a
@@ -27,6 +28,7 @@ import errno
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,7 +42,8 @@ from fsspec.spec import (  # type: ignore[import-untyped]
 
 from stcore.access.lent import LentBuffer, lend
 from stcore.access.views import FileInfo, Snapshot, SnapshotFile, SourceView
-from stcore.errors import PathNotFoundError, SnapshotNotFoundError
+from stcore.durations import as_time
+from stcore.errors import ConfigError, PathNotFoundError, SnapshotNotFoundError
 from stcore.models import SnapshotManifest
 from stcore.repository import Repository, open_repository
 
@@ -110,8 +113,13 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
     :func:`~stcore.repository.open_repository` (on by default for remote repositories).
     The repository is opened on first use and kept for the life of the instance.
 
-    The snapshot list is read once per instance, so ``latest`` keeps naming the same snapshot;
-    :meth:`invalidate_cache` (or ``skip_instance_cache=True``) sees newer ones.
+    ``as_of`` (a datetime, a date, ``2026-11-30`` or ``7d`` ago) makes ``latest`` (and
+    ``latest~N``) the newest snapshot taken at or before that moment.
+
+    The snapshot list is read once per instance and each reference (``latest``, ``@7d``...)
+    resolved once, so a job reading many files sees one snapshot; :meth:`invalidate_cache` (or
+    ``skip_instance_cache=True``) sees newer ones. ``refresh`` (seconds) reads the list again,
+    and resolves references anew, when it is older than that.
     """
 
     protocol = "stcore"
@@ -123,12 +131,31 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         *,
         password: str | None = None,
         cache: bool | None = None,
+        as_of: dt.datetime | dt.date | str | None = None,
+        refresh: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.repo_url = _repository_url(repo)
         self._password = password
         self._cache = cache
+        if isinstance(as_of, str):  # refuse what cannot be a time now, not at the first read
+            try:
+                as_time(as_of)
+            except ConfigError as exc:
+                raise ConfigError(f"as_of: {exc}") from None
+        elif as_of is not None:
+            as_time(as_of, "as_of")
+        self._as_of = as_of
+        if refresh is not None and (
+            isinstance(refresh, bool) or not isinstance(refresh, int | float) or refresh < 0
+        ):
+            raise ConfigError(f"refresh must be a number of seconds, not {refresh!r}")
+        self._refresh = refresh
+        #: reference as written -> the snapshot it named when first resolved
+        self._resolved: dict[str, SnapshotManifest] = {}
+        #: time.monotonic() of the last read of the snapshot list (for ``refresh``)
+        self._listed_at: float | None = None
         #: held while the repository and its views are used (open files take it too)
         self.read_lock = threading.RLock()
         self._repository: Repository | None = None
@@ -163,6 +190,8 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         with self.read_lock:
             self._views.clear()
             self._listings.clear()
+            self._resolved.clear()
+            self._listed_at = None
             self._repository = None
         super().invalidate_cache(path)
 
@@ -192,8 +221,24 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         parts += [""] * (3 - len(parts))
         return parts[0], parts[1], parts[2].strip("/")
 
+    def _fresh(self) -> Repository:
+        """The repository, its snapshot list read again first if ``refresh`` says it is stale."""
+        now = time.monotonic()
+        if self._refresh is not None and (
+            self._listed_at is None or now - self._listed_at >= self._refresh
+        ):
+            if self._listed_at is not None:
+                self.repository.refresh()
+            self._resolved.clear()
+            self._listed_at = now
+        return self.repository
+
     def _snapshot(self, ref: str) -> Snapshot:
-        manifest: SnapshotManifest = self.repository.resolve(ref)
+        repository = self._fresh()
+        manifest = self._resolved.get(ref)
+        if manifest is None:
+            manifest = repository.resolve(ref, as_of=self._as_of)
+            self._resolved[ref] = manifest
         view = self._views.get(manifest.id)
         if view is None:
             view = self._views[manifest.id] = Snapshot(self.repository.store, manifest)
@@ -255,7 +300,7 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
     def _ls(self, path: str) -> list[dict[str, Any]]:
         ref, name, inner = self._split(path)
         if not ref:
-            return [self._snapshot_entry(m.id, m) for m in self.repository.snapshots()]
+            return [self._snapshot_entry(m.id, m) for m in self._fresh().snapshots()]
         snapshot = self._snapshot(ref)
         if not name:
             return [
