@@ -151,10 +151,12 @@ class Repository:
         """The plaintext of one blob, verified against its id."""
         return self.store.read_blob(blob_id)
 
-    def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    def read_blobs(
+        self, blob_ids: Iterable[bytes], *, cached: bool = True
+    ) -> Iterator[tuple[bytes, bytes]]:
         """``(blob id, plaintext)`` for many blobs, few backend reads; see
         :meth:`stcore.repo.store.Store.read_blobs`."""
-        return self.store.read_blobs(blob_ids)
+        return self.store.read_blobs(blob_ids, cached=cached)
 
     def read_tree(self, tree_id: bytes) -> list[TreeNode]:
         return self.store.read_tree(tree_id)

@@ -306,14 +306,16 @@ def test_reading_one_file_fetches_only_the_trees_on_its_path_and_its_blobs(
         assert read_one(fs) in (b"the one file\n", b"one", 13, True)
         assert set(blobs) <= allowed and len(blobs) == len(set(blobs)), len(blobs)
 
-    # a listing reads the whole source's trees, once per filesystem instance
+    # a listing reads the whole source's trees, a bulk read per level of folders (the 62
+    # trees below the root are neighbours in one pack: one range read per level), once per
+    # filesystem instance
     fs = StcoreFileSystem(repo=repo.location, skip_instance_cache=True)
     blobs = counted(fs)
     assert len(fs.find(f"{snapshot_id}/src")) == 30 * 2 + 2
     trees = len(blobs)
     fs.find(f"{snapshot_id}/src")
     fs.ls(f"{snapshot_id}/src/dir07/inner")
-    assert len(blobs) == trees == 1 + 1 + 30 * 2  # root, a, and each dirNN and dirNN/inner
+    assert len(blobs) == trees == 3  # the root; a and every dirNN; every dirNN/inner
 
 
 def test_write_modes_are_refused(fs: StcoreFileSystem) -> None:

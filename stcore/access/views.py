@@ -16,7 +16,8 @@ import io
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -26,7 +27,7 @@ from stcore.errors import CorruptObjectError, NotADatabaseError, PathNotFoundErr
 from stcore.globs import match_path
 from stcore.localfiles import atomic_write
 from stcore.models import SnapshotManifest, SourceSummary, TreeNode
-from stcore.repo.reader import read_in_order
+from stcore.repo.reader import read_files, read_in_order
 from stcore.streams import SQLITE_MAGIC
 
 if TYPE_CHECKING:
@@ -146,6 +147,22 @@ class SnapshotFile(io.RawIOBase):
             self._pos += length
             yield chunk if length == len(chunk) else memoryview(chunk)[inside : inside + length]
 
+    def span(
+        self, start: int | None = None, end: int | None = None
+    ) -> tuple[list[bytes], int, int]:
+        """What bytes ``[start, end)`` take (``None`` = the file's start or end, negative =
+        from the end, as fsspec's ``cat_file``): the ids of the chunks covering them, where
+        the range begins in the first of those chunks, and its length."""
+        size = self.size
+        begin = 0 if start is None else (start if start >= 0 else max(0, size + start))
+        stop = size if end is None else (end if end >= 0 else max(0, size + end))
+        stop = min(stop, size)
+        if stop <= begin:
+            return [], 0, 0
+        first = bisect.bisect_right(self._starts, begin) - 1
+        last = bisect.bisect_right(self._starts, stop - 1) - 1
+        return list(self._ids[first : last + 1]), begin - self._starts[first], stop - begin
+
     def _remaining(self, size: int | None) -> int:
         left = max(0, self.size - self._pos)
         return left if size is None or size < 0 else min(size, left)
@@ -198,8 +215,10 @@ class SourceView:
 
     def _all_nodes(self) -> dict[str, TreeNode]:
         if self._nodes is None:
+            root = self.summary.root
+            trees = self._repository.read_trees(root)  # a bulk read per level of folders
             self._nodes = {
-                "/".join(path): node for path, node in self._repository.walk(self.summary.root)
+                "/".join(path): node for path, node in self._repository.walk(root, trees=trees)
             }
         return self._nodes
 
@@ -252,6 +271,18 @@ class SourceView:
         """The file's chunks in order, fetched a window at a time with few range requests."""
         yield from read_in_order(self._repository, self._file(path).content)
 
+    def read_many(self, paths: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """``(path, bytes)`` of each file, in the order given, read together.
+
+        Files are fetched in bulk a window (32 MiB) at a time: their blobs are grouped by pack
+        and neighbours read with one range request, so thousands of small files cost a few
+        requests. Every path is looked up before anything is read.
+        """
+        wanted = list(paths)
+        nodes = [self._file(path) for path in wanted]
+        contents = read_files(self._repository, [node.content for node in nodes])
+        yield from zip(wanted, contents, strict=True)
+
     def read_bytes(self, path: str) -> bytes:
         return b"".join(self.iter_chunks(path))
 
@@ -261,10 +292,14 @@ class SourceView:
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
 
-    def iter_jsonl(self, path: str) -> Iterator[Any]:
-        for line in self.read_bytes(path).splitlines():
-            if line.strip():
-                yield json.loads(line)
+    def iter_jsonl(self, path: str | Iterable[str]) -> Iterator[Any]:
+        """The records of a JSON-lines file, or of several (a list of paths, read together
+        with :meth:`read_many`) one file after another."""
+        paths = [path] if isinstance(path, str) else path
+        for _, body in self.read_many(paths):
+            for line in body.splitlines():
+                if line.strip():
+                    yield json.loads(line)
 
     def open(self, path: str) -> SnapshotFile:
         """A seekable, read-only binary file of ``path`` that fetches only the chunks read."""
@@ -273,10 +308,13 @@ class SourceView:
     def connect(self, path: str | None = None) -> sqlite3.Connection:
         """A read-only sqlite3 connection to a backed-up database (a ``sqlite`` source's file).
 
-        The database is materialised once into the cache directory (``0600``), named by its
-        content, and opened immutable; later calls (and other processes) reuse that copy. For an
-        encrypted repository no plaintext copy stays on disk: each call writes a private copy,
-        opens it and unlinks it at once (the open connection keeps reading it).
+        The database is materialised once into the local cache, named by its content, and
+        opened immutable; later calls (and other processes) reuse that copy. It counts against
+        the cache bound and shows in ``stcore cache stats``. Its blobs are written straight
+        into it, not also into the object cache. A file that does not start with SQLite's
+        header is refused before anything is written. For an encrypted repository no
+        plaintext copy stays on disk: each call writes a private copy, opens it and unlinks it
+        at once (the open connection keeps reading it).
         """
         if path is None:
             files = [f.path for f in self.files() if f.kind == "file"]
@@ -287,23 +325,23 @@ class SourceView:
             path = files[0]
         node = self._file(path)
         name = hashlib.blake2b(b"".join(node.content), digest_size=16).hexdigest()
-        directory = self._repository.cache_dir / "sqlite"
         if self._repository.encrypted:
+            directory = self._repository.cache_dir / "sqlite"
             target = directory / f".{name}-{secrets.token_hex(8)}.db"
-            atomic_write(target, self._database_chunks(path))
+            atomic_write(target, self._database_chunks(path, node))
             try:
-                return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
+                return _open_immutable(target)
             finally:
                 target.unlink(missing_ok=True)
-        target = directory / f"{name}.db"
-        if not target.exists():
-            atomic_write(target, self._database_chunks(path))
-        return sqlite3.connect(f"{target.as_uri()}?mode=ro&immutable=1", uri=True)
+        cache = self._repository.local_cache
+        target = cache.put_file("sqlite", f"{name}.db", self._database_chunks(path, node))
+        return _open_immutable(target)
 
-    def _database_chunks(self, path: str) -> Iterator[bytes]:
+    def _database_chunks(self, path: str, node: TreeNode) -> Iterator[bytes]:
         """``path``'s chunks, refused before the first is written anywhere unless they start
-        with SQLite's header (the first read brings it anyway: no extra request)."""
-        chunks = self.iter_chunks(path)
+        with SQLite's header (the first read brings it anyway: no extra request). They bypass
+        the object cache: the working copy is their cached form."""
+        chunks = read_in_order(self._repository, node.content, cached=False)
         first = next(chunks, b"")
         if not first.startswith(SQLITE_MAGIC):
             raise NotADatabaseError(
@@ -326,6 +364,10 @@ class SourceView:
 
     def __repr__(self) -> str:
         return f"<SourceView {self.name!r} ({self.type}) of {self.snapshot_id}>"
+
+
+def _open_immutable(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro&immutable=1", uri=True)
 
 
 class _Sources(Mapping[str, SourceView]):

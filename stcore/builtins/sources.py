@@ -692,14 +692,12 @@ class JsonSource:
     def read_data(view: Any) -> Any:
         """The parsed document (single ``path``) or ``{relative path: parsed document}``."""
         documents: dict[str, Any] = {}
-        for info in view.files():
-            if info.kind != "file":
-                continue
-            body = view.read_bytes(info.path)
-            if info.path.endswith(".jsonl"):
-                documents[info.path] = [json.loads(x) for x in body.splitlines() if x.strip()]
+        paths = [info.path for info in view.files() if info.kind == "file"]
+        for path, body in view.read_many(paths):  # in bulk: a few requests for many files
+            if path.endswith(".jsonl"):
+                documents[path] = [json.loads(x) for x in body.splitlines() if x.strip()]
             else:
-                documents[info.path] = json.loads(body)
+                documents[path] = json.loads(body)
         if view.summary.options.get("single") and len(documents) == 1:
             return next(iter(documents.values()))
         return documents

@@ -51,7 +51,9 @@ class PackSource(Protocol):
 
     def read_object_range(self, key: str, offset: int, length: int) -> bytes: ...
     def read_blob(self, blob_id: bytes) -> bytes: ...
-    def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]: ...
+    def read_blobs(
+        self, blob_ids: Iterable[bytes], *, cached: bool = True
+    ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 MiB = 1024 * 1024
@@ -146,8 +148,12 @@ class BlobReader:
         max_gap: int = MAX_GAP,
         max_range: int = MAX_RANGE_BYTES,
         read_ahead: int = READ_AHEAD_BYTES,
+        cached: bool = True,
     ) -> None:
         self.repository = repository
+        #: the object cache to read through and fill: none when ``cached`` is False (bytes
+        #: that go straight into a file of their own gain nothing from a second copy)
+        self.cache = repository.object_cache if cached else None
         self.workers = max(1, workers if workers is not None else repository.workers)
         self.max_gap = max_gap
         self.max_range = max_range
@@ -205,7 +211,7 @@ class BlobReader:
         name = entry.blob_id.hex()
         key = object_key("data", entry.pack_id)
         codec = self.repository.codec
-        cache = self.repository.object_cache
+        cache = self.cache
         stored = frame.stored()
         if frame.from_cache and cache is not None:
             try:
@@ -275,41 +281,89 @@ class BlobReader:
         for blob_id in blob_ids:
             wanted[blob_id] = wanted.get(blob_id, 0) + 1
         ranges = self.plan(wanted)
-        for frames in self.run(ranges, self._frames):
-            for frame in frames:
-                data = self._unseal(frame)
-                for _ in range(wanted[frame.entry.blob_id]):
-                    yield frame.entry.blob_id, data
+        try:
+            for frames in self.run(ranges, self._frames):
+                for frame in frames:
+                    data = self._unseal(frame)
+                    for _ in range(wanted[frame.entry.blob_id]):
+                        yield frame.entry.blob_id, data
+        finally:
+            if self.cache is not None:
+                self.cache.flush()  # one update of the shared size counter per bulk read
 
 
 def read_in_order(
-    repository: PackSource, blob_ids: Sequence[bytes], window: int = ORDERED_WINDOW_BYTES
+    repository: PackSource,
+    blob_ids: Sequence[bytes],
+    window: int = ORDERED_WINDOW_BYTES,
+    *,
+    cached: bool = True,
 ) -> Iterator[bytes]:
     """The plaintexts of ``blob_ids`` in the order asked, fetched in bulk a window at a time.
 
     Consecutive ids totalling about ``window`` plaintext bytes are read with one
     :meth:`Store.read_blobs` call and yielded in order, so a file's blobs cost a few range
     reads per pack while memory stays at one window. A window of a single blob goes through
-    :meth:`Store.read_blob`, which is just as cheap.
+    :meth:`Store.read_blob`, which is just as cheap. ``cached=False`` bypasses the object
+    cache.
     """
+    for batch in _windows(repository, [blob_ids], window):
+        if len(batch) == 1 and cached:
+            yield repository.read_blob(batch[0])
+            continue
+        found = dict(repository.read_blobs(batch, cached=cached))
+        for blob_id in batch:
+            yield found[blob_id]
+
+
+def read_files(
+    repository: PackSource,
+    contents: Sequence[Sequence[bytes]],
+    window: int = ORDERED_WINDOW_BYTES,
+) -> Iterator[bytes]:
+    """Each file's bytes (``contents`` are their blob id lists), in order, read in bulk.
+
+    Consecutive files totalling about ``window`` plaintext bytes share one
+    :meth:`Store.read_blobs` call, so three thousand small documents in a few packs cost a
+    few range requests, not one per document; a blob shared by several files is read once.
+    Memory stays at one window plus the largest file.
+    """
+    index = repository.index
+    files: list[Sequence[bytes]] = []
+    size = 0
+    for content in contents:
+        files.append(content)
+        for blob_id in content:
+            entry = index.get(blob_id)
+            size += entry.raw_length if entry is not None else 0
+        if size >= window:
+            yield from _assembled(repository, files)
+            files, size = [], 0
+    if files:
+        yield from _assembled(repository, files)
+
+
+def _assembled(repository: PackSource, files: Sequence[Sequence[bytes]]) -> Iterator[bytes]:
+    found = dict(repository.read_blobs({b: None for content in files for b in content}))
+    for content in files:
+        yield b"".join(found[blob_id] for blob_id in content)
+
+
+def _windows(
+    repository: PackSource, contents: Sequence[Sequence[bytes]], window: int
+) -> Iterator[list[bytes]]:
+    """Consecutive blob ids (across ``contents``, in order) in runs of about ``window``
+    plaintext bytes."""
     index = repository.index
     batch: list[bytes] = []
     size = 0
-    for blob_id in blob_ids:
-        entry = index.get(blob_id)
-        batch.append(blob_id)
-        size += entry.raw_length if entry is not None else 0
-        if size >= window:
-            yield from _read_batch(repository, batch)
-            batch, size = [], 0
+    for content in contents:
+        for blob_id in content:
+            entry = index.get(blob_id)
+            batch.append(blob_id)
+            size += entry.raw_length if entry is not None else 0
+            if size >= window:
+                yield batch
+                batch, size = [], 0
     if batch:
-        yield from _read_batch(repository, batch)
-
-
-def _read_batch(repository: PackSource, batch: list[bytes]) -> Iterator[bytes]:
-    if len(batch) == 1:
-        yield repository.read_blob(batch[0])
-        return
-    found = dict(repository.read_blobs(batch))
-    for blob_id in batch:
-        yield found[blob_id]
+        yield batch

@@ -120,6 +120,7 @@ class Store:
         cache_dir: Path,
         workers: int = 2,
         object_cache: ObjectCache | None = None,
+        cache_limit: int = DEFAULT_CACHE_BYTES,
         master_key: MasterKey | None = None,
         key_id: str | None = None,
     ) -> None:
@@ -131,6 +132,14 @@ class Store:
         self.workers = workers
         #: what was fetched from a remote backend, kept on local disk (None for local repos)
         self.object_cache = object_cache
+        #: where working copies made from the repository (SQLite databases opened with
+        #: ``connect``) live, counted against the cache bound: the object cache itself, or one
+        #: at the same place that holds nothing else when objects are not cached
+        self.local_cache = (
+            object_cache
+            if object_cache is not None
+            else ObjectCache(cache_dir / "objects", cache_limit)
+        )
         self.master_key = master_key
         #: the keys/ object this repository was opened with (encrypted repositories only)
         self.key_id = key_id
@@ -166,6 +175,8 @@ class Store:
         )
 
     def close(self) -> None:
+        if self.object_cache is not None:
+            self.object_cache.flush()
         self.backend.close()
 
     # --- the index ------------------------------------------------------------------------------
@@ -320,17 +331,20 @@ class Store:
             )
         return self.read_entry(entry)
 
-    def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    def read_blobs(
+        self, blob_ids: Iterable[bytes], *, cached: bool = True
+    ) -> Iterator[tuple[bytes, bytes]]:
         """``(blob id, plaintext)`` for many blobs, each verified, with few backend reads.
 
         Blobs are grouped by pack and neighbours read with one range request (see
         :mod:`stcore.repo.reader`). The order is by pack range, not the order asked; an id asked
         for twice is yielded twice. Use :func:`stcore.repo.reader.read_in_order` for file order.
+        ``cached=False`` neither reads nor fills the object cache.
         """
-        return self.blob_reader().read_blobs(blob_ids)
+        return self.blob_reader(cached=cached).read_blobs(blob_ids)
 
-    def blob_reader(self, *, workers: int | None = None) -> BlobReader:
-        return BlobReader(self, workers=workers)
+    def blob_reader(self, *, workers: int | None = None, cached: bool = True) -> BlobReader:
+        return BlobReader(self, workers=workers, cached=cached)
 
     def read_entry(self, entry: IndexEntry) -> bytes:
         """The plaintext of the blob ``entry`` locates, verified (through the object cache); if
@@ -368,15 +382,49 @@ class Store:
     def read_tree(self, tree_id: bytes) -> list[TreeNode]:
         return decode_tree(self.read_blob(tree_id))
 
+    def read_trees(self, root: bytes) -> dict[bytes, list[TreeNode]]:
+        """Every tree below ``root`` (itself included), decoded, by id: one bulk read per
+        level of directories, so a source of many folders costs a few requests, not one per
+        folder. A tree shared by several folders is read once, so even a damaged tree that
+        contains itself is read once; :meth:`walk` reports that.
+        """
+        trees: dict[bytes, list[TreeNode]] = {}
+        level = [root]
+        while level:
+            wanted = list(dict.fromkeys(t for t in level if t not in trees))
+            if len(wanted) == 1:
+                trees[wanted[0]] = self.read_tree(wanted[0])
+            elif wanted:
+                for tree_id, plaintext in self.read_blobs(wanted):
+                    trees[tree_id] = decode_tree(plaintext)
+            level = [
+                node.subtree
+                for tree_id in wanted
+                for node in trees[tree_id]
+                if node.kind == "dir" and node.subtree is not None
+            ]
+        return trees
+
     def walk(
-        self, tree_id: bytes, prefix: tuple[str, ...] = ()
+        self,
+        tree_id: bytes,
+        prefix: tuple[str, ...] = (),
+        *,
+        trees: Mapping[bytes, list[TreeNode]] | None = None,
     ) -> Iterator[tuple[tuple[str, ...], TreeNode]]:
         """Every node below ``tree_id``, depth-first in tree order, with its path.
 
-        Iterative (depth is unbounded); a directory that contains itself is damage.
+        Iterative (depth is unbounded); a directory that contains itself is damage. Trees in
+        ``trees`` (from :meth:`read_trees`) are not read again.
         """
+        known: Mapping[bytes, list[TreeNode]] = trees or {}
+
+        def read(tree: bytes) -> list[TreeNode]:
+            nodes = known.get(tree)
+            return nodes if nodes is not None else self.read_tree(tree)
+
         stack: list[tuple[Iterator[TreeNode], tuple[str, ...], bytes]] = [
-            (iter(self.read_tree(tree_id)), prefix, tree_id)
+            (iter(read(tree_id)), prefix, tree_id)
         ]
         on_path = {tree_id}
         while stack:
@@ -394,7 +442,7 @@ class Store:
                         f"tree {current.hex()}: directory {'/'.join(child)} contains itself"
                     )
                 on_path.add(node.subtree)
-                stack.append((iter(self.read_tree(node.subtree)), child, node.subtree))
+                stack.append((iter(read(node.subtree)), child, node.subtree))
 
     def referenced_blobs(self, snapshot_ids: Iterable[str]) -> set[bytes]:
         """Every blob (trees and data) the snapshots reference; each tree is read once."""
@@ -548,6 +596,7 @@ def open_store(
             cache_dir=cache_dir,
             workers=workers,
             object_cache=ObjectCache(cache_dir / "objects", cache_limit) if cache else None,
+            cache_limit=cache_limit,
             master_key=master,
             key_id=key_id,
         )

@@ -1,0 +1,247 @@
+"""Reading many files at once costs a few requests, and the cache costs next to nothing.
+
+The repository sits behind ``count://`` (a local directory whose backend records every read,
+and which counts as remote, so the object cache is on), as in tests/test_cache.py. Results are
+compared with fsspec's own ``file`` filesystem over the original tree: same answers, same
+errors, far fewer reads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import stcore
+from stcore.access.fs import StcoreFileSystem
+from stcore.repo.objectcache import ObjectCache
+from tests.conftest import run_cli
+from tests.test_cache import counting_host
+
+FOLDERS, PER_FOLDER = 12, 50
+Reads = list[tuple[str, int, int | None]]
+
+
+def data_reads(reads: Reads) -> list[tuple[str, int, int | None]]:
+    return [read for read in reads if read[0].startswith("data/")]
+
+
+@pytest.fixture(scope="module")
+def documents(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """600 small JSON documents in 12 folders, and a JSON-lines log, backed up into a
+    ``count://`` repository."""
+    root = tmp_path_factory.mktemp("batch")
+    docs = root / "docs"
+    for folder in range(FOLDERS):
+        for number in range(PER_FOLDER):
+            path = docs / f"f{folder:02d}" / f"doc{number:03d}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"folder": folder, "n": number, "pad": "x" * number}))
+    (docs / "events.jsonl").write_text("".join(json.dumps({"i": i}) + "\n" for i in range(30)))
+    repository = stcore.init_repository(str(root / "repo"))
+    with repository:
+        repository.backup([stcore.make_source("docs", "json", {"path": str(docs)})])
+    return f"count://{root / 'repo'}", docs
+
+
+def fresh(url: str, reads: Reads, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The repository opened as a new process would, with an empty cache of its own."""
+    monkeypatch.setenv("STCORE_CACHE_DIR", str(tmp_path / "cache"))
+    return stcore.open_repository(url, host=counting_host(reads))
+
+
+def test_the_data_of_600_documents_takes_a_few_requests(
+    documents: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, docs = documents
+    reads: Reads = []
+    repo = fresh(url, reads, tmp_path, monkeypatch)
+    assert repo.object_cache is not None and repo.object_cache.stats()["entries"] == 0
+    reads.clear()
+    data = repo.snapshot("latest").sources["docs"].data
+    assert len(data) == FOLDERS * PER_FOLDER + 1
+    assert data["docs/f03/doc007.json"] == json.loads((docs / "f03" / "doc007.json").read_text())
+    assert data["docs/events.jsonl"] == [{"i": i} for i in range(30)]
+    # the source's trees, a level at a time, then every document together: all small, in one
+    # pack, so each step is one range request
+    assert len(data_reads(reads)) <= 4, data_reads(reads)
+    repo.close()
+
+
+def test_iter_jsonl_reads_several_files_together(
+    documents: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = documents
+    reads: Reads = []
+    view = fresh(url, reads, tmp_path, monkeypatch).snapshot("latest").sources["docs"]
+    view.files()
+    reads.clear()
+    paths = ["docs/events.jsonl", "docs/f00/doc001.json", "docs/events.jsonl"]
+    records = list(view.iter_jsonl(paths))
+    assert records == [*({"i": i} for i in range(30)), {"folder": 0, "n": 1, "pad": "x"}] + [
+        {"i": i} for i in range(30)
+    ]
+    assert len(data_reads(reads)) == 1
+    with pytest.raises(stcore.errors.PathNotFoundError, match=r"no file 'nope\.jsonl'"):
+        list(view.iter_jsonl(["docs/events.jsonl", "nope.jsonl"]))
+
+
+def test_fs_cat_of_many_paths_takes_a_few_requests_and_answers_as_fsspec_file_does(
+    documents: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, docs = documents
+    reads: Reads = []
+    repo = fresh(url, reads, tmp_path, monkeypatch)
+    fs = StcoreFileSystem(repo=url, skip_instance_cache=True)
+    fs._repository = repo  # the counting one
+    local = fsspec.filesystem("file")
+    names = [f"f{f:02d}/doc{n:03d}.json" for f in range(FOLDERS) for n in range(PER_FOLDER)]
+    reads.clear()
+    got = fs.cat([f"latest/docs/docs/{name}" for name in names])
+    assert len(data_reads(reads)) <= 4, data_reads(reads)
+    expected = local.cat([str(docs / name) for name in names])
+    assert list(got.values()) == list(expected.values())
+    assert list(got) == [f"latest/docs/docs/{name}" for name in names]
+
+    # globs, recursion, a range, and the three ways of reporting a missing file
+    assert fs.cat("latest/docs/docs/f01/doc00*.json") == {
+        f"latest/docs/docs/f01/doc00{i}.json": (docs / "f01" / f"doc00{i}.json").read_bytes()
+        for i in range(10)
+    }
+    assert fs.cat("latest/docs/docs/f02/doc010.json", start=2, end=9) == local.cat(
+        str(docs / "f02" / "doc010.json"), start=2, end=9
+    )
+    both = ["latest/docs/docs/f00/doc000.json", "latest/docs/docs/f00/missing.json"]
+    with pytest.raises(FileNotFoundError, match=r"no entry 'docs/f00/missing\.json'"):
+        fs.cat(both)
+    assert list(fs.cat(both, on_error="omit")) == both[:1]
+    returned = fs.cat(both, on_error="return")
+    assert isinstance(returned[both[1]], FileNotFoundError)
+    with pytest.raises(IsADirectoryError):
+        fs.cat("latest/docs/docs/f00")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, FOLDERS * PER_FOLDER - 1),
+            st.none() | st.integers(-80, 80),
+            st.none() | st.integers(-80, 80),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_cat_ranges_matches_slicing_the_original_files(
+    documents: tuple[str, Path], ranges: list[tuple[int, int | None, int | None]]
+) -> None:
+    url, docs = documents
+    fs = StcoreFileSystem(repo=url.replace("count://", ""))
+    names = [f"f{i // PER_FOLDER:02d}/doc{i % PER_FOLDER:03d}.json" for i, _, _ in ranges]
+    got = fs.cat_ranges(
+        [f"latest/docs/docs/{name}" for name in names],
+        [start for _, start, _ in ranges],
+        [end for _, _, end in ranges],
+    )
+    for name, (_, start, end), data in zip(names, ranges, got, strict=True):
+        assert data == (docs / name).read_bytes()[start:end]  # Python's slice semantics
+
+
+def test_cat_ranges_reports_each_failure_in_its_place(documents: tuple[str, Path]) -> None:
+    url, _ = documents
+    fs = StcoreFileSystem(repo=url.replace("count://", ""))
+    got = fs.cat_ranges(
+        ["latest/docs/docs/f00/doc001.json", "latest/nosuch/x", "latest/docs/docs/f00"], 0, 5
+    )
+    assert got[0] == b'{"fol'
+    assert isinstance(got[1], FileNotFoundError) and isinstance(got[2], IsADirectoryError)
+    with pytest.raises(FileNotFoundError):
+        fs.cat_ranges(["latest/nosuch/x"], 0, 5, on_error="raise")
+    with pytest.raises(ValueError, match="as long"):
+        fs.cat_ranges(["a", "b"], [0], [1])
+
+
+def test_the_shared_size_counter_is_written_once_per_batch(tmp_path: Path) -> None:
+    cache = ObjectCache(tmp_path / "c", max_bytes=1024**3)
+    for number in range(500):
+        cache.put("blob", f"{number:04d}", b"x" * 1000)
+    assert not (tmp_path / "c" / ".size").exists()  # nothing recorded yet: 500 kB < 16 MiB
+    cache.flush()
+    assert (tmp_path / "c" / ".size").read_text() == str(500 * 1000)
+    assert cache.stats()["kinds"] == {"blob": {"entries": 500, "bytes": 500 * 1000}}
+
+
+def test_a_bulk_read_records_what_it_cached_when_it_ends(
+    documents: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = documents
+    repo = fresh(url, [], tmp_path, monkeypatch)
+    repo.snapshot("latest").sources["docs"].data  # noqa: B018 - read for its side effect
+    counter = repo.object_cache.root / ".size"
+    assert int(counter.read_text()) == repo.object_cache.stats()["bytes"] > 0
+
+
+def make_database(path: Path, rows: int = 3000) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        db.executemany("INSERT INTO t (body) VALUES (?)", [(f"row {i}" * 5,) for i in range(rows)])
+    db.close()
+
+
+def test_connect_writes_one_counted_working_copy_and_nothing_else_to_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_database(tmp_path / "metrics.db")
+    repository = stcore.init_repository(str(tmp_path / "repo"))
+    with repository:
+        repository.backup(
+            [stcore.make_source("metrics", "sqlite", {"path": str(tmp_path / "metrics.db")})]
+        )
+    url = f"count://{tmp_path / 'repo'}"
+    reads: Reads = []
+    repo = fresh(url, reads, tmp_path, monkeypatch)
+    connection = repo.snapshot("latest").sources["metrics"].connect()
+    assert connection.execute("SELECT count(*) FROM t").fetchone() == (3000,)
+    kinds = repo.object_cache.stats()["kinds"]
+    assert "blob" not in kinds or kinds["blob"]["entries"] <= 1  # at most the source's tree
+    assert kinds["sqlite"]["entries"] == 1
+    assert kinds["sqlite"]["bytes"] == (tmp_path / "metrics.db").stat().st_size
+    reads.clear()
+    again = repo.snapshot("latest").sources["metrics"].connect()  # the copy is reused
+    assert again.execute("SELECT count(*) FROM t").fetchone() == (3000,)
+    assert data_reads(reads) == []
+    assert repo.object_cache.clear() >= kinds["sqlite"]["bytes"]
+    # an open connection keeps reading the unlinked copy
+    assert connection.execute("SELECT body FROM t WHERE id = 7").fetchone() == ("row 6" * 5,)
+
+
+def test_working_copies_of_a_local_repository_show_in_cache_stats_and_clear(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STCORE_CACHE_DIR", str(tmp_path / "cache"))
+    make_database(tmp_path / "metrics.db", rows=200)
+    repository = stcore.init_repository(str(tmp_path / "repo"))
+    with repository:
+        repository.backup(
+            [stcore.make_source("metrics", "sqlite", {"path": str(tmp_path / "metrics.db")})]
+        )
+        repository.snapshot("latest").sources["metrics"].connect().close()
+    done = run_cli("--repo", str(tmp_path / "repo"), "cache", "stats", "--json")
+    assert done.returncode == 0, done.stdout
+    stats = json.loads(done.stdout)
+    assert stats["kinds"]["sqlite"]["entries"] == 1
+    done = run_cli("--repo", str(tmp_path / "repo"), "cache", "stats")
+    assert "1 SQLite working copy" in done.stdout, done.stdout
+    done = run_cli("--repo", str(tmp_path / "repo"), "cache", "clear")
+    assert done.returncode == 0 and "freed" in done.stdout
+    stats = json.loads(run_cli("--repo", str(tmp_path / "repo"), "cache", "stats", "--json").stdout)
+    assert stats["entries"] == 0
