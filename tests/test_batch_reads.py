@@ -99,7 +99,7 @@ def test_fs_cat_of_many_paths_takes_a_few_requests_and_answers_as_fsspec_file_do
     reads: Reads = []
     repo = fresh(url, reads, tmp_path, monkeypatch)
     fs = StcoreFileSystem(repo=url, skip_instance_cache=True)
-    fs._repository = repo  # the counting one
+    fs._session.repository = repo  # the counting one
     local = fsspec.filesystem("file")
     names = [f"f{f:02d}/doc{n:03d}.json" for f in range(FOLDERS) for n in range(PER_FOLDER)]
     reads.clear()

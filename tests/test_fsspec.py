@@ -376,18 +376,24 @@ def test_instances_are_cached_per_repository_and_reuse_one_repository(
 ) -> None:
     location = backed_up[0]
     first = fsspec.filesystem("stcore", repo=location)
-    assert fsspec.filesystem("stcore", repo=location) is first
-    assert first.repository is first.repository
-    # the default comes from STCORE_REPO, and the cache key is the resolved, absolute location
+    # fsspec's instance cache is off (it keys on arguments as written); instances with the
+    # same resolved repository and options share one session: one open repository
+    assert StcoreFileSystem.cachable is False
+    assert type(StcoreFileSystem) is type(fsspec.AbstractFileSystem)  # no metaclass of ours
+    assert fsspec.filesystem("stcore", repo=location)._session is first._session
+    assert fsspec.filesystem("stcore", repo=location).repository is first.repository
+    # the default comes from STCORE_REPO, and the session key is the resolved, absolute location
     monkeypatch.setenv("STCORE_REPO", location)
-    assert fsspec.filesystem("stcore") is first
+    assert fsspec.filesystem("stcore")._session is first._session
     monkeypatch.chdir(Path(location).parent)
-    assert fsspec.filesystem("stcore", repo=Path(location).name) is first
+    assert fsspec.filesystem("stcore", repo=Path(location).name)._session is first._session
+    fresh = fsspec.filesystem("stcore", repo=location, skip_instance_cache=True)
+    assert fresh._session is not first._session and fresh.repository is not first.repository
     other = stcore.init_repository(str(tmp_path / "other"))
     other.close()
     monkeypatch.setenv("STCORE_REPO", str(tmp_path / "other"))
     empty = fsspec.filesystem("stcore")
-    assert empty is not first and empty.ls("") == []
+    assert empty._session is not first._session and empty.ls("") == []
     with pytest.raises(FileNotFoundError, match="has no snapshots yet"):
         empty.info("latest")
     # a pickled filesystem (dask ships them to workers) reopens the same repository
@@ -476,3 +482,62 @@ def test_walk_top_down_can_be_pruned_in_place(fs: StcoreFileSystem) -> None:
         seen.append(root)
         dirs[:] = [d for d in dirs if d != "nested"]
     assert not any("nested" in root for root in seen) and "latest/logs" in seen
+
+
+def test_an_open_file_pickles_and_reopens_where_it_was(fs: StcoreFileSystem) -> None:
+    import pickle
+
+    path = "latest/logs/events.jsonl"
+    whole = fs.cat_file(path)
+    with fs.open(path) as handle:
+        handle.seek(100)
+        clone = pickle.loads(pickle.dumps(handle))
+        assert clone.tell() == 100 and clone.read() == whole[100:]
+        clone.close()
+    with fs.open(path, size=len(whole)) as handle:  # what fsspec's reopen passes
+        assert handle.read() == whole
+    with pytest.raises(ValueError, match=f"has {len(whole)} bytes, not 5"):
+        fs.open(path, size=5)
+
+
+@pytest.mark.parametrize(
+    ("options", "cache_name"),
+    [({}, "none"), ({"cache_type": "readahead", "block_size": 64}, "readahead"),
+     ({"cache_type": "bytes"}, "bytes"), ({"cache_type": "all"}, "all")],
+)  # fmt: skip
+def test_block_size_and_cache_type_are_honoured(
+    fs: StcoreFileSystem, options: dict[str, Any], cache_name: str
+) -> None:
+    path = "latest/logs/events.jsonl"
+    whole = fs.cat_file(path)
+    with fs.open(path, **options) as handle:
+        assert handle.cache.name == cache_name
+        assert handle.read(10) == whole[:10]
+        handle.seek(-7, 2)
+        assert handle.read() == whole[-7:]
+        handle.seek(3)
+        assert bytes(handle.read_buffer(20)) == whole[3:23]  # what pyarrow calls
+
+
+def test_checksum_and_ukey_follow_content_across_snapshots(
+    fs: StcoreFileSystem, backed_up: tuple[str, dict[str, Path], list[str]], repo: Repository
+) -> None:
+    _, data, (first, second) = backed_up
+    unchanged = "logs/events.jsonl"  # rewritten between the snapshots with the same bytes
+    assert fs.info(f"{first}/{unchanged}")["mtime"] != fs.info(f"{second}/{unchanged}")["mtime"]
+    assert fs.ukey(f"{first}/{unchanged}") == fs.ukey(f"{second}/{unchanged}")
+    assert fs.checksum(f"{first}/{unchanged}") == fs.checksum(f"{second}/{unchanged}")
+    assert fs.ukey(f"{first}/{unchanged}") != fs.ukey(f"{first}/ai_hub/state.json")
+    data["state"].write_text(json.dumps({"changed": True}))
+    third = back_up(repo, data)
+    fs.invalidate_cache()
+    assert fs.ukey(f"{third}/ai_hub/state.json") != fs.ukey(f"{second}/ai_hub/state.json")
+    assert isinstance(fs.ukey("latest/logs"), str)  # a directory: from its info
+
+
+def test_a_read_of_one_whole_chunk_is_not_copied(fs: StcoreFileSystem) -> None:
+    ref, name, inner = fs._split("latest/ai_hub/state.json")
+    raw = fs._source("latest/ai_hub", ref, name).open(inner)
+    first = raw.read()
+    raw.seek(0)
+    assert raw.read() is first  # the kept chunk itself

@@ -410,8 +410,11 @@ def test_as_of_and_refresh_are_constructor_options(
     plain = fsspec.filesystem("stcore", repo=location)
     dated = fsspec.filesystem("stcore", repo=location, as_of="2026-11-02")
     fresh = fsspec.filesystem("stcore", repo=location, refresh=60)
-    assert len({id(plain), id(dated), id(fresh)}) == 3  # fsspec's instance cache tells them apart
-    assert fsspec.filesystem("stcore", repo=location, as_of="2026-11-02") is dated
+    sessions = {id(plain._session), id(dated._session), id(fresh._session)}
+    assert len(sessions) == 3  # each set of options has a session of its own
+    assert fsspec.filesystem("stcore", repo=location, as_of="2026-11-02")._session is (
+        dated._session
+    )
     assert dated.info("latest")["snapshot_id"] == history[1][-1]
     assert dated.info("latest~0")["snapshot_id"] == history[1][-1]
     assert dated.ls("", detail=False) == history[1]  # the listing is every snapshot

@@ -37,7 +37,7 @@ from typing import Any
 from fsspec.spec import (  # type: ignore[import-untyped]
     AbstractBufferedFile,
     AbstractFileSystem,
-    _Cached,
+    make_instance,
 )
 
 from stcore.access.lent import LentBuffer, lend
@@ -70,23 +70,38 @@ def _repository_url(repo: str | os.PathLike[str] | None) -> str:
     return url
 
 
-# Subclassing fsspec's (untyped, so ``Any``) instance-caching metaclass: mypy's
-# disallow_subclassing_any would refuse it without the ignore.
-class _RepoKeyedCache(_Cached):  # type: ignore[misc]
-    """fsspec's instance cache, keyed by the resolved repository URL.
+class _Session:
+    """What every ``stcore://`` filesystem on one repository, with the same options, shares:
+    the open repository, the resolved references, the views and listings, and their lock."""
 
-    fsspec keys cached instances by the constructor's arguments; resolving ``repo`` first (from
-    the environment when it is omitted, to an absolute path when it is relative) means
-    ``filesystem("stcore")`` after ``STCORE_REPO`` changes, or from another working directory,
-    cannot be handed an instance of a different repository.
-    """
+    def __init__(self) -> None:
+        #: held while the repository and its views are used (open files take it too)
+        self.lock = threading.RLock()
+        self.repository: Repository | None = None
+        #: reference as written -> the snapshot it named when first resolved
+        self.resolved: dict[str, SnapshotManifest] = {}
+        #: time.monotonic() of the last read of the snapshot list (for ``refresh``)
+        self.listed_at: float | None = None
+        self.views: dict[str, Snapshot] = {}
+        #: per (snapshot id, source): every entry by path, and each directory's children
+        self.listings: dict[
+            tuple[str, str], tuple[dict[str, FileInfo], dict[str, list[FileInfo]]]
+        ] = {}
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        if args:
-            args = (_repository_url(args[0]), *args[1:])
-        else:
-            kwargs["repo"] = _repository_url(kwargs.get("repo"))
-        return super().__call__(*args, **kwargs)
+
+#: sessions by (repository URL resolved, password, cache, as_of, refresh)
+_sessions: dict[tuple[Any, ...], _Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def _session(key: tuple[Any, ...], shared: bool) -> _Session:
+    if not shared:
+        return _Session()
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = _sessions[key] = _Session()
+        return session
 
 
 def _entry(name: str, info: FileInfo) -> dict[str, Any]:
@@ -108,7 +123,7 @@ def _not_found(path: str, why: object) -> FileNotFoundError:
 
 
 # AbstractFileSystem is untyped (``Any``); the ignore is mypy's disallow_subclassing_any.
-class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: ignore[misc]
+class StcoreFileSystem(AbstractFileSystem):  # type: ignore[misc]
     """Read-only ``stcore://<snapshot>/<source>/<path>`` access to one repository.
 
     ``repo`` is the repository's path or URL (default: ``STCORE_REPO``, then stcore.toml);
@@ -119,14 +134,25 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
     ``as_of`` (a datetime, a date, ``2026-11-30`` or ``7d`` ago) makes ``latest`` (and
     ``latest~N``) the newest snapshot taken at or before that moment.
 
-    The snapshot list is read once per instance and each reference (``latest``, ``@7d``...)
-    resolved once, so a job reading many files sees one snapshot; :meth:`invalidate_cache` (or
+    The snapshot list is read once and each reference (``latest``, ``@7d``...) resolved once,
+    so a job reading many files sees one snapshot; :meth:`invalidate_cache` (or
     ``skip_instance_cache=True``) sees newer ones. ``refresh`` (seconds) reads the list again,
     and resolves references anew, when it is older than that.
+
+    Instances are cheap: what is costly to build (the open repository, resolved references,
+    listings) is one session per process for every instance with the same resolved
+    repository and options, so pandas making a filesystem per call costs nothing and sees
+    the same snapshots. fsspec's own instance cache is off (``cachable = False``): it keys
+    instances by the arguments as written, so ``filesystem("stcore")`` after ``STCORE_REPO``
+    changed, or a relative ``repo`` from another working directory, would be handed an
+    instance of another repository. ``skip_instance_cache=True`` gives a session of its own.
     """
 
     protocol = "stcore"
     root_marker = ""
+    cachable = False
+    # fsspec drops skip_instance_cache before calling __init__ unless it is listed here
+    _strip_tokenize_options = ("skip_instance_cache",)
 
     def __init__(
         self,
@@ -155,18 +181,12 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         ):
             raise ConfigError(f"refresh must be a number of seconds, not {refresh!r}")
         self._refresh = refresh
-        #: reference as written -> the snapshot it named when first resolved
-        self._resolved: dict[str, SnapshotManifest] = {}
-        #: time.monotonic() of the last read of the snapshot list (for ``refresh``)
-        self._listed_at: float | None = None
-        #: held while the repository and its views are used (open files take it too)
-        self.read_lock = threading.RLock()
-        self._repository: Repository | None = None
-        self._views: dict[str, Snapshot] = {}
-        #: per (snapshot id, source): every entry by path, and each directory's children
-        self._listings: dict[
-            tuple[str, str], tuple[dict[str, FileInfo], dict[str, list[FileInfo]]]
-        ] = {}
+        key = (self.repo_url, password, cache, str(as_of), refresh)
+        self._session = _session(key, shared=not kwargs.get("skip_instance_cache", False))
+        self.read_lock = self._session.lock
+        self._resolved = self._session.resolved
+        self._views = self._session.views
+        self._listings = self._session.listings
 
     # --- the repository and what it holds -------------------------------------------------------
 
@@ -174,11 +194,25 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
     def repository(self) -> Repository:
         """The open repository (opened on first use, then reused)."""
         with self.read_lock:
-            if self._repository is None:
-                self._repository = open_repository(
+            session = self._session
+            if session.repository is None:
+                session.repository = open_repository(
                     self.repo_url, password=self._password, cache=self._cache
                 )
-            return self._repository
+            return session.repository
+
+    @classmethod
+    def clear_instance_cache(cls) -> None:
+        """Forget every shared session: filesystems made from now on open the repository
+        again (those already made keep theirs)."""
+        with _sessions_lock:
+            _sessions.clear()
+
+    def __reduce__(self) -> Any:
+        # Pickled with the repository as resolved here: a worker process in another working
+        # directory, or without STCORE_REPO, opens the same repository.
+        options = {**self.storage_options, "repo": self.repo_url}
+        return make_instance, (type(self), (), options)
 
     @property
     def fsid(self) -> str:
@@ -194,8 +228,8 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
             self._views.clear()
             self._listings.clear()
             self._resolved.clear()
-            self._listed_at = None
-            self._repository = None
+            self._session.listed_at = None
+            self._session.repository = None
         super().invalidate_cache(path)
 
     @contextmanager
@@ -228,12 +262,12 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
         """The repository, its snapshot list read again first if ``refresh`` says it is stale."""
         now = time.monotonic()
         if self._refresh is not None and (
-            self._listed_at is None or now - self._listed_at >= self._refresh
+            self._session.listed_at is None or now - self._session.listed_at >= self._refresh
         ):
-            if self._listed_at is not None:
+            if self._session.listed_at is not None:
                 self.repository.refresh()
             self._resolved.clear()
-            self._listed_at = now
+            self._session.listed_at = now
         return self.repository
 
     def _snapshot(self, ref: str) -> Snapshot:
@@ -389,6 +423,22 @@ class StcoreFileSystem(AbstractFileSystem, metaclass=_RepoKeyedCache):  # type: 
                 return self._source_entry(f"{ref}/{name}", view, snapshot.manifest)
             # SourceView.info reads only the trees on the way down to this one entry.
             return _entry(path, view.info(inner))
+
+    def ukey(self, path: str) -> str:
+        """A file's key from its content, so an unchanged file has the same key in every
+        snapshot (fsspec's caches and dask compare these); a directory's from its info."""
+        path = self._strip_protocol(path)
+        try:
+            raw, _ = self._raw(path)
+        except IsADirectoryError:
+            key: str = super().ukey(path)
+            return key
+        with raw:
+            return raw.content_key
+
+    def checksum(self, path: str) -> int:
+        """:meth:`ukey` as a number (the same file content gives the same checksum)."""
+        return int(self.ukey(path), 16)
 
     def modified(self, path: str) -> dt.datetime:
         mtime = self.info(path).get("mtime")

@@ -49,6 +49,12 @@ class FileInfo:
     target: str | None = None
 
 
+def content_key(blob_ids: Iterable[bytes]) -> str:
+    """The hex key of a file's content: a hash of its chunk ids, which are hashes of the
+    chunks (keyed, in an encrypted repository)."""
+    return hashlib.blake2b(b"".join(blob_ids), digest_size=16).hexdigest()
+
+
 def _info(path: str, node: TreeNode) -> FileInfo:
     return FileInfo(
         path=path,
@@ -146,6 +152,12 @@ class SnapshotFile(io.RawIOBase):
             length = min(end - self._pos, len(chunk) - inside)
             self._pos += length
             yield chunk if length == len(chunk) else memoryview(chunk)[inside : inside + length]
+
+    @property
+    def content_key(self) -> str:
+        """A key of the file's content (its chunk ids): equal across snapshots, and only
+        there, for a file whose bytes are unchanged."""
+        return content_key(self._ids)
 
     def span(
         self, start: int | None = None, end: int | None = None
@@ -324,7 +336,7 @@ class SourceView:
                 )
             path = files[0]
         node = self._file(path)
-        name = hashlib.blake2b(b"".join(node.content), digest_size=16).hexdigest()
+        name = content_key(node.content)
         if self._repository.encrypted:
             directory = self._repository.cache_dir / "sqlite"
             target = directory / f".{name}-{secrets.token_hex(8)}.db"
