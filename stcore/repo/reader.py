@@ -13,7 +13,8 @@ full read would make as many requests. The bulk reader instead:
    most :data:`READ_AHEAD_BYTES` of ranges in flight (always at least one), so memory stays at a
    few ranges however many blobs are asked for;
 4. unseals each blob from its range and verifies it against its id, naming the pack and the blob
-   when it does not match, exactly as :meth:`Store.read_blob` does.
+   when it does not match, exactly as :meth:`Store.read_blob` does; :meth:`BlobReader.read_blobs`
+   does this on the pool too (zstd and BLAKE3 release the GIL), so ranges decode in parallel.
 
 With an object cache (remote repositories), blobs already in the cache are not fetched; the rest
 are coalesced among themselves, fetched, verified and put in the cache as their stored frames.
@@ -229,6 +230,11 @@ class BlobReader:
             cache.put("blob", name, stored)
         return data
 
+    def _decoded(self, rng: PackRange) -> list[tuple[bytes, bytes]]:
+        """Every blob of ``rng`` fetched and verified, on a pool thread: decompressing and
+        hashing release the GIL, so ranges decode in parallel."""
+        return [(frame.entry.blob_id, self._unseal(frame)) for frame in self._frames(rng)]
+
     def blobs(self, rng: PackRange) -> Iterator[tuple[IndexEntry, bytes]]:
         """Every blob of ``rng``, verified, one at a time (the range's bytes are read once)."""
         for frame in self._frames(rng):
@@ -236,12 +242,18 @@ class BlobReader:
 
     # --- many ranges ----------------------------------------------------------------------------
 
-    def run(self, ranges: Sequence[PackRange], task: Callable[[PackRange], T]) -> Iterator[T]:
+    def run(
+        self,
+        ranges: Sequence[PackRange],
+        task: Callable[[PackRange], T],
+        weight: Callable[[PackRange], int] = lambda rng: rng.length,
+    ) -> Iterator[T]:
         """``task(range)`` for every range on the thread pool, results as they complete.
 
-        A range is started only while the ranges started and not yet collected total at most
-        ``read_ahead`` bytes (one is always allowed), which bounds memory when ``task`` returns
-        a range's bytes. On an error the remaining ranges are cancelled and it propagates.
+        A range is started only while the ranges started and not yet collected weigh at most
+        ``read_ahead`` bytes in all (one is always allowed): by default their stored length,
+        which bounds memory when ``task`` returns a range's bytes. On an error the remaining
+        ranges are cancelled and it propagates.
         """
         if self.workers == 1 or len(ranges) <= 1:
             for rng in ranges:
@@ -255,7 +267,7 @@ class BlobReader:
         try:
             while True:
                 while following < len(ranges) and len(pending) < self.workers:
-                    length = ranges[following].length
+                    length = weight(ranges[following])
                     if pending and held + length > self.read_ahead:
                         break
                     pending[pool.submit(task, ranges[following])] = length
@@ -282,14 +294,18 @@ class BlobReader:
             wanted[blob_id] = wanted.get(blob_id, 0) + 1
         ranges = self.plan(wanted)
         try:
-            for frames in self.run(ranges, self._frames):
-                for frame in frames:
-                    data = self._unseal(frame)
-                    for _ in range(wanted[frame.entry.blob_id]):
-                        yield frame.entry.blob_id, data
+            for decoded in self.run(ranges, self._decoded, _stored_and_plain):
+                for blob_id, data in decoded:
+                    for _ in range(wanted[blob_id]):
+                        yield blob_id, data
         finally:
             if self.cache is not None:
                 self.cache.flush()  # one update of the shared size counter per bulk read
+
+
+def _stored_and_plain(rng: PackRange) -> int:
+    """What a decoded range holds in memory at most: its stored bytes and its plaintext."""
+    return rng.length + sum(entry.raw_length for entry in rng.entries)
 
 
 def read_in_order(
