@@ -17,9 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from stcore.access.readahead import ReadAhead
 from stcore.access.views import SourceView
 from stcore.config import Settings, load_dotenv_file, load_settings
 from stcore.durations import parse_duration
@@ -46,13 +47,18 @@ class LazyDataSources(Mapping[str, Any]):
     :class:`~stcore.access.views.SourceView` (``.files()``, ``.read_bytes(path)``...).
     """
 
-    def __init__(self, views: Mapping[str, SourceView]) -> None:
+    def __init__(
+        self, views: Mapping[str, SourceView], on_read: Callable[[str], None] | None = None
+    ) -> None:
         self._views = views
         self._loaded: dict[str, Any] = {}
+        self._on_read = on_read
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._loaded:
             view = self._views[name]
+            if self._on_read is not None:
+                self._on_read(name)
             try:
                 self._loaded[name] = view.data
             except AttributeError:
@@ -99,6 +105,10 @@ class CloudStorageManager:
         self._remote_repo: Repository | None = None
         self._settings: Settings | None = None
         self._lock = threading.RLock()
+        #: the last list_backups, in order: get_backup reads ahead along it
+        self._listed: list[SnapshotManifest] = []
+        #: (repository, read-ahead along the listing) for the repository get_backup last read
+        self._read_ahead: tuple[Repository, ReadAhead] | None = None
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -149,6 +159,9 @@ class CloudStorageManager:
 
     def close(self) -> None:
         with self._lock:
+            if self._read_ahead is not None:
+                self._read_ahead[1].close()
+                self._read_ahead = None
             for repo in (self._repo, self._remote_repo):
                 if repo is not None:
                     repo.close()
@@ -197,7 +210,21 @@ class CloudStorageManager:
     def list_backups(self, limit: int | None = 10) -> list[dict[str, Any]]:
         """The newest ``limit`` backups (all with ``None``), newest first."""
         with self._lock:
-            return [self._describe(m) for m in self.repository.snapshots(limit=limit)]
+            manifests = self.repository.snapshots(limit=limit)
+            if [m.id for m in manifests] != [m.id for m in self._listed]:
+                self._listed = manifests
+                if self._read_ahead is not None:
+                    self._read_ahead[1].close()
+                    self._read_ahead = None
+            return [self._describe(m) for m in manifests]
+
+    def _reader_for(self, repo: Repository) -> ReadAhead:
+        """Read-ahead along the last listing, for reads from ``repo``."""
+        if self._read_ahead is None or self._read_ahead[0] is not repo:
+            if self._read_ahead is not None:
+                self._read_ahead[1].close()
+            self._read_ahead = (repo, ReadAhead(repo.store, self._listed))
+        return self._read_ahead[1]
 
     def get_backup(self, backup_id: str, from_cloud: bool = False) -> dict[str, Any] | None:
         """One backup's metadata and lazily loaded ``data_sources``; None if it does not exist.
@@ -214,7 +241,11 @@ class CloudStorageManager:
                 return None
             described = self._describe(snapshot.manifest)
             described["from_cloud"] = from_cloud
-        described["data_sources"] = LazyDataSources(snapshot.sources)
+            reader = self._reader_for(repo)
+        snapshot_id = snapshot.id
+        described["data_sources"] = LazyDataSources(
+            snapshot.sources, on_read=lambda name: reader.reading(snapshot_id, name)
+        )
         return described
 
     def query_backups(

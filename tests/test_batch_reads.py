@@ -245,3 +245,66 @@ def test_working_copies_of_a_local_repository_show_in_cache_stats_and_clear(
     assert done.returncode == 0 and "freed" in done.stdout
     stats = json.loads(run_cli("--repo", str(tmp_path / "repo"), "cache", "stats", "--json").stdout)
     assert stats["entries"] == 0
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """20 snapshots of a JSON document that changes a little each time, in a ``count://``
+    repository."""
+    root = tmp_path_factory.mktemp("history")
+    document = root / "hub.json"
+    repository = stcore.init_repository(str(root / "repo"))
+    with repository:
+        for day in range(20):
+            document.write_text(json.dumps({"day": day, "rows": list(range(5000))}))
+            repository.backup([stcore.make_source("ai_hub", "json", {"path": str(document)})])
+    return f"count://{root / 'repo'}"
+
+
+def test_read_ahead_fetches_the_next_snapshots_while_one_is_read(
+    history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stcore.access.readahead import ReadAhead
+
+    reads: Reads = []
+    repo = fresh(history, reads, tmp_path, monkeypatch)
+    manifests = repo.snapshots()
+    ahead = ReadAhead(repo.store, manifests)
+    ahead.reading(manifests[0].id, "ai_hub")
+    ahead.wait()
+    assert ahead.errors == []
+    reads.clear()
+    for manifest in manifests[1:17]:  # DEPTH snapshots ahead: all on local disk now
+        assert repo.snapshot(manifest.id).sources["ai_hub"].data["day"] == 19 - manifests.index(
+            manifest
+        )
+    assert data_reads(reads) == []
+    ahead.reading(manifests[8].id, "ai_hub")  # half the window read: the next batch goes
+    ahead.wait()
+    reads.clear()
+    assert repo.snapshot(manifests[19].id).sources["ai_hub"].data["day"] == 0
+    assert data_reads(reads) == []
+    ahead.close()
+
+
+def test_the_facade_reads_ahead_along_its_last_listing(
+    history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloud_storage_manager import CloudStorageManager
+
+    reads: Reads = []
+    storage = CloudStorageManager()
+    storage._repo = fresh(history, reads, tmp_path, monkeypatch)
+    days, read_while_asked = [], []
+    for backup in storage.list_backups(100):
+        described = storage.get_backup(backup["backup_id"])
+        before = len(data_reads(reads))
+        days.append(described["data_sources"]["ai_hub"]["day"])
+        read_while_asked.append(len(data_reads(reads)) - before)
+        assert storage._read_ahead is not None
+        storage._read_ahead[1].wait()  # deterministic: the fetch ahead has landed
+    assert days == list(range(19, -1, -1))
+    # the first snapshot is read by the caller (its tree, then its document) while the
+    # read-ahead thread starts on the next ones; every later one was on local disk when asked
+    assert read_while_asked[0] >= 2 and read_while_asked[1:] == [0] * 19
+    storage.close()

@@ -230,6 +230,27 @@ class BlobReader:
             cache.put("blob", name, stored)
         return data
 
+    def warm(self, blob_ids: Iterable[bytes]) -> int:
+        """Put the stored frames of the blobs the object cache lacks into it, fetched in bulk
+        and not decoded (a read from the cache verifies them); how many were fetched."""
+        cache = self.cache
+        if cache is None:
+            return 0
+        missing = [
+            entry
+            for entry in (self.entry(blob_id) for blob_id in dict.fromkeys(blob_ids))
+            if not cache.path("blob", entry.blob_id.hex()).exists()
+        ]
+        fetched = 0
+        try:
+            for frames in self.run(self.plan_entries(missing), self._fetch):
+                for frame in frames:
+                    cache.put("blob", frame.entry.blob_id.hex(), frame.stored())
+                    fetched += 1
+        finally:
+            cache.flush()
+        return fetched
+
     def _decoded(self, rng: PackRange) -> list[tuple[bytes, bytes]]:
         """Every blob of ``rng`` fetched and verified, on a pool thread: decompressing and
         hashing release the GIL, so ranges decode in parallel."""

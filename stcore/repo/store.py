@@ -343,6 +343,13 @@ class Store:
         """
         return self.blob_reader(cached=cached).read_blobs(blob_ids)
 
+    def warm_cache(self, blob_ids: Iterable[bytes]) -> int:
+        """Fetch into the object cache the blobs it lacks, without decoding them (every read
+        from the cache verifies); how many were fetched. Nothing without an object cache."""
+        if self.object_cache is None:
+            return 0
+        return self.blob_reader().warm(blob_ids)
+
     def blob_reader(self, *, workers: int | None = None, cached: bool = True) -> BlobReader:
         return BlobReader(self, workers=workers, cached=cached)
 
@@ -382,14 +389,15 @@ class Store:
     def read_tree(self, tree_id: bytes) -> list[TreeNode]:
         return decode_tree(self.read_blob(tree_id))
 
-    def read_trees(self, root: bytes) -> dict[bytes, list[TreeNode]]:
-        """Every tree below ``root`` (itself included), decoded, by id: one bulk read per
-        level of directories, so a source of many folders costs a few requests, not one per
-        folder. A tree shared by several folders is read once, so even a damaged tree that
-        contains itself is read once; :meth:`walk` reports that.
+    def read_trees(self, *roots: bytes) -> dict[bytes, list[TreeNode]]:
+        """Every tree below the ``roots`` (themselves included), decoded, by id: one bulk
+        read per level of directories, so a source of many folders (or the same source in
+        many snapshots) costs a few requests, not one per folder. A tree shared by several
+        folders is read once, so even a damaged tree that contains itself is read once;
+        :meth:`walk` reports that.
         """
         trees: dict[bytes, list[TreeNode]] = {}
-        level = [root]
+        level = list(roots)
         while level:
             wanted = list(dict.fromkeys(t for t in level if t not in trees))
             if len(wanted) == 1:

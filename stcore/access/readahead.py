@@ -1,0 +1,94 @@
+"""Reading ahead across snapshots: warm the cache with the snapshots a caller reads next.
+
+An analytics loop reads one source from many snapshots in order (``for b in
+list_backups(100): get_backup(b["backup_id"])["data_sources"]["ai_hub"]``). Read one by one
+from a remote repository, each snapshot costs two round trips (its tree, then its files) before
+its bytes can be parsed, and the process sits idle meanwhile. :class:`ReadAhead` is told the
+order the caller listed the snapshots in; when one source of one of them is read, it fetches
+that source's trees and files for the next :data:`DEPTH` snapshots into the object cache on a
+background thread, a batch at a time with one bulk read per level of folders and one for the
+files, so the caller's reads find them on local disk while it parses the previous ones.
+
+Only stored frames are fetched (the reads that use them verify them), only the blobs the cache
+lacks, and only for repositories with an object cache: a local repository reads its own disk
+as fast. Read-ahead is a hint: a failure is kept for :attr:`ReadAhead.errors` and the caller's
+own read reports it, with its usual message, if it is real.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from stcore.errors import StcoreError
+from stcore.models import SnapshotManifest
+from stcore.repo.store import Store
+
+#: how many snapshots past the one being read are fetched ahead
+DEPTH = 16
+#: a new batch is started once this many of the next DEPTH snapshots are not yet fetched
+BATCH = DEPTH // 2
+
+
+class ReadAhead:
+    """Read-ahead over one listing of ``manifests`` (in the order the caller will read them)."""
+
+    def __init__(self, store: Store, manifests: Sequence[SnapshotManifest]) -> None:
+        self._store = store
+        self._manifests = list(manifests)
+        self._position = {manifest.id: n for n, manifest in enumerate(self._manifests)}
+        self._lock = threading.Lock()
+        #: (position, source) already fetched or being fetched
+        self._scheduled: set[tuple[int, str]] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        #: what went wrong fetching ahead (the caller's own reads report real problems)
+        self.errors: list[StcoreError | OSError] = []
+
+    @property
+    def enabled(self) -> bool:
+        return self._store.object_cache is not None
+
+    def reading(self, snapshot_id: str, source: str) -> None:
+        """``source`` of ``snapshot_id`` is being read: fetch ahead what follows it."""
+        position = self._position.get(snapshot_id)
+        if position is None or not self.enabled:
+            return
+        with self._lock:
+            self._scheduled.add((position, source))
+            ahead = range(position + 1, min(position + 1 + DEPTH, len(self._manifests)))
+            wanted = [n for n in ahead if (n, source) not in self._scheduled]
+            if not wanted or (len(wanted) < BATCH and len(ahead) == DEPTH):
+                return
+            self._scheduled.update((n, source) for n in wanted)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="stcore-read-ahead")
+            self._pending = [f for f in self._pending if not f.done()]
+            batch = [self._manifests[n] for n in wanted]
+            self._pending.append(self._pool.submit(self._fetch, batch, source))
+
+    def _fetch(self, manifests: list[SnapshotManifest], source: str) -> None:
+        roots = [m.sources[source].root for m in manifests if source in m.sources]
+        try:
+            trees = self._store.read_trees(*roots)
+            self._store.warm_cache(
+                blob_id
+                for nodes in trees.values()
+                for node in nodes
+                if node.kind == "file"
+                for blob_id in node.content
+            )
+        except (StcoreError, OSError) as exc:
+            self.errors.append(exc)
+
+    def wait(self) -> None:
+        """Wait for the fetches started so far (tests and benchmarks use it)."""
+        for future in list(self._pending):
+            future.result()
+
+    def close(self) -> None:
+        """Stop: fetches not started are dropped, the one running is finished."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
