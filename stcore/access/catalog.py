@@ -26,6 +26,7 @@ import hmac
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,10 @@ CREATE TABLE IF NOT EXISTS catalog_meta (
     value BLOB NOT NULL
 );
 """
+
+
+#: manifests loaded at once when the catalog catches up with the repository
+LOADERS = 8
 
 
 class Protection:
@@ -232,23 +237,36 @@ class Catalog:
     def ids(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT id FROM snapshots")}
 
+    def get(self, snapshot_id: str) -> SnapshotManifest | None:
+        """One snapshot's manifest by its full id (one row read and decoded)."""
+        if not snapshot_id.isascii():
+            return None  # ids are ASCII; text that is not (even invalid UTF-8) names none
+        row = self._db.execute(
+            "SELECT manifest FROM snapshots WHERE id = ?", (snapshot_id,)
+        ).fetchone()
+        return None if row is None else self._manifest(snapshot_id, row[0])
+
     def add(self, manifest: SnapshotManifest) -> None:
-        host, stored = self._hidden_row(manifest)
         with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    manifest.id,
-                    _utc(manifest.time),
-                    host,
-                    manifest.size,
-                    manifest.added_bytes,
-                    sum(s.files for s in manifest.sources.values()),
-                    int(manifest.partial),
-                    stored,
-                ),
-            )
-            self._add_children(manifest)
+            self._insert(manifest)
+
+    def _insert(self, manifest: SnapshotManifest) -> None:
+        """Add one snapshot's rows inside the caller's transaction."""
+        host, stored = self._hidden_row(manifest)
+        self._db.execute(
+            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                manifest.id,
+                _utc(manifest.time),
+                host,
+                manifest.size,
+                manifest.added_bytes,
+                sum(s.files for s in manifest.sources.values()),
+                int(manifest.partial),
+                stored,
+            ),
+        )
+        self._add_children(manifest)
 
     def remove(self, snapshot_ids: Iterable[str]) -> None:
         with self._db:
@@ -257,23 +275,38 @@ class Catalog:
     def refresh(
         self, stored_ids: Iterable[str], load: Callable[[str], SnapshotManifest]
     ) -> tuple[int, int]:
-        """Bring the catalog in line with ``stored_ids``; return (added, removed)."""
+        """Bring the catalog in line with ``stored_ids``; return (added, removed).
+
+        Missing manifests are loaded :data:`LOADERS` at a time (on a remote repository each is
+        a request: a cold catalog of a hundred snapshots is a few round trips, not a hundred)
+        and added in the order of their ids.
+        """
         stored_ids = set(stored_ids)
         known = self.ids()
         missing = sorted(stored_ids - known)
         gone = known - stored_ids
         self.damaged = {}
         added = 0
-        for snapshot_id in missing:
+
+        def attempt(snapshot_id: str) -> SnapshotManifest | str | None:
             try:
-                manifest = load(snapshot_id)
+                return load(snapshot_id)
             except SnapshotNotFoundError:
-                continue  # forgotten since it was listed
+                return None  # forgotten since it was listed
             except CorruptObjectError as exc:
-                self.damaged[snapshot_id] = str(exc)
-                continue
-            self.add(manifest)
-            added += 1
+                return str(exc)
+
+        workers = min(LOADERS, len(missing))
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="stcore-catalog") as pool:
+            for start in range(0, len(missing), 256):  # a slice at a time: bounded memory
+                batch = missing[start : start + 256]
+                with self._db:  # one transaction per slice, not one per snapshot
+                    for snapshot_id, result in zip(batch, pool.map(attempt, batch), strict=True):
+                        if isinstance(result, str):
+                            self.damaged[snapshot_id] = result
+                        elif result is not None:
+                            self._insert(result)
+                            added += 1
         if gone:
             self.remove(gone)
         return added, len(gone)
@@ -503,14 +536,15 @@ def _step_back(line: list[SnapshotManifest], parsed: SnapshotRef, anchor: str) -
 
 def _by_id(catalog: Catalog, ref: str) -> SnapshotManifest:
     """A snapshot by full id or unique prefix (of the id or its random suffix)."""
-    matches = [
-        m
-        for m in catalog.query()
-        if m.id == ref or m.id.startswith(ref) or m.short_id.startswith(ref)
-    ]
-    exact = [m for m in matches if m.id == ref]
-    if exact:
-        return exact[0]
+    exact = catalog.get(ref)
+    if exact is not None:
+        return exact
+    # ids only: a manifest is decoded for the match, not for every snapshot
+    candidates = sorted(
+        (i for i in catalog.ids() if i.startswith(ref) or i.split("-")[-1].startswith(ref)),
+        reverse=True,
+    )
+    matches = [m for m in (catalog.get(i) for i in candidates[:5]) if m is not None]
     if not matches:
         damaged = [
             i for i in catalog.damaged if i.startswith(ref) or i.split("-")[-1].startswith(ref)
@@ -518,8 +552,8 @@ def _by_id(catalog: Catalog, ref: str) -> SnapshotManifest:
         if damaged:
             raise CorruptObjectError(catalog.damaged[damaged[0]])
         raise SnapshotNotFoundError(f"no snapshot matches {ref!r}; `stcore snapshots` lists them")
-    if len(matches) > 1:
-        ids = ", ".join(m.id for m in matches[:5])
+    if len(candidates) > 1:
+        ids = ", ".join(m.id for m in matches)
         raise SnapshotNotFoundError(f"{ref!r} matches several snapshots ({ids}); be more exact")
     return matches[0]
 
