@@ -180,14 +180,34 @@ def test_the_shared_size_counter_is_written_once_per_batch(tmp_path: Path) -> No
     assert cache.stats()["kinds"] == {"blob": {"entries": 500, "bytes": 500 * 1000}}
 
 
-def test_a_bulk_read_records_what_it_cached_when_it_ends(
+def test_what_a_bulk_read_cached_is_recorded_by_the_time_the_repository_closes(
     documents: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, _ = documents
     repo = fresh(url, [], tmp_path, monkeypatch)
     repo.snapshot("latest").sources["docs"].data  # noqa: B018 - read for its side effect
-    counter = repo.object_cache.root / ".size"
-    assert int(counter.read_text()) == repo.object_cache.stats()["bytes"] > 0
+    cache = repo.object_cache
+    repo.close()  # writes what waits (entries are written behind reads) and records it
+    counter = cache.root / ".size"
+    assert int(counter.read_text()) == cache.stats()["bytes"] > 0
+    assert cache.stats()["kinds"]["blob"]["entries"] >= FOLDERS * PER_FOLDER
+
+
+def test_a_full_disk_under_the_cache_costs_the_read_nothing(
+    documents: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stcore.repo import objectcache
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    url, docs = documents
+    repo = fresh(url, [], tmp_path, monkeypatch)
+    monkeypatch.setattr(objectcache, "atomic_write", no_space)
+    data = repo.snapshot("latest").sources["docs"].data
+    assert data["docs/f03/doc007.json"] == json.loads((docs / "f03" / "doc007.json").read_text())
+    repo.object_cache.drain()
+    assert repo.object_cache.failed_writes >= FOLDERS * PER_FOLDER
 
 
 def make_database(path: Path, rows: int = 3000) -> None:
@@ -290,21 +310,34 @@ def test_read_ahead_fetches_the_next_snapshots_while_one_is_read(
 def test_the_facade_reads_ahead_along_its_last_listing(
     history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import threading
+
     from cloud_storage_manager import CloudStorageManager
 
     reads: Reads = []
     storage = CloudStorageManager()
     storage._repo = fresh(history, reads, tmp_path, monkeypatch)
+    # only the caller's own reads: the read-ahead thread may be fetching meanwhile
+    mine: list[str] = []
+    backend = storage._repo.backend
+    read = backend.read
+
+    def counted(key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if key.startswith("data/") and threading.current_thread() is threading.main_thread():
+            mine.append(key)
+        return read(key, offset, length)
+
+    monkeypatch.setattr(backend, "read", counted)
     days, read_while_asked = [], []
     for backup in storage.list_backups(100):
         described = storage.get_backup(backup["backup_id"])
-        before = len(data_reads(reads))
+        before = len(mine)
         days.append(described["data_sources"]["ai_hub"]["day"])
-        read_while_asked.append(len(data_reads(reads)) - before)
+        read_while_asked.append(len(mine) - before)
         assert storage._read_ahead is not None
         storage._read_ahead[1].wait()  # deterministic: the fetch ahead has landed
     assert days == list(range(19, -1, -1))
     # the first snapshot is read by the caller (its tree, then its document) while the
     # read-ahead thread starts on the next ones; every later one was on local disk when asked
-    assert read_while_asked[0] >= 2 and read_while_asked[1:] == [0] * 19
+    assert read_while_asked[0] >= 2 and read_while_asked[1:] == [0] * 19, data_reads(reads)
     storage.close()

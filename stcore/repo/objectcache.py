@@ -12,9 +12,9 @@ deletes whole files only. The total size is one counter shared by every process 
 updated under ``flock``), so the bound holds however many processes write.
 
 Updating that counter takes a file lock and a rewrite, which costs more than writing a small
-entry, so a process adds what it wrote in batches: at the end of each bulk read
-(:meth:`flush`), when its unrecorded bytes reach :attr:`ObjectCache.flush_bytes` (1/64 of the
-bound, at most 16 MiB), and when the repository is closed. Each writer can so overshoot the
+entry, so a process adds what it wrote in batches: at the end of a bulk read (at most once a
+second, :meth:`settle`), when its unrecorded bytes reach :attr:`ObjectCache.flush_bytes` (1/64
+of the bound, at most 16 MiB), and when the repository is closed. Each writer can so overshoot the
 bound by at most that much, and a process killed before it flushed leaves the counter low by
 as much; every eviction recounts the files, which corrects it.
 
@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,10 @@ DEFAULT_CACHE_BYTES = 1024**3
 LOW_WATER = 0.9
 #: the most bytes a process writes before it records them in the shared counter
 FLUSH_BYTES = 16 * 1024**2
+#: a bulk read that ends records what it wrote unless the counter was updated this recently
+SETTLE_SECONDS = 1.0
+#: bytes of entries waiting for the writer thread at most (put_later)
+WRITE_BEHIND_BYTES = 64 * 1024**2
 
 
 class ObjectCache:
@@ -54,6 +60,13 @@ class ObjectCache:
         self._unrecorded = 0
         self._unrecorded_lock = threading.Lock()
         self.flush_bytes = min(FLUSH_BYTES, max_bytes // 64)
+        self._flushed_at = 0.0
+        #: entries waiting for the writer thread (put_later), and their bytes
+        self._behind = threading.Condition(threading.Lock())
+        self._waiting: dict[tuple[str, str], bytes] = {}
+        self._waiting_bytes = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self.failed_writes = 0
         self.hits = 0
         self.misses = 0
 
@@ -64,7 +77,19 @@ class ObjectCache:
         """Where entry ``name`` of ``kind`` is (or would be) stored."""
         return self._path(kind, name)
 
+    def has(self, kind: str, name: str) -> bool:
+        """Whether the entry is there (or about to be written), without reading it."""
+        with self._behind:
+            if (kind, name) in self._waiting:
+                return True
+        return self._path(kind, name).exists()
+
     def get(self, kind: str, name: str) -> bytes | None:
+        with self._behind:
+            waiting = self._waiting.get((kind, name))
+        if waiting is not None:
+            self.hits += 1
+            return waiting
         path = self._path(kind, name)
         try:
             data = path.read_bytes()
@@ -96,7 +121,11 @@ class ObjectCache:
             try:
                 yield total
             finally:
-                atomic_write(counter, str(max(0, total[0])))
+                try:
+                    atomic_write(counter, str(max(0, total[0])))
+                except OSError:
+                    self.failed_writes += 1
+                    counter.unlink(missing_ok=True)  # stale: the next update counts the files
 
     def put(self, kind: str, name: str, data: bytes) -> None:
         if len(data) > self.max_bytes:
@@ -104,9 +133,55 @@ class ObjectCache:
         path = self._path(kind, name)
         existed = path.exists()
         # Written outside the lock: a slow disk must not stall every other process.
-        atomic_write(path, data)
+        try:
+            atomic_write(path, data)
+        except OSError:
+            # The cache is only a cache: a full or read-only disk must not fail the read
+            # that fetched these bytes. Counted, shown by stats().
+            self.failed_writes += 1
+            return
         if not existed:
             self._written(len(data))
+
+    def put_later(self, kind: str, name: str, data: bytes) -> None:
+        """:meth:`put` on a writer thread, so a bulk read does not wait for thousands of small
+        files to be created (about 0.1 ms each, far more while the disk is busy).
+
+        Until it is written, :meth:`get` answers from memory. At most
+        :data:`WRITE_BEHIND_BYTES` wait (a put beyond that waits for room); :meth:`flush`,
+        :meth:`clear` and closing the repository wait for all of them. The cache is only a
+        cache: a write that fails (a full disk) is counted in :meth:`stats`, never raised to
+        the read that fetched the bytes.
+        """
+        if len(data) > self.max_bytes:
+            return
+        key = (kind, name)
+        with self._behind:
+            if key in self._waiting:
+                return
+            while self._waiting_bytes > WRITE_BEHIND_BYTES:
+                self._behind.wait()
+            self._waiting[key] = data
+            self._waiting_bytes += len(data)
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="stcore-cache-write")
+            writer = self._writer
+        writer.submit(self._write_behind, kind, name, data)
+
+    def _write_behind(self, kind: str, name: str, data: bytes) -> None:
+        try:
+            self.put(kind, name, data)
+        finally:
+            with self._behind:
+                self._waiting.pop((kind, name), None)
+                self._waiting_bytes -= len(data)
+                self._behind.notify_all()
+
+    def drain(self) -> None:
+        """Wait until every :meth:`put_later` entry is written."""
+        with self._behind:
+            while self._waiting:
+                self._behind.wait()
 
     def put_file(self, kind: str, name: str, chunks: Iterable[bytes]) -> Path:
         """Write an entry from ``chunks`` (atomically, ``0600``) unless it is there; its path.
@@ -136,14 +211,25 @@ class ObjectCache:
             self._unrecorded += size
             due = self._unrecorded >= self.flush_bytes
         if due:
-            self.flush()
+            self._record()
+
+    def settle(self) -> None:
+        """:meth:`flush`, at most once a second: what a bulk read calls when it ends, so a
+        loop of small reads does not rewrite the counter every time."""
+        if time.monotonic() - self._flushed_at >= SETTLE_SECONDS:
+            self._record()  # what is written so far: the writer thread is not waited for
 
     def flush(self, keep: Path | None = None) -> None:
-        """Add the bytes this process wrote to the shared counter; evict if over the bound
-        (never ``keep``, an entry about to be used)."""
+        """Write what waits to be written, add the bytes this process wrote to the shared
+        counter, and evict if over the bound (never ``keep``, an entry about to be used)."""
+        self.drain()
+        self._record(keep)
+
+    def _record(self, keep: Path | None = None) -> None:
         with self._unrecorded_lock:
             if not self._unrecorded:
                 return
+        self._flushed_at = time.monotonic()
         with self._shared_total() as total:
             with self._unrecorded_lock:
                 added, self._unrecorded = self._unrecorded, 0
@@ -153,6 +239,7 @@ class ObjectCache:
 
     def discard(self, kind: str, name: str) -> None:
         """Drop one entry (after it failed verification)."""
+        self.drain()
         path = self._path(kind, name)
         with self._shared_total() as total:
             try:
@@ -211,11 +298,13 @@ class ObjectCache:
             "kinds": kinds,
             "hits": self.hits,
             "misses": self.misses,
+            "failed_writes": self.failed_writes,
         }
 
     def clear(self) -> int:
         """Remove every entry; return how many bytes were freed."""
         freed = 0
+        self.drain()
         with self._unrecorded_lock:
             self._unrecorded = 0
         with self._shared_total() as total:

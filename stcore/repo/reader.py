@@ -186,7 +186,7 @@ class BlobReader:
     def _frames(self, rng: PackRange) -> list[_Frame]:
         """The stored frames of a range's blobs: from the object cache where it has them, the
         rest with one backend read per coalesced run of the missing ones."""
-        cache = self.repository.object_cache
+        cache = self.cache
         if cache is None:
             return self._fetch(rng)
         frames: list[_Frame] = []
@@ -227,7 +227,7 @@ class BlobReader:
                 return self.repository.read_blob(entry.blob_id)  # another copy may be good
             raise CorruptObjectError(f"pack {key}, blob {name}: {exc}") from exc
         if cache is not None:
-            cache.put("blob", name, stored)
+            cache.put_later("blob", name, stored)
         return data
 
     def warm(self, blob_ids: Iterable[bytes]) -> int:
@@ -239,16 +239,16 @@ class BlobReader:
         missing = [
             entry
             for entry in (self.entry(blob_id) for blob_id in dict.fromkeys(blob_ids))
-            if not cache.path("blob", entry.blob_id.hex()).exists()
+            if not cache.has("blob", entry.blob_id.hex())
         ]
         fetched = 0
         try:
             for frames in self.run(self.plan_entries(missing), self._fetch):
                 for frame in frames:
-                    cache.put("blob", frame.entry.blob_id.hex(), frame.stored())
+                    cache.put_later("blob", frame.entry.blob_id.hex(), frame.stored())
                     fetched += 1
         finally:
-            cache.flush()
+            cache.settle()
         return fetched
 
     def _decoded(self, rng: PackRange) -> list[tuple[bytes, bytes]]:
@@ -321,7 +321,7 @@ class BlobReader:
                         yield blob_id, data
         finally:
             if self.cache is not None:
-                self.cache.flush()  # one update of the shared size counter per bulk read
+                self.cache.settle()  # the shared size counter: once per bulk read, at most
 
 
 def _stored_and_plain(rng: PackRange) -> int:

@@ -383,7 +383,7 @@ class Store:
         except CorruptObjectError as exc:
             raise CorruptObjectError(f"pack {key}, blob {name}: {exc}") from exc
         if cache is not None:
-            cache.put("blob", name, stored)
+            cache.put_later("blob", name, stored)
         return data
 
     def read_tree(self, tree_id: bytes) -> list[TreeNode]:
