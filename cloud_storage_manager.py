@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from stcore.access.readahead import ReadAhead
-from stcore.access.views import SourceView
+from stcore.access.views import Snapshot, SourceView
 from stcore.config import Settings, load_dotenv_file, load_settings
 from stcore.durations import parse_duration
 from stcore.errors import ContainerNotFoundError, RepositoryNotFoundError, StcoreError
@@ -107,6 +107,8 @@ class CloudStorageManager:
         self._lock = threading.RLock()
         #: the last list_backups, in order: get_backup reads ahead along it
         self._listed: list[SnapshotManifest] = []
+        #: the snapshots the cloud copy holds, listed once per listing (get_backup from_cloud)
+        self._cloud_ids: set[str] | None = None
         #: (repository, read-ahead along the listing) for the repository get_backup last read
         self._read_ahead: tuple[Repository, ReadAhead] | None = None
 
@@ -213,10 +215,25 @@ class CloudStorageManager:
             manifests = self.repository.snapshots(limit=limit)
             if [m.id for m in manifests] != [m.id for m in self._listed]:
                 self._listed = manifests
+                self._cloud_ids = None
                 if self._read_ahead is not None:
                     self._read_ahead[1].close()
                     self._read_ahead = None
             return [self._describe(m) for m in manifests]
+
+    def _synced_copy(self, remote: Repository, backup_id: str) -> Snapshot | None:
+        """The cloud copy of a backup this machine listed, from the manifest it already has
+        (sync copies a manifest as it is, so it is the same object in both places) once one
+        listing of the cloud's snapshots shows it is there: no request per backup just to
+        learn its trees. None otherwise: the cloud is asked."""
+        listed = next((m for m in self._listed if m.id == backup_id), None)
+        if listed is None:
+            return None
+        if self._cloud_ids is None:
+            self._cloud_ids = set(remote.store.snapshot_ids())
+        if backup_id not in self._cloud_ids:
+            return None
+        return Snapshot(remote.store, listed)
 
     def _reader_for(self, repo: Repository) -> ReadAhead:
         """Read-ahead along the last listing, for reads from ``repo``."""
@@ -236,7 +253,8 @@ class CloudStorageManager:
         with self._lock:
             repo = self._remote_repository() if from_cloud else self.repository
             try:
-                snapshot = repo.snapshot(backup_id)
+                snapshot = self._synced_copy(repo, backup_id) if from_cloud else None
+                snapshot = snapshot or repo.snapshot(backup_id)
             except StcoreError:
                 return None
             described = self._describe(snapshot.manifest)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 from typing import Any, Literal
 
@@ -197,6 +198,10 @@ class SourceSummary:
             size=_integer(data.get("size", 0), "size", 0, 2**63 - 1),
             errors=_integer(data.get("errors", 0), "errors", 0, 2**63 - 1),
         )
+
+
+#: what :func:`new_snapshot_id` makes: a UTC time to the second and eight hex digits
+SNAPSHOT_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}")
 
 
 def new_snapshot_id(now: dt.datetime | None = None) -> str:

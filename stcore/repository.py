@@ -29,9 +29,9 @@ from stcore.config import (
     password_from_env,
 )
 from stcore.durations import as_time
-from stcore.errors import ConfigError, RepositoryError
+from stcore.errors import ConfigError, RepositoryError, SnapshotNotFoundError
 from stcore.interfaces import Backend, ProgressCallback, Source
-from stcore.models import SnapshotManifest, TreeNode
+from stcore.models import SNAPSHOT_ID, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost, make_plugin_manager
 from stcore.repo import backup as _backup
 from stcore.repo import check as _check
@@ -181,6 +181,8 @@ class Repository:
         """The snapshot catalog, brought up to date with the repository on first use (and by
         :meth:`refresh`); this Repository's own backups and forgets update it as they happen."""
         if self._catalog is None:
+            if self.store.remote:
+                self.store.prefetch_index()  # read the index while the manifests are listed
             self._catalog = open_catalog(self.store)
         return self._catalog
 
@@ -278,6 +280,15 @@ class Repository:
                 if not isinstance(as_of, str):
                     raise  # its message names as_of
                 raise ConfigError(f"as_of: {exc}") from None
+        if self._catalog is None and SNAPSHOT_ID.fullmatch(ref):
+            # One full id, before this Repository has listed anything: one manifest read,
+            # not a catalog of every snapshot (a first get_backup(id) on a cloud copy).
+            if self.store.remote:
+                self.store.prefetch_index()  # read the index meanwhile
+            try:
+                return self.store.load_manifest(ref)
+            except SnapshotNotFoundError:
+                pass  # the catalog says what there is instead
         return resolve_snapshot(self.catalog, ref, self.location, as_of=when)
 
     def resolve_id(self, ref: str) -> str:

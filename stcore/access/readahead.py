@@ -5,14 +5,15 @@ list_backups(100): get_backup(b["backup_id"])["data_sources"]["ai_hub"]``). Read
 from a remote repository, each snapshot costs two round trips (its tree, then its files) before
 its bytes can be parsed, and the process sits idle meanwhile. :class:`ReadAhead` is told the
 order the caller listed the snapshots in; when one source of one of them is read, it fetches
-that source's trees and files for the next :data:`DEPTH` snapshots into the object cache on a
-background thread, a batch at a time with one bulk read per level of folders and one for the
-files, so the caller's reads find them on local disk while it parses the previous ones.
+that source's trees and files for the next :data:`DEPTH` snapshots on a background thread, a
+batch at a time with one bulk read per level of folders and one for the files: they are
+decompressed and verified on the read pool and wait, decoded, in the store's
+:class:`~stcore.repo.plaincache.PlainCache` (and on disk in the object cache), so the caller
+only parses while the next ones are fetched.
 
-Only stored frames are fetched (the reads that use them verify them), only the blobs the cache
-lacks, and only for repositories with an object cache: a local repository reads its own disk
-as fast. Read-ahead is a hint: a failure is kept for :attr:`ReadAhead.errors` and the caller's
-own read reports it, with its usual message, if it is real.
+Only repositories with an object cache (remote ones) read ahead: a local repository reads its
+own disk as fast. Read-ahead is a hint: a failure is kept for :attr:`ReadAhead.errors`, and
+the caller's own read reports it, with its usual message, if it is real.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from stcore.repo.store import Store
 #: how many snapshots past the one being read are fetched ahead
 DEPTH = 16
 #: a new batch is started once this many of the next DEPTH snapshots are not yet fetched
-BATCH = DEPTH // 2
+BATCH = 4
 
 
 class ReadAhead:
@@ -71,8 +72,8 @@ class ReadAhead:
     def _fetch(self, manifests: list[SnapshotManifest], source: str) -> None:
         roots = [m.sources[source].root for m in manifests if source in m.sources]
         try:
-            trees = self._store.read_trees(*roots)
-            self._store.warm_cache(
+            trees = self._store.read_trees(*roots, keep=True)
+            self._store.read_ahead(
                 blob_id
                 for nodes in trees.values()
                 for node in nodes

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from stcore.repo.format import Codec
     from stcore.repo.index import BlobIndex
     from stcore.repo.objectcache import ObjectCache
+    from stcore.repo.plaincache import PlainCache
 
 
 class PackSource(Protocol):
@@ -48,6 +49,7 @@ class PackSource(Protocol):
 
     codec: Codec
     object_cache: ObjectCache | None
+    plain_cache: PlainCache
     workers: int
 
     def read_object_range(self, key: str, offset: int, length: int) -> bytes: ...
@@ -306,13 +308,21 @@ class BlobReader:
     def read_blobs(self, blob_ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
         """``(blob id, plaintext)`` for every id asked for, duplicates included.
 
-        The order is not the request's: blobs come range by range as the reads complete (each
-        range's blobs by offset). An id asked for twice is read once and yielded twice. Every
-        id is looked up before anything is read, so a blob missing from the index fails fast.
+        The order is not the request's: blobs read ahead (:mod:`stcore.repo.plaincache`)
+        first, then range by range as the reads complete (each range's blobs by offset). An
+        id asked for twice is read once and yielded twice. Every id to fetch is looked up
+        before anything is read, so a blob missing from the index fails fast.
         """
         wanted: dict[bytes, int] = {}
+        plain = self.repository.plain_cache
         for blob_id in blob_ids:
+            ready = plain.get(blob_id) if self.cache is not None else None
+            if ready is not None:  # read ahead, decoded and verified already
+                yield blob_id, ready
+                continue
             wanted[blob_id] = wanted.get(blob_id, 0) + 1
+        if not wanted:
+            return
         ranges = self.plan(wanted)
         try:
             for decoded in self.run(ranges, self._decoded, _stored_and_plain):

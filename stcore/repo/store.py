@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from stcore.repo.format import (
 from stcore.repo.index import BlobIndex
 from stcore.repo.keys import MasterKey, PasswordSource, key_ids, open_master_key
 from stcore.repo.objectcache import DEFAULT_CACHE_BYTES, ObjectCache
+from stcore.repo.plaincache import PlainCache
 from stcore.repo.reader import BlobReader
 
 
@@ -107,6 +109,10 @@ def manifest_context(snapshot_id: str) -> bytes:
     return b"snapshot:" + snapshot_id.encode()
 
 
+#: range reads in flight at once from a remote repository (each waits on the network)
+REMOTE_READERS = 8
+
+
 class Store:
     """One open repository's objects. Build one with :func:`open_store` or
     :func:`stcore.repo.init.create_store`."""
@@ -144,7 +150,11 @@ class Store:
         #: the keys/ object this repository was opened with (encrypted repositories only)
         self.key_id = key_id
         self.codec = make_codec(host, config, master_key)
+        #: verified plaintext that read-ahead fetched for a reader (empty otherwise)
+        self.plain_cache = PlainCache()
         self._index: BlobIndex | None = None
+        self._index_loading: Future[BlobIndex] | None = None
+        self._index_lock = threading.RLock()
 
     @property
     def location(self) -> str:
@@ -184,22 +194,37 @@ class Store:
     @property
     def index(self) -> BlobIndex:
         """Every index object merged (read on first use, through the object cache if any)."""
-        if self._index is None:
-            self._index = self.load_index()
-        return self._index
+        with self._index_lock:
+            if self._index is None:
+                loading, self._index_loading = self._index_loading, None
+                self._index = loading.result() if loading is not None else self.load_index()
+            return self._index
+
+    def prefetch_index(self) -> None:
+        """Start reading the index on a thread of its own, if it is not read yet: a caller
+        about to do something else slow first (list the snapshots of a remote) gets both
+        done at once. :attr:`index` waits for it, and raises what it raised."""
+        with self._index_lock:
+            if self._index is None and self._index_loading is None:
+                pool = ThreadPoolExecutor(1, thread_name_prefix="stcore-index")
+                self._index_loading = pool.submit(self.load_index)
+                pool.shutdown(wait=False)
 
     def set_index(self, index: BlobIndex) -> None:
         """Make ``index`` the one blobs are looked up in (after a reload or a rewrite)."""
-        self._index = index
+        with self._index_lock:
+            self._index, self._index_loading = index, None
 
     def forget_index(self) -> None:
         """Drop the index held in memory: the next lookup reads the index objects again."""
-        self._index = None
+        with self._index_lock:
+            self._index, self._index_loading = None, None
 
     def reload_index(self, *, cached: bool = True) -> BlobIndex:
         """Read the index again (what another writer or a prune left is current) and use it."""
-        self._index = self.load_index(cached=cached)
-        return self._index
+        index = self.load_index(cached=cached)
+        self.set_index(index)
+        return index
 
     def load_index(
         self,
@@ -323,6 +348,9 @@ class Store:
 
     def read_blob(self, blob_id: bytes) -> bytes:
         """The plaintext of one blob, verified against its id."""
+        ready = self.plain_cache.get(blob_id)
+        if ready is not None:
+            return ready
         entry = self.index.get(blob_id)
         if entry is None:
             raise CorruptObjectError(
@@ -351,6 +379,8 @@ class Store:
         return self.blob_reader().warm(blob_ids)
 
     def blob_reader(self, *, workers: int | None = None, cached: bool = True) -> BlobReader:
+        if workers is None and self.remote:
+            workers = max(self.workers, REMOTE_READERS)  # waiting on latency, not a disk
         return BlobReader(self, workers=workers, cached=cached)
 
     def read_entry(self, entry: IndexEntry) -> bytes:
@@ -389,7 +419,13 @@ class Store:
     def read_tree(self, tree_id: bytes) -> list[TreeNode]:
         return decode_tree(self.read_blob(tree_id))
 
-    def read_trees(self, *roots: bytes) -> dict[bytes, list[TreeNode]]:
+    def read_ahead(self, blob_ids: Iterable[bytes]) -> None:
+        """Fetch, decode and verify ``blob_ids`` in bulk (on the read pool) and keep their
+        plaintext in :attr:`plain_cache` for a reader that asks for them soon."""
+        for blob_id, data in self.read_blobs(blob_ids):
+            self.plain_cache.put(blob_id, data)
+
+    def read_trees(self, *roots: bytes, keep: bool = False) -> dict[bytes, list[TreeNode]]:
         """Every tree below the ``roots`` (themselves included), decoded, by id: one bulk
         read per level of directories, so a source of many folders (or the same source in
         many snapshots) costs a few requests, not one per folder. A tree shared by several
@@ -400,11 +436,13 @@ class Store:
         level = list(roots)
         while level:
             wanted = list(dict.fromkeys(t for t in level if t not in trees))
-            if len(wanted) == 1:
+            if len(wanted) == 1 and not keep:
                 trees[wanted[0]] = self.read_tree(wanted[0])
             elif wanted:
                 for tree_id, plaintext in self.read_blobs(wanted):
                     trees[tree_id] = decode_tree(plaintext)
+                    if keep:
+                        self.plain_cache.put(tree_id, plaintext)
             level = [
                 node.subtree
                 for tree_id in wanted
