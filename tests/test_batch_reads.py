@@ -341,3 +341,18 @@ def test_the_facade_reads_ahead_along_its_last_listing(
     # read-ahead thread starts on the next ones; every later one was on local disk when asked
     assert read_while_asked[0] >= 2 and read_while_asked[1:] == [0] * 19, data_reads(reads)
     storage.close()
+
+
+def test_a_full_id_is_resolved_with_one_manifest_read_and_no_catalog(
+    history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [m.id for m in fresh(history, [], tmp_path / "a", monkeypatch).snapshots()]
+    reads: Reads = []
+    repo = fresh(history, reads, tmp_path / "b", monkeypatch)
+    reads.clear()
+    assert repo.snapshot(ids[7]).id == ids[7]
+    assert [key for key, _, _ in reads if key.startswith("snapshots/")] == [f"snapshots/{ids[7]}"]
+    assert repo._catalog is None  # nothing listed
+    missing = ids[7][:-1] + ("0" if ids[7][-1] != "0" else "1")
+    with pytest.raises(stcore.errors.SnapshotNotFoundError, match="no snapshot matches"):
+        repo.snapshot(missing)  # not there: the catalog says what there is

@@ -184,6 +184,13 @@ def test_facade_syncs_to_a_remote_and_reads_back_from_it(
     remote = storage.get_backup(first, from_cloud=True)
     assert remote is not None and remote["from_cloud"] is True
     assert remote["data_sources"]["ai_hub"] == {"signals": [1, 2, 3]}
+    # along a listing, the cloud copy is listed once and the local manifests are used for the
+    # backups it holds; one it does not hold is still not found there
+    third = storage.backup_all_data()["backup_id"]
+    assert [b["backup_id"] for b in storage.list_backups()] == [third, second, first]
+    assert storage.get_backup(third, from_cloud=True) is None
+    again = storage.get_backup(second, from_cloud=True)
+    assert again is not None and again["data_sources"]["ai_hub"] == {"signals": [1, 2, 3]}
     storage.close()
 
 
