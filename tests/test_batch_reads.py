@@ -289,10 +289,15 @@ def test_read_ahead_fetches_the_next_snapshots_while_one_is_read(
     reads: Reads = []
     repo = fresh(history, reads, tmp_path, monkeypatch)
     manifests = repo.snapshots()
+    repo.index  # noqa: B018 - read first, so only the read-ahead's own reads are counted
+    reads.clear()
     ahead = ReadAhead(repo.store, manifests)
     ahead.reading(manifests[0].id, "ai_hub")
     ahead.wait()
     assert ahead.errors == []
+    # each snapshot's tree and its new document sit side by side in one small pack: one
+    # request per snapshot brings both
+    assert len(data_reads(reads)) == 16, data_reads(reads)
     reads.clear()
     for manifest in manifests[1:17]:  # DEPTH snapshots ahead: all on local disk now
         assert repo.snapshot(manifest.id).sources["ai_hub"].data["day"] == 19 - manifests.index(
@@ -356,3 +361,34 @@ def test_a_full_id_is_resolved_with_one_manifest_read_and_no_catalog(
     missing = ids[7][:-1] + ("0" if ids[7][-1] != "0" else "1")
     with pytest.raises(stcore.errors.SnapshotNotFoundError, match="no snapshot matches"):
         repo.snapshot(missing)  # not there: the catalog says what there is
+
+
+def test_read_ahead_over_a_damaged_pack_loses_nothing_and_the_read_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stcore.access.readahead import ReadAhead
+    from stcore.repo.format import object_key
+
+    document = tmp_path / "hub.json"
+    repository = stcore.init_repository(str(tmp_path / "repo"))
+    with repository:
+        for day in range(3):
+            document.write_text(json.dumps({"day": day, "rows": list(range(3000))}))
+            repository.backup([stcore.make_source("ai_hub", "json", {"path": str(document)})])
+    repo = fresh(f"count://{tmp_path / 'repo'}", [], tmp_path, monkeypatch)
+    manifests = repo.snapshots()
+    damaged = repo.index[manifests[1].sources["ai_hub"].root]
+    pack = tmp_path / "repo" / object_key("data", damaged.pack_id)
+    body = bytearray(pack.read_bytes())
+    body[damaged.offset + damaged.stored_length // 2] ^= 0x01  # one bit of its tree
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(body))
+    ahead = ReadAhead(repo.store, manifests)
+    ahead.reading(manifests[0].id, "ai_hub")
+    ahead.wait()
+    assert ahead.errors and all(
+        isinstance(e, stcore.errors.CorruptObjectError) for e in ahead.errors
+    )
+    assert repo.snapshot(manifests[2].id).sources["ai_hub"].data["day"] == 0  # the others read
+    with pytest.raises(stcore.errors.CorruptObjectError, match=damaged.blob_id.hex()):
+        repo.snapshot(manifests[1].id).sources["ai_hub"].data  # noqa: B018

@@ -22,14 +22,17 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from stcore.errors import StcoreError
-from stcore.models import SnapshotManifest
+from stcore.errors import CorruptObjectError, StcoreError
+from stcore.models import IndexEntry, SnapshotManifest
+from stcore.repo.format import decode_tree, object_key
 from stcore.repo.store import Store
 
 #: how many snapshots past the one being read are fetched ahead
 DEPTH = 16
 #: a new batch is started once this many of the next DEPTH snapshots are not yet fetched
 BATCH = 4
+#: bytes read on each side of a source's root tree in its pack, in the same request
+AROUND = 1024 * 1024
 
 
 class ReadAhead:
@@ -72,16 +75,88 @@ class ReadAhead:
     def _fetch(self, manifests: list[SnapshotManifest], source: str) -> None:
         roots = [m.sources[source].root for m in manifests if source in m.sources]
         try:
-            trees = self._store.read_trees(*roots, keep=True)
-            self._store.read_ahead(
+            with ThreadPoolExecutor(8, thread_name_prefix="stcore-read-ahead-tree") as pool:
+                found = list(pool.map(self._tree_and_neighbours, roots))
+            store = self._store
+            subtrees = [tree for _, below in found for tree in below]
+            trees = store.read_trees(*subtrees, keep=True) if subtrees else {}
+            store.read_ahead(
                 blob_id
-                for nodes in trees.values()
-                for node in nodes
-                if node.kind == "file"
-                for blob_id in node.content
+                for blob_id in [
+                    *(b for rest, _ in found for b in rest),
+                    *(
+                        b
+                        for nodes in trees.values()
+                        for node in nodes
+                        if node.kind == "file"
+                        for b in node.content
+                    ),
+                ]
+                if store.plain_cache.get(blob_id) is None
             )
         except (StcoreError, OSError) as exc:
             self.errors.append(exc)
+
+    def _tree_and_neighbours(self, root: bytes) -> tuple[list[bytes], list[bytes]]:
+        """Read a source's root tree together with what surrounds it in its pack, in one
+        request: a backup seals a small source's new chunks and its tree into the same pack,
+        next to each other, so they usually come along. Every blob used from that range is
+        verified and kept decoded; returns the tree's file blobs still to fetch and its
+        subtrees."""
+        store = self._store
+        index = store.index
+        tree = index.get(root)
+        if tree is None:
+            return [], [root]  # the usual read reports it
+        start = max(0, tree.offset - AROUND)
+        key = object_key("data", tree.pack_id)
+        tree_end = tree.offset + tree.stored_length
+        try:
+            # past the pack's end a backend returns what there is: this read is a guess
+            data = store.backend.read(key, start, tree_end + AROUND - start)
+        except (StcoreError, OSError):
+            data = b""
+        if len(data) < tree_end - start:
+            data = store.read_object_range(key, start, tree_end - start)
+        end = start + len(data)
+        cache = store.object_cache
+
+        def keep(entry: IndexEntry) -> bytes:
+            stored = data[entry.offset - start : entry.offset - start + entry.stored_length]
+            plain = store.codec.unseal_blob(entry.blob_id, stored, entry.raw_length)
+            store.plain_cache.put(entry.blob_id, plain)
+            if cache is not None:
+                cache.put_later("blob", entry.blob_id.hex(), stored)
+            return plain
+
+        try:
+            nodes = decode_tree(keep(tree))
+        except CorruptObjectError:
+            return [], [root]  # the usual read fetches it again and reports it
+        rest: list[bytes] = []
+        below: list[bytes] = []
+        for node in nodes:
+            if node.kind == "dir" and node.subtree is not None:
+                below.append(node.subtree)
+            if node.kind != "file":
+                continue
+            for blob_id in node.content:
+                if store.plain_cache.get(blob_id) is not None:
+                    continue  # shared with a snapshot read ahead already
+                entry = index.get(blob_id)
+                if (
+                    entry is None
+                    or entry.pack_id != tree.pack_id
+                    or entry.offset < start
+                    or entry.offset + entry.stored_length > end
+                ):
+                    rest.append(blob_id)
+                    continue
+                try:
+                    keep(entry)
+                except CorruptObjectError:
+                    rest.append(blob_id)  # the usual read fetches it again and reports it
+        return rest, below
 
     def wait(self) -> None:
         """Wait for the fetches started so far (tests and benchmarks use it)."""
