@@ -188,8 +188,12 @@ def test_what_a_bulk_read_cached_is_recorded_by_the_time_the_repository_closes(
     repo.snapshot("latest").sources["docs"].data  # noqa: B018 - read for its side effect
     cache = repo.object_cache
     repo.close()  # writes what waits (entries are written behind reads) and records it
-    counter = cache.root / ".size"
-    assert int(counter.read_text()) == cache.stats()["bytes"] > 0
+    recorded = int((cache.root / ".size").read_text())
+    actual = cache.stats()["bytes"]
+    # never less than what is there (the bound depends on it); an entry written while the
+    # first count ran may be counted twice, until the next eviction recounts
+    largest = max(entry.stored_length for _, entry in repo.index.items())
+    assert 0 < actual <= recorded <= actual + largest
     assert cache.stats()["kinds"]["blob"]["entries"] >= FOLDERS * PER_FOLDER
 
 

@@ -207,7 +207,10 @@ class ObjectCache:
         return path
 
     def _written(self, size: int) -> None:
-        with self._unrecorded_lock:
+        # Not during a recount (_shared_total without a counter): an entry on disk but not yet
+        # added here would be missed by both. Waiting means it may be counted twice instead,
+        # which only evicts a little early, until the next eviction recounts.
+        with self._lock, self._unrecorded_lock:
             self._unrecorded += size
             due = self._unrecorded >= self.flush_bytes
         if due:
