@@ -28,6 +28,12 @@ _WHOLE = re.compile(r"(?:\d+[a-z]+)+")
 EXAMPLES = "7d, 12h, 30min, 2w, 6mo, 1y6mo or 2y5mo7d3h"
 
 
+def shown(text: str, limit: int = 60) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters: a hostile value must not
+    turn a one-line error into a page."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def parse_duration(text: str) -> dt.timedelta:
     """A duration such as ``7d``, ``30min``, ``1y6mo``: whole numbers with units, largest first.
 
@@ -36,19 +42,26 @@ def parse_duration(text: str) -> dt.timedelta:
     """
     compact = text.strip().lower().replace(" ", "")
     if not compact or _WHOLE.fullmatch(compact) is None:
-        raise ConfigError(f"{text!r} is not a duration like {EXAMPLES}")
+        raise ConfigError(f"{shown(text)} is not a duration like {EXAMPLES}")
     seconds = 0
     for amount, unit in _PART.findall(compact):
         if unit == "m":
             raise ConfigError(
-                f"{text!r} is ambiguous: write {amount}min for minutes or {amount}mo for months"
+                f"{shown(text)} is ambiguous: write {amount}min for minutes or {amount}mo "
+                "for months"
             )
         if unit not in UNITS:
             raise ConfigError(
-                f"{text!r}: unknown unit {unit!r} (use s, min, h, d, w, mo or y, as in {EXAMPLES})"
+                f"{shown(text)}: unknown unit {unit!r} (use s, min, h, d, w, mo or y, as in "
+                f"{EXAMPLES})"
             )
+        if len(amount) > 12:  # more than a million years in any unit; int() of it may fail
+            raise ConfigError(f"{shown(text)} is longer than any duration stcore can use")
         seconds += int(amount) * UNITS[unit]
-    return dt.timedelta(seconds=seconds)
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ConfigError(f"{shown(text)} is longer than any duration stcore can use") from None
 
 
 def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
@@ -56,12 +69,15 @@ def parse_time(text: str, *, now: dt.datetime | None = None) -> dt.datetime:
     ago (``7d`` is seven days before ``now``)."""
     value = text.strip()
     if value[:1].isdigit() and _WHOLE.fullmatch(value.lower().replace(" ", "")):
-        return (now or dt.datetime.now(dt.UTC)) - parse_duration(value)
+        try:
+            return (now or dt.datetime.now(dt.UTC)) - parse_duration(value)
+        except OverflowError:
+            raise ConfigError(f"{shown(text)} ago is before the year 1") from None
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(
-            f"{text!r} is not a date or a duration (use 2026-11-24, 2026-11-24T13:00, or a "
+            f"{shown(text)} is not a date or a duration (use 2026-11-24, 2026-11-24T13:00, or a "
             f"duration ago such as {EXAMPLES})"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -24,11 +24,13 @@ from typing import Literal
 
 import attrs
 
-from stcore.durations import parse_time
+from stcore.durations import parse_time, shown
 from stcore.errors import ConfigError, SnapshotNotFoundError
 
 RefKind = Literal["latest", "time", "id"]
 _COUNT = re.compile(r"[0-9]+")
+#: ``~N`` with more digits than this is refused outright (SQLite counts in 64 bits)
+MAX_BACK_DIGITS = 12
 EXAMPLES = "latest~1, @2026-11-30, @2026-11-30T12:00:00Z, @7d~1 or 3fa2c1d9~1"
 
 
@@ -48,7 +50,7 @@ class SnapshotRef:
 
 
 def _refused(text: str, why: str) -> SnapshotNotFoundError:
-    return SnapshotNotFoundError(f"{text!r} is not a snapshot reference: {why}")
+    return SnapshotNotFoundError(f"{shown(text)} is not a snapshot reference: {why}")
 
 
 def parse_ref(text: str, *, now: dt.datetime | None = None) -> SnapshotRef:
@@ -58,6 +60,10 @@ def parse_ref(text: str, *, now: dt.datetime | None = None) -> SnapshotRef:
     if tilde:
         if _COUNT.fullmatch(count) is None:
             raise _refused(text, f"~ is followed by a number of snapshots back, as in {EXAMPLES}")
+        if len(count) > MAX_BACK_DIGITS:
+            raise SnapshotNotFoundError(
+                f"{shown(text)} goes back more snapshots than any repository holds"
+            )
         back = int(count)
         if not base or "~" in base:
             raise _refused(text, f"write one ~N after a snapshot, as in {EXAMPLES}")

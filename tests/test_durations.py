@@ -63,3 +63,19 @@ def test_any_text_parses_or_raises_a_config_error(text: str) -> None:
         parse_duration(text)
     except ConfigError:
         pass
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999y", "1000000000000000000000d", "9" * 5000 + "s", "1" + "0" * 30 + "w"]
+)
+def test_absurd_durations_are_refused_in_one_short_line(text: str) -> None:
+    with pytest.raises(ConfigError, match="longer than any duration") as refused:
+        parse_duration(text)
+    assert len(str(refused.value)) < 200
+    with pytest.raises(ConfigError):
+        parse_time(text, now=NOW)
+
+
+def test_a_duration_reaching_before_the_year_1_is_refused() -> None:
+    with pytest.raises(ConfigError, match="before the year 1"):
+        parse_time("999999y", now=NOW)

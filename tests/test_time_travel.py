@@ -480,11 +480,17 @@ def test_cli_takes_time_travel_refs_and_refuses_in_one_line(
         ("@2020-01-01", "no snapshot was taken at or before 2020-01-01T00:00:00Z"),
         ("@yesterday", "'yesterday' is not a date or a duration"),
         ("latest~x", "~ is followed by a number"),
+        # absurd sizes: 64-bit SQLite limits, timedelta overflow, int() of 5,000 digits
+        ("latest~99999999999999999999", "more snapshots than any repository holds"),
+        ("latest~" + "9" * 5000, "more snapshots than any repository holds"),
+        ("@1000000000000000000000d", "longer than any duration stcore can use"),
+        ("@" + "9" * 5000 + "d", "longer than any duration stcore can use"),
     ]:
         result = run_cli(*base, "show", ref)
         assert result.returncode == 1, (ref, result.stderr)
         assert result.stdout == ""
         assert result.stderr.count("\n") == 1 and words in result.stderr, result.stderr
+        assert len(result.stderr) < 400, result.stderr  # a hostile ref is cut, not echoed whole
         assert "Traceback" not in result.stderr
 
 
