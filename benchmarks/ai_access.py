@@ -63,7 +63,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -77,21 +76,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
+from dataset import WORDS  # noqa: E402 - beside this script, as run.py's dataset.py
+
 MiB = 1024 * 1024
-WORDS = [
-    "signal",
-    "trust",
-    "model",
-    "agent",
-    "score",
-    "latency",
-    "token",
-    "market",
-    "risk",
-    "alpha",
-    "beta",
-    "hedge",
-]
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -245,50 +232,25 @@ def hub_versions(records: int, count: int, seed: int = 14) -> Iterator[bytes]:
 
 
 def counting_proxy(upstream: str) -> Any:
-    """A fault-free :class:`FaultProxy` in front of ``upstream`` that counts requests by method
-    (GETs that list apart) and response body bytes."""
-    from testsupport.fault_proxy import FaultProxy, ProxyRequest
+    """A :class:`~testsupport.fault_proxy.CountingProxy` in front of ``upstream`` whose
+    ``totals()`` are GET requests (listings included, and apart), other requests and response
+    body bytes."""
+    from testsupport.fault_proxy import CountingProxy
 
-    class CountingProxy(FaultProxy):
-        def __init__(self) -> None:
-            # FaultProxy stops itself after ``lifetime`` seconds; a run at full scale is longer.
-            super().__init__(upstream, rate=0.0, lifetime=12 * 3600, upstream_timeout=120)
-            self.requests: Counter[str] = Counter()
-            self.response_bytes = 0
-            self._count_lock = threading.Lock()
-
-        def _forward(self, handler: Any, request: ProxyRequest, body: bytes, **kw: Any) -> None:
-            kind = request.method
-            if kind == "GET" and "list-type" in request.query:
-                kind = "LIST"
-            with self._count_lock:
-                self.requests[kind] += 1
-            super()._forward(handler, request, body, **kw)
-
-        def _relay(self, handler: Any, request: ProxyRequest, response: Any) -> None:
-            read = response.read
-
-            def counted(amount: int | None = None) -> bytes:
-                chunk: bytes = read(amount)
-                with self._count_lock:
-                    self.response_bytes += len(chunk)
-                return chunk
-
-            response.read = counted
-            super()._relay(handler, request, response)
-
+    class Totals(CountingProxy):
         def totals(self) -> dict[str, int]:
             """What crossed the proxy so far, once no request is in flight."""
-            self.wait_idle(timeout=120)
-            with self._count_lock:
-                return {
-                    "get": self.requests["GET"] + self.requests["LIST"],
-                    "list": self.requests["LIST"],
-                    "other": sum(n for k, n in self.requests.items() if k not in ("GET", "LIST")),
-                    "bytes": self.response_bytes,
-                }
+            requests, response_bytes = self.counted(timeout=120)
+            methods = Counter(method for method, _, _ in requests)
+            return {
+                "get": methods["GET"],
+                "list": sum(1 for m, _, query in requests if m == "GET" and "list-type" in query),
+                "other": sum(n for method, n in methods.items() if method != "GET"),
+                "bytes": response_bytes,
+            }
 
-    return CountingProxy()
+    # FaultProxy stops itself after ``lifetime`` seconds; a run at full scale is longer.
+    return Totals(upstream, lifetime=12 * 3600, upstream_timeout=120)
 
 
 # --- setup ----------------------------------------------------------------------------------------

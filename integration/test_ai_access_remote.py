@@ -13,7 +13,6 @@ import functools
 import io
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 import stcore
 from stcore.interfaces import SourceEntry
 from stcore.repository import Repository
-from testsupport.fault_proxy import FaultProxy, ProxyRequest
+from testsupport.fault_proxy import CountingProxy
 from testsupport.s3_server import MotoServer
 
 MiB = 1024 * 1024
@@ -37,40 +36,6 @@ S3_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-
-
-class CountingProxy(FaultProxy):
-    """A fault-free :class:`FaultProxy` that also counts the response bytes sent to the client."""
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(upstream, rate=0.0, lifetime=600)
-        self.response_bytes = 0
-        #: (method, path, query) of every request forwarded
-        self.requests: list[tuple[str, str, str]] = []
-        self._count_lock = threading.Lock()
-
-    def _forward(self, handler: Any, request: ProxyRequest, body: bytes, **kwargs: Any) -> None:
-        with self._count_lock:
-            self.requests.append((request.method, request.path, request.query))
-        super()._forward(handler, request, body, **kwargs)
-
-    def _relay(self, handler: Any, request: ProxyRequest, response: Any) -> None:
-        read = response.read
-
-        def counted(amount: int | None = None) -> bytes:
-            chunk: bytes = read(amount)
-            with self._count_lock:
-                self.response_bytes += len(chunk)
-            return chunk
-
-        response.read = counted
-        super()._relay(handler, request, response)
-
-    def reset(self) -> None:
-        self.wait_idle()
-        with self._count_lock:
-            self.response_bytes = 0
-            self.requests.clear()
 
 
 class GeneratedSource:

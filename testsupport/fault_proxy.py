@@ -31,6 +31,9 @@ the same sequence of decisions.
 
 Bounded: it listens on 127.0.0.1 only and refuses other peers, every wait has a limit, and it
 stops itself after ``lifetime`` seconds even if nobody calls :meth:`FaultProxy.stop`.
+
+:class:`CountingProxy` injects nothing and records what crosses it: every request forwarded and
+the response body bytes, for tests and benchmarks that count requests and bytes.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["FAULTS", "Event", "FaultProxy", "ProxyRequest"]
+__all__ = ["FAULTS", "CountingProxy", "Event", "FaultProxy", "ProxyRequest"]
 
 LOOPBACK = "127.0.0.1"
 #: What a random fault is drawn from by default.
@@ -386,6 +389,51 @@ class FaultProxy:
                 handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()
         self._event("sent", request, response.status)
+
+
+class CountingProxy(FaultProxy):
+    """A fault-free :class:`FaultProxy` that records every request it forwards, as
+    ``(method, path, query)``, and counts the response body bytes sent to the client."""
+
+    def __init__(self, upstream: str, **options: Any) -> None:
+        super().__init__(upstream, rate=0.0, **options)
+        self.response_bytes = 0
+        self.requests: list[tuple[str, str, str]] = []
+        self._count_lock = threading.Lock()
+
+    def _forward(
+        self, handler: _Handler, request: ProxyRequest, body: bytes, *, answer: bool = True
+    ) -> None:
+        with self._count_lock:
+            self.requests.append((request.method, request.path, request.query))
+        super()._forward(handler, request, body, answer=answer)
+
+    def _relay(
+        self, handler: _Handler, request: ProxyRequest, response: http.client.HTTPResponse
+    ) -> None:
+        read = response.read
+
+        def counted(amount: int | None = None) -> bytes:
+            chunk: bytes = read(amount)
+            with self._count_lock:
+                self.response_bytes += len(chunk)
+            return chunk
+
+        response.read = counted  # type: ignore[method-assign,assignment]
+        super()._relay(handler, request, response)
+
+    def counted(self, timeout: float = 10.0) -> tuple[list[tuple[str, str, str]], int]:
+        """The requests forwarded and the response bytes so far, once none is in flight."""
+        self.wait_idle(timeout)
+        with self._count_lock:
+            return list(self.requests), self.response_bytes
+
+    def reset(self) -> None:
+        """Forget what was counted, once no request is in flight."""
+        self.wait_idle()
+        with self._count_lock:
+            self.response_bytes = 0
+            self.requests.clear()
 
 
 def _read_body(handler: _Handler) -> bytes | None:
