@@ -77,23 +77,17 @@ class ReadAhead:
         try:
             with ThreadPoolExecutor(8, thread_name_prefix="stcore-read-ahead-tree") as pool:
                 found = list(pool.map(self._tree_and_neighbours, roots))
-            store = self._store
             subtrees = [tree for _, below in found for tree in below]
-            trees = store.read_trees(*subtrees, keep=True) if subtrees else {}
-            store.read_ahead(
+            trees = self._store.read_trees(*subtrees, keep=True) if subtrees else {}
+            files = [blob_id for rest, _ in found for blob_id in rest]
+            files += [
                 blob_id
-                for blob_id in [
-                    *(b for rest, _ in found for b in rest),
-                    *(
-                        b
-                        for nodes in trees.values()
-                        for node in nodes
-                        if node.kind == "file"
-                        for b in node.content
-                    ),
-                ]
-                if store.plain_cache.get(blob_id) is None
-            )
+                for nodes in trees.values()
+                for node in nodes
+                if node.kind == "file"
+                for blob_id in node.content
+            ]
+            self._store.read_ahead(files)  # what is read ahead already comes from memory
         except (StcoreError, OSError) as exc:
             self.errors.append(exc)
 

@@ -73,17 +73,6 @@ class ObjectCache:
     def _path(self, kind: str, name: str) -> Path:
         return self.root / kind / name[:2] / name
 
-    def path(self, kind: str, name: str) -> Path:
-        """Where entry ``name`` of ``kind`` is (or would be) stored."""
-        return self._path(kind, name)
-
-    def has(self, kind: str, name: str) -> bool:
-        """Whether the entry is there (or about to be written), without reading it."""
-        with self._behind:
-            if (kind, name) in self._waiting:
-                return True
-        return self._path(kind, name).exists()
-
     def get(self, kind: str, name: str) -> bytes | None:
         with self._behind:
             waiting = self._waiting.get((kind, name))
@@ -201,26 +190,31 @@ class ObjectCache:
                 return path
         self.misses += 1
         atomic_write(path, chunks)
-        with self._unrecorded_lock:
-            self._unrecorded += path.stat().st_size
+        self._unrecorded_add(path.stat().st_size)
         self.flush(keep=path)
         return path
 
-    def _written(self, size: int) -> None:
-        # Not during a recount (_shared_total without a counter): an entry on disk but not yet
-        # added here would be missed by both. Waiting means it may be counted twice instead,
-        # which only evicts a little early, until the next eviction recounts.
+    def _unrecorded_add(self, size: int) -> bool:
+        """Count ``size`` bytes written to disk as not yet recorded; whether a record is due.
+
+        Not during a recount (:meth:`_shared_total` without a counter): an entry on disk but
+        not yet added here would be missed by both. Waiting means it may be counted twice
+        instead, which only evicts a little early, until the next eviction recounts.
+        """
         with self._lock, self._unrecorded_lock:
             self._unrecorded += size
-            due = self._unrecorded >= self.flush_bytes
-        if due:
+            return self._unrecorded >= self.flush_bytes
+
+    def _written(self, size: int) -> None:
+        if self._unrecorded_add(size):
             self._record()
 
     def settle(self) -> None:
-        """:meth:`flush`, at most once a second: what a bulk read calls when it ends, so a
-        loop of small reads does not rewrite the counter every time."""
+        """Record what is written so far, at most once a second (the writer thread is not
+        waited for): what a bulk read calls when it ends, so a loop of small reads does not
+        rewrite the counter every time."""
         if time.monotonic() - self._flushed_at >= SETTLE_SECONDS:
-            self._record()  # what is written so far: the writer thread is not waited for
+            self._record()
 
     def flush(self, keep: Path | None = None) -> None:
         """Write what waits to be written, add the bytes this process wrote to the shared

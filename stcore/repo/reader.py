@@ -232,27 +232,6 @@ class BlobReader:
             cache.put_later("blob", name, stored)
         return data
 
-    def warm(self, blob_ids: Iterable[bytes]) -> int:
-        """Put the stored frames of the blobs the object cache lacks into it, fetched in bulk
-        and not decoded (a read from the cache verifies them); how many were fetched."""
-        cache = self.cache
-        if cache is None:
-            return 0
-        missing = [
-            entry
-            for entry in (self.entry(blob_id) for blob_id in dict.fromkeys(blob_ids))
-            if not cache.has("blob", entry.blob_id.hex())
-        ]
-        fetched = 0
-        try:
-            for frames in self.run(self.plan_entries(missing), self._fetch):
-                for frame in frames:
-                    cache.put_later("blob", frame.entry.blob_id.hex(), frame.stored())
-                    fetched += 1
-        finally:
-            cache.settle()
-        return fetched
-
     def _decoded(self, rng: PackRange) -> list[tuple[bytes, bytes]]:
         """Every blob of ``rng`` fetched and verified, on a pool thread: decompressing and
         hashing release the GIL, so ranges decode in parallel."""
@@ -354,7 +333,7 @@ def read_in_order(
     :meth:`Store.read_blob`, which is just as cheap. ``cached=False`` bypasses the object
     cache.
     """
-    for batch in _windows(repository, [blob_ids], window):
+    for batch in _windows(repository, blob_ids, window):
         if len(batch) == 1 and cached:
             yield repository.read_blob(batch[0])
             continue
@@ -397,20 +376,18 @@ def _assembled(repository: PackSource, files: Sequence[Sequence[bytes]]) -> Iter
 
 
 def _windows(
-    repository: PackSource, contents: Sequence[Sequence[bytes]], window: int
+    repository: PackSource, blob_ids: Sequence[bytes], window: int
 ) -> Iterator[list[bytes]]:
-    """Consecutive blob ids (across ``contents``, in order) in runs of about ``window``
-    plaintext bytes."""
+    """Consecutive ``blob_ids`` in runs of about ``window`` plaintext bytes."""
     index = repository.index
     batch: list[bytes] = []
     size = 0
-    for content in contents:
-        for blob_id in content:
-            entry = index.get(blob_id)
-            batch.append(blob_id)
-            size += entry.raw_length if entry is not None else 0
-            if size >= window:
-                yield batch
-                batch, size = [], 0
+    for blob_id in blob_ids:
+        entry = index.get(blob_id)
+        batch.append(blob_id)
+        size += entry.raw_length if entry is not None else 0
+        if size >= window:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch

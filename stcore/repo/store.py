@@ -371,13 +371,6 @@ class Store:
         """
         return self.blob_reader(cached=cached).read_blobs(blob_ids)
 
-    def warm_cache(self, blob_ids: Iterable[bytes]) -> int:
-        """Fetch into the object cache the blobs it lacks, without decoding them (every read
-        from the cache verifies); how many were fetched. Nothing without an object cache."""
-        if self.object_cache is None:
-            return 0
-        return self.blob_reader().warm(blob_ids)
-
     def blob_reader(self, *, workers: int | None = None, cached: bool = True) -> BlobReader:
         if workers is None and self.remote:
             workers = max(self.workers, REMOTE_READERS)  # waiting on latency, not a disk
