@@ -242,8 +242,14 @@ def counting_proxy(upstream: str) -> Any:
             """What crossed the proxy so far, once no request is in flight."""
             requests, response_bytes = self.counted(timeout=120)
             methods = Counter(method for method, _, _ in requests)
+            kinds = Counter(
+                _object_kind(path)
+                for m, path, query in requests
+                if m == "GET" and "list-type" not in query
+            )
             return {
                 "get": methods["GET"],
+                **{f"get:{kind}": n for kind, n in kinds.items()},
                 "list": sum(1 for m, _, query in requests if m == "GET" and "list-type" in query),
                 "other": sum(n for method, n in methods.items() if method != "GET"),
                 "bytes": response_bytes,
@@ -251,6 +257,15 @@ def counting_proxy(upstream: str) -> Any:
 
     # FaultProxy stops itself after ``lifetime`` seconds; a run at full scale is longer.
     return Totals(upstream, lifetime=12 * 3600, upstream_timeout=120)
+
+
+_KINDS = ("config", "keys", "index", "snapshots", "data", "locks")
+
+
+def _object_kind(path: str) -> str:
+    """Which kind of repository object a request's path names (``/bucket/prefix/index/...``)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    return next((part for part in parts if part in _KINDS), "other")
 
 
 # --- setup ----------------------------------------------------------------------------------------
@@ -714,7 +729,9 @@ class Runner:
         for name in list(marks):
             if not name.startswith("end-"):
                 begin, end = marks[name], marks[f"end-{name}"]
-                result.setdefault("traffic", {})[name] = {k: end[k] - begin[k] for k in begin}
+                result.setdefault("traffic", {})[name] = {
+                    k: end.get(k, 0) - begin.get(k, 0) for k in {**begin, **end}
+                }
         result["exit_code"] = code
         if code != 0:
             result["stderr_tail"] = error[-2000:]
@@ -1055,6 +1072,17 @@ def markdown(report: dict[str, Any]) -> str:
             "- The facade loop's row includes opening the cloud copy (config, index objects, "
             "every manifest for its catalog); its local repository's catalog was warmed first."
         )
+    for row in report["rows"]:
+        runs = [r for r in row["runs"] if "read" in r.get("traffic", {})]
+        if not runs or row["key"].startswith("local-"):
+            continue
+        kinds = sorted({k for r in runs for k in r["traffic"]["read"] if k.startswith("get:")})
+        if kinds:
+            parts = [
+                f"{k[4:]} {_median([r['traffic']['read'].get(k, 0) for r in runs]):,.0f}"
+                for k in kinds
+            ]
+            lines.append(f"- {row['key']}: GETs by object kind: {', '.join(parts)}.")
     layout = report["parquet_layout"]
     if layout and any(row["key"].startswith("parquet-") for row in report["rows"]):
         lines.append(
