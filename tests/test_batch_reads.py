@@ -300,10 +300,10 @@ def test_read_ahead_fetches_the_next_snapshots_while_one_is_read(
     ahead.wait()
     assert ahead.errors == []
     # each snapshot's tree and its new document sit side by side in one small pack: one
-    # request per snapshot brings both
-    assert len(data_reads(reads)) == 16, data_reads(reads)
+    # request per snapshot brings both, for the one being read and the DEPTH after it
+    assert len(data_reads(reads)) == 17, data_reads(reads)
     reads.clear()
-    for manifest in manifests[1:17]:  # DEPTH snapshots ahead: all on local disk now
+    for manifest in manifests[:17]:  # all in memory now
         assert repo.snapshot(manifest.id).sources["ai_hub"].data["day"] == 19 - manifests.index(
             manifest
         )
@@ -346,9 +346,43 @@ def test_the_facade_reads_ahead_along_its_last_listing(
         assert storage._read_ahead is not None
         storage._read_ahead[1].wait()  # deterministic: the fetch ahead has landed
     assert days == list(range(19, -1, -1))
-    # the first snapshot is read by the caller (its tree, then its document) while the
-    # read-ahead thread starts on the next ones; every later one was on local disk when asked
-    assert read_while_asked[0] >= 2 and read_while_asked[1:] == [0] * 19, data_reads(reads)
+    # the caller never fetched anything itself: the first snapshot came with the batch the
+    # read-ahead thread started with, in one request, and the caller waited for it
+    assert read_while_asked == [0] * 20, data_reads(reads)
+    assert len(data_reads(reads)) == 20, data_reads(reads)  # one request a snapshot
+    storage.close()
+
+
+def test_a_reader_waits_for_the_fetch_under_way_instead_of_fetching_again(
+    history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from cloud_storage_manager import CloudStorageManager
+
+    reads: Reads = []
+    storage = CloudStorageManager()
+    storage._repo = fresh(history, reads, tmp_path, monkeypatch)
+    mine: list[str] = []
+    backend = storage._repo.backend
+    read = backend.read
+
+    def slow(key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if key.startswith("data/"):
+            if threading.current_thread() is threading.main_thread():
+                mine.append(key)
+            time.sleep(0.02)  # a remote's latency: the loop catches up with the fetches
+        return read(key, offset, length)
+
+    monkeypatch.setattr(backend, "read", slow)
+    days = [
+        storage.get_backup(backup["backup_id"])["data_sources"]["ai_hub"]["day"]
+        for backup in storage.list_backups(100)
+    ]
+    assert days == list(range(19, -1, -1))
+    assert mine == []
+    assert len(data_reads(reads)) == 20, data_reads(reads)  # each snapshot fetched once
     storage.close()
 
 

@@ -9,7 +9,9 @@ that source's trees and files for the next :data:`DEPTH` snapshots on a backgrou
 batch at a time with one bulk read per level of folders and one for the files: they are
 decompressed and verified on the read pool and wait, decoded, in the store's
 :class:`~stcore.repo.plaincache.PlainCache` (and on disk in the object cache), so the caller
-only parses while the next ones are fetched.
+only parses while the next ones are fetched. A caller that catches up with the fetches waits
+for its snapshot's fetch rather than asking for the same bytes again, and the first snapshot
+read is fetched the same way (one request: its tree and the chunks beside it).
 
 Only repositories with an object cache (remote ones) read ahead: a local repository reads its
 own disk as fast. Read-ahead is a hint: a failure is kept for :attr:`ReadAhead.errors`, and
@@ -33,6 +35,8 @@ DEPTH = 16
 BATCH = 4
 #: bytes read on each side of a source's root tree in its pack, in the same request
 AROUND = 1024 * 1024
+#: seconds a reader waits for its snapshot's fetch, already under way, before reading itself
+WAIT = 60.0
 
 
 class ReadAhead:
@@ -43,8 +47,8 @@ class ReadAhead:
         self._manifests = list(manifests)
         self._position = {manifest.id: n for n, manifest in enumerate(self._manifests)}
         self._lock = threading.Lock()
-        #: (position, source) already fetched or being fetched
-        self._scheduled: set[tuple[int, str]] = set()
+        #: (position, source) already fetched or being fetched -> set once it is done
+        self._scheduled: dict[tuple[int, str], threading.Event] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
         #: what went wrong fetching ahead (the caller's own reads report real problems)
@@ -55,28 +59,39 @@ class ReadAhead:
         return self._store.object_cache is not None
 
     def reading(self, snapshot_id: str, source: str) -> None:
-        """``source`` of ``snapshot_id`` is being read: fetch ahead what follows it."""
+        """``source`` of ``snapshot_id`` is about to be read: fetch ahead what follows it, and
+        return once this one is in memory (fetched with the next ones when nobody fetched it
+        yet), so the caller never asks for the same blobs a second time."""
         position = self._position.get(snapshot_id)
         if position is None or not self.enabled:
             return
         with self._lock:
-            self._scheduled.add((position, source))
-            ahead = range(position + 1, min(position + 1 + DEPTH, len(self._manifests)))
-            wanted = [n for n in ahead if (n, source) not in self._scheduled]
-            if not wanted or (len(wanted) < BATCH and len(ahead) == DEPTH):
-                return
-            self._scheduled.update((n, source) for n in wanted)
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="stcore-read-ahead")
-            self._pending = [f for f in self._pending if not f.done()]
-            batch = [self._manifests[n] for n in wanted]
-            self._pending.append(self._pool.submit(self._fetch, batch, source))
+            mine = self._scheduled.get((position, source))
+            first = position if mine is None else position + 1
+            window = range(first, min(position + 1 + DEPTH, len(self._manifests)))
+            wanted = [n for n in window if (n, source) not in self._scheduled]
+            if wanted and (mine is None or len(wanted) >= BATCH or len(window) < DEPTH):
+                done = {n: threading.Event() for n in wanted}
+                self._scheduled.update(((n, source), event) for n, event in done.items())
+                mine = mine or done[position]
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="stcore-read-ahead")
+                self._pending = [f for f in self._pending if not f.done()]
+                batch = [(self._manifests[n], done[n]) for n in wanted]
+                self._pending.append(self._pool.submit(self._fetch, batch, source))
+        if mine is not None:
+            mine.wait(WAIT)  # a fetch that fails or stalls leaves the read to the caller
 
-    def _fetch(self, manifests: list[SnapshotManifest], source: str) -> None:
-        roots = [m.sources[source].root for m in manifests if source in m.sources]
+    def _fetch(self, batch: list[tuple[SnapshotManifest, threading.Event]], source: str) -> None:
+        manifests = [(m, done) for m, done in batch if source in m.sources]
         try:
             with ThreadPoolExecutor(8, thread_name_prefix="stcore-read-ahead-tree") as pool:
-                found = list(pool.map(self._tree_and_neighbours, roots))
+                found = list(
+                    pool.map(
+                        lambda item: self._snapshot(item[0].sources[source].root, item[1]),
+                        manifests,
+                    )
+                )
             subtrees = [tree for _, below in found for tree in below]
             trees = self._store.read_trees(*subtrees, keep=True) if subtrees else {}
             files = [blob_id for rest, _ in found for blob_id in rest]
@@ -90,6 +105,16 @@ class ReadAhead:
             self._store.read_ahead(files)  # what is read ahead already comes from memory
         except (StcoreError, OSError) as exc:
             self.errors.append(exc)
+        finally:
+            for _, done in batch:
+                done.set()
+
+    def _snapshot(self, root: bytes, done: threading.Event) -> tuple[list[bytes], list[bytes]]:
+        """:meth:`_tree_and_neighbours`, and ``done`` set at once when that was everything."""
+        rest, below = self._tree_and_neighbours(root)
+        if not rest and not below:
+            done.set()  # a reader waiting for this one goes on while the batch ends
+        return rest, below
 
     def _tree_and_neighbours(self, root: bytes) -> tuple[list[bytes], list[bytes]]:
         """Read a source's root tree together with what surrounds it in its pack, in one
