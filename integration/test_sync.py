@@ -178,6 +178,40 @@ def test_sync_to_each_cloud_uploads_only_what_the_remote_lacks(
         mirrored.close()
 
 
+def test_each_cloud_holds_the_compacted_index_after_syncs_along_backups(
+    remote: Remote, local: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync after every backup, past the compaction threshold: the remote ends with the same
+    few index objects as the local repository, and a cold open reads only those."""
+    from stcore.repo.compact import COMPACT_AT
+
+    url, _ = remote
+    create_bucket(url)
+    mirror = RemoteConfig(name="cloud", url=url)
+    ids = []
+    for n in range(COMPACT_AT + 2):
+        ids.append(backup(local, tmp_path / "data", f"f{n}.bin", 20_000))
+        local.sync(mirror)
+    assert len(keys(local, "index/")) <= 3
+    mirrored = stcore.open_repository(url, cache_root=tmp_path / "mirror-cache")
+    try:
+        assert keys(mirrored, "index/") == keys(local, "index/")
+        read: list[str] = []
+        original = mirrored.backend.read
+
+        def counted(key: str, offset: int = 0, length: int | None = None) -> bytes:
+            read.append(key)
+            return original(key, offset, length)
+
+        monkeypatch.setattr(mirrored.backend, "read", counted)
+        assert sorted(m.id for m in mirrored.snapshots()) == sorted(ids)
+        result = mirrored.check(read_data=True)
+        assert result.ok, result.errors
+        assert len({k for k in read if k.startswith("index/")}) <= 3
+    finally:
+        mirrored.close()
+
+
 # --- 2. through a proxy that fails requests -------------------------------------------------------
 
 

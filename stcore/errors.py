@@ -96,6 +96,10 @@ class CorruptObjectError(RepositoryError):
     """Stored bytes do not match their hash or cannot be decoded."""
 
 
+class IndexReplacedError(RepositoryError):
+    """An index object vanished while in use: a compaction replaced it (sync plans again)."""
+
+
 class RestoreError(RepositoryError):
     """A restore was refused (for example, a path would escape the target)."""
 

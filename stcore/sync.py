@@ -8,6 +8,11 @@ remote once, then uploads
 3. the index objects describing those packs, only once all of their packs are up;
 4. the snapshot manifests, last.
 
+Then it deletes the remote's index objects that a local compaction replaced
+(:mod:`stcore.repo.compact`): one whose every entry is also in an index object both places
+hold. A local index object deleted by a compaction while the sync plans is replaced by one the
+sync lists again, so the plan is made again.
+
 So at every instant, even if the process is killed, every snapshot on the remote has all its data;
 a killed sync simply resumes: what finished is listed on the remote and skipped. Writes are
 create-only, so two syncs racing each other cannot damage anything either. Transient failures are
@@ -40,6 +45,8 @@ from stcore.access.catalog import Catalog
 from stcore.config import RemoteConfig
 from stcore.errors import (
     BackendUnavailableError,
+    CorruptObjectError,
+    IndexReplacedError,
     ObjectExistsError,
     ObjectNotFoundError,
     RepositoryError,
@@ -54,6 +61,8 @@ from stcore.repo.prune import PruneResult, prune
 from stcore.repo.store import Store, open_backend
 
 RETRYABLE = (TransientBackendError, BackendUnavailableError)
+#: plans made at most, if local index objects keep being replaced (compacted) meanwhile
+PLANS = 5
 
 
 @attrs.frozen(kw_only=True)
@@ -162,6 +171,8 @@ class Syncer:
         self._failed = threading.Event()
         #: what ``prune=True`` reclaimed on the remote, if it ran
         self.pruned: PruneResult | None = None
+        #: local index id -> its (blob id, pack id) entries, as the last plan read them
+        self._local_entries: dict[str, set[tuple[bytes, bytes]]] = {}
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -191,7 +202,12 @@ class Syncer:
         """Copy one object; an object that is already there (a resumed sync) counts as done."""
         if self._failed.is_set():
             return
-        data = self.store.backend.read(key)
+        try:
+            data = self.store.backend.read(key)
+        except ObjectNotFoundError:
+            if key.startswith("index/"):
+                raise IndexReplacedError(f"{key} was replaced while syncing") from None
+            raise
         self._throttle.take(len(data))
         attempts = 0
 
@@ -270,8 +286,13 @@ class Syncer:
         needed_blobs = self._needed_blobs(snapshot_ids)
         packs: set[str] = set()
         indexes: list[str] = []
+        self._local_entries = {}
         for index_id in local_indexes:
-            entries = self.store.read_index_entries(object_key("index", index_id))
+            try:
+                entries = self.store.read_index_entries(object_key("index", index_id))
+            except ObjectNotFoundError:
+                raise IndexReplacedError(f"index/{index_id} was replaced while syncing") from None
+            self._local_entries[index_id] = {(e.blob_id, e.pack_id) for e in entries}
             if needed_blobs is not None and not any(e.blob_id in needed_blobs for e in entries):
                 continue
             pack_ids = {e.pack_id.hex() for e in entries}
@@ -282,6 +303,50 @@ class Syncer:
             [object_key("data", p) for p in sorted(packs)],
             [object_key("index", i) for i in indexes],
         )
+
+    def _copy_data(self, remote: Backend, todo: list[str]) -> None:
+        """Upload the packs, then the index objects, that ``todo`` needs; plan again if a
+        compaction replaced a local index object meanwhile."""
+        for _ in range(PLANS):
+            remote_packs = self._call(lambda: _list_ids(remote, "data/"))
+            remote_indexes = self._call(lambda: _list_ids(remote, "index/"))
+            try:
+                packs, indexes = self._plan(todo, remote_packs, remote_indexes)
+                self._copy_all(remote, packs)
+                self._copy_all(remote, indexes)
+                return
+            except IndexReplacedError:
+                continue  # its entries are in a new object, which the next listing shows
+        raise RepositoryError(
+            f"the index of {self.store.location} kept changing during the sync "
+            f"({PLANS} plans); retry"
+        )
+
+    def _drop_replaced_indexes(self, remote: Backend) -> None:
+        """Delete the remote's index objects a local compaction replaced: those this repository
+        no longer has whose every entry is in an index object both places hold. Anything else
+        (a remote prune's index, a damaged object) stays."""
+        remote_indexes = self._call(lambda: _list_ids(remote, "index/"))
+        extra = sorted(remote_indexes - set(self._local_entries))
+        if not extra:
+            return
+        shared: set[tuple[bytes, bytes]] = set()
+        for index_id in remote_indexes & set(self._local_entries):
+            shared |= self._local_entries[index_id]
+        # Remote index objects are read through this machine's cache: one kept because it is
+        # not covered (a remote prune wrote it) is not fetched again on every sync.
+        mirror = self.store.mirror(remote, object_cache=self.store.local_cache)
+        for index_id in extra:
+            key = object_key("index", index_id)
+            try:
+                rows = self._call(partial(mirror.read_index_rows, key))
+            except (CorruptObjectError, ObjectNotFoundError):
+                continue  # damaged (check on the remote reports it) or gone already
+            if all((row[0], row[2]) in shared for row in rows):
+                try:
+                    self._call(partial(remote.delete, key))
+                except ObjectNotFoundError:
+                    pass
 
     def _needed_blobs(self, snapshot_ids: list[str]) -> set[bytes] | None:
         """Every blob the snapshots reference; None means "all of them" (a full sync)."""
@@ -329,17 +394,14 @@ class Syncer:
                         )
                     todo = [s for s in wanted if s not in remote_snapshots]
                     if todo:
-                        remote_packs = self._call(lambda: _list_ids(remote, "data/"))
-                        remote_indexes = self._call(lambda: _list_ids(remote, "index/"))
-                        packs, indexes = self._plan(todo, remote_packs, remote_indexes)
-                        self._copy_all(remote, packs)  # 1. data
-                        self._copy_all(remote, indexes)  # 2. where the data is
+                        self._copy_data(remote, todo)  # 1. data, 2. where the data is
                         for snapshot_id in todo:  # 3. what refers to it, last
                             self._copy(remote, object_key("snapshots", snapshot_id))
                             catalog.mark_synced(
                                 [snapshot_id], self.remote.name, dt.datetime.now(dt.UTC)
                             )
                             synced.append(snapshot_id)
+                        self._drop_replaced_indexes(remote)
                     skipped = len(wanted) - len(todo)
                     if self.options.prune and snapshot_ids is None:
                         self._propagate_forgets(remote, local)

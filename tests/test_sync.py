@@ -282,3 +282,88 @@ def test_cli_sync_json_summary_and_no_remote_error(tmp_path: Path) -> None:
     assert summary["objects_uploaded"] == 3 and summary["bytes_uploaded"] > 0
     listing = json.loads(run_cli("snapshots", "--json", "--synced", env=env, cwd=tmp_path).stdout)
     assert list(listing[0]["synced"]) == ["mirror"]
+
+
+# --- index compaction reaches the remote ----------------------------------------------------------
+
+
+def _index_ids(location: str) -> set[str]:
+    return {p.name for p in (Path(location) / "index").iterdir()}
+
+
+def test_a_local_compaction_replaces_the_remotes_small_index_objects(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    from stcore.repo.compact import COMPACT_AT
+
+    for _ in range(COMPACT_AT + 3):  # a sync after every backup, as the daemon does
+        _backup(local, tmp_path / "data", files=1, size=5000)
+        local.sync(remote)
+    remote_dir = remote.url.replace("rec://", "")
+    assert len(_index_ids(local.location)) <= 4
+    assert _index_ids(remote_dir) == _index_ids(local.location)
+    mirror = _remote_repo(remote, tmp_path)
+    assert len(mirror.snapshots()) == COMPACT_AT + 3
+    assert mirror.check(read_data=True).ok
+
+
+def test_a_remote_index_object_not_known_here_stays_unless_covered(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    from stcore.models import IndexEntry
+    from stcore.repo.compact import compact_index
+    from stcore.repo.format import encode_index
+
+    _backup(local, tmp_path / "data", files=1, size=5000)
+    local.sync(remote)
+    remote_dir = remote.url.replace("rec://", "")
+    mirror = _remote_repo(remote, tmp_path)
+    known = next(iter(local.store.load_index().all_entries()))
+    # what a prune on the remote could leave: entries this repository does not have ...
+    foreign = IndexEntry(
+        blob_id=os.urandom(32),
+        blob_type=known.blob_type,
+        pack_id=known.pack_id,
+        offset=0,
+        stored_length=10,
+        raw_length=10,
+    )
+    uncovered = mirror.store.write_content_addressed(
+        "index", encode_index(mirror.store.codec, [known, foreign])
+    ).hex()
+    # ... and a copy of entries both places hold
+    covered = mirror.store.write_content_addressed(
+        "index", encode_index(mirror.store.codec, [known])
+    ).hex()
+    for _ in range(3):
+        _backup(local, tmp_path / "data", files=1, size=5000)
+    assert compact_index(local.store, at=1) is not None
+    local.sync(remote)
+    assert _index_ids(remote_dir) == _index_ids(local.location) | {uncovered}
+    assert covered not in _index_ids(remote_dir)
+    again = _remote_repo(remote, tmp_path / "again")
+    for manifest in again.snapshots():  # (check would flag the made-up entry, rightly)
+        again.restore(manifest.id, tmp_path / "out" / manifest.id)
+
+
+def test_a_compaction_during_the_sync_makes_it_plan_again(
+    local: Repository, remote: RemoteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stcore.repo.compact import compact_index
+
+    ids = [_backup(local, tmp_path / "data", files=1, size=5000) for _ in range(4)]
+    read = local.store.read_index_entries
+    compacted: list[object] = []
+
+    def racing(key: str, *, cached: bool = True) -> object:
+        if not compacted:  # the sync listed the index; a backup's compaction runs now
+            compacted.append(compact_index(local.store, at=1))
+        return read(key, cached=cached)
+
+    monkeypatch.setattr(local.store, "read_index_entries", racing)
+    result = local.sync(remote)
+    assert compacted[0] is not None
+    assert sorted(result.snapshots) == sorted(ids)
+    remote_dir = remote.url.replace("rec://", "")
+    assert _index_ids(remote_dir) == _index_ids(local.location)
+    assert _remote_repo(remote, tmp_path).check(read_data=True).ok

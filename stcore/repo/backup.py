@@ -4,8 +4,9 @@ Entries stream from each source, depth-first; each file is cut into chunks (Fast
 whole pages for SQLite databases), each chunk is named by its id and, unless the index or the
 packer already has it, sealed and packed. Directories become tree blobs as they close. Then one
 index object for the new packs is written, and the snapshot manifest last, so every snapshot a
-reader can see has all of its data. The whole run holds a shared repository lock, so a prune
-cannot delete a pack the backup deduplicates against. A files cache (path, size, mtime, ctime,
+reader can see has all of its data; past a threshold, the small index objects are then merged
+into one (:mod:`~stcore.repo.compact`). The whole run holds a shared repository lock, so a
+prune cannot delete a pack the backup deduplicates against. A files cache (path, size, mtime, ctime,
 inode -> content) lets an unchanged file skip reading.
 """
 
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import logging
 import time as _time
 from collections.abc import Iterable, Iterator, Sequence
 
 import attrs
 
-from stcore.errors import LeftOut, SourceError
+from stcore.errors import LeftOut, SourceError, StcoreError
 from stcore.interfaces import ProgressCallback, Source, SourceEntry, no_progress
 from stcore.models import (
     BlobType,
@@ -29,6 +31,7 @@ from stcore.models import (
     new_snapshot_id,
 )
 from stcore.repo.chunker import Chunker, ChunkerParams
+from stcore.repo.compact import compact_index
 from stcore.repo.damage import load_damage
 from stcore.repo.filescache import SAFETY_NS, FilesCache, RecordedFiles, files_cache_key
 from stcore.repo.format import encode_index, encode_tree
@@ -36,6 +39,8 @@ from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
 from stcore.repo.packer import Packer
 from stcore.repo.store import Store
 from stcore.version import __version__
+
+log = logging.getLogger("stcore.backup")
 
 
 @attrs.frozen(kw_only=True)
@@ -231,6 +236,10 @@ class _Backup:
         # Recorded only now: every blob named in the cache is in an index object that exists.
         for name, recorded in session.record.items():
             files_cache.replace(name, recorded)
+        try:
+            compact_index(self.store)  # the snapshot is safe: this only tidies
+        except (StcoreError, OSError) as exc:
+            log.warning("the index was not compacted (%s); the next backup tries again", exc)
         self.store.host.notify_backup_finished(self.store.location, manifest)
         return BackupResult(manifest=manifest, errors=tuple(session.errors))
 

@@ -58,6 +58,9 @@ from stcore.repo.objectcache import DEFAULT_CACHE_BYTES, ObjectCache
 from stcore.repo.plaincache import PlainCache
 from stcore.repo.reader import BlobReader
 
+#: listings of ``index/`` while loading the index, if objects keep being replaced meanwhile
+INDEX_LISTINGS = 5
+
 
 def open_backend(
     url: str,
@@ -173,7 +176,7 @@ class Store:
         """Whether the objects are behind a network (a write waits on latency, not a disk)."""
         return is_remote_url(self.location)
 
-    def mirror(self, backend: Backend) -> Store:
+    def mirror(self, backend: Backend, *, object_cache: ObjectCache | None = None) -> Store:
         """The same repository (config and master key) over another backend: a sync remote."""
         return Store(
             backend,
@@ -182,6 +185,7 @@ class Store:
             cache_dir=cache_dir_for(self.cache_dir.parent, backend, self.config),
             workers=self.workers,
             master_key=self.master_key,
+            object_cache=object_cache,
         )
 
     def close(self) -> None:
@@ -234,25 +238,51 @@ class Store:
     ) -> BlobIndex:
         """All index objects merged; ``cached=False`` reads every one from the backend (check).
 
-        A damaged or vanished index object raises, unless ``on_damaged`` is given: it is then
-        told (key, error) and the object is skipped.
+        A damaged index object raises, unless ``on_damaged`` is given: it is then told (key,
+        error) and the object is skipped. An object deleted between listing and reading was
+        replaced (a compaction or a prune writes its entries into a new object before deleting
+        it), so the objects are listed again and the new ones read; one that is still listed
+        but cannot be read is damage.
         """
         index = BlobIndex()
-        keys = self.list_keys("index/")
+        done: set[str] = set()  # read, or reported as damaged
+        vanished: set[str] = set()  # gone once: listed again and gone again is damage
 
-        def read(key: str) -> list[IndexRow]:
+        def read(key: str) -> list[IndexRow] | None:
+            """The object's rows; None if it is gone for the first time."""
             try:
                 return self.read_index_rows(key, cached=cached)
-            except (CorruptObjectError, ObjectNotFoundError) as exc:
+            except ObjectNotFoundError as exc:
+                if key not in vanished:
+                    vanished.add(key)
+                    return None
                 if on_damaged is None:
                     raise
                 on_damaged(key, exc)
-                return []
+            except CorruptObjectError as exc:
+                if on_damaged is None:
+                    raise
+                on_damaged(key, exc)
+            return []
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            for rows in pool.map(read, keys):
-                for row in rows:
-                    index.add_fields(*row)
+        for _ in range(INDEX_LISTINGS):
+            keys = [key for key in self.list_keys("index/") if key not in done]
+            gone = False
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                for key, rows in zip(keys, pool.map(read, keys), strict=True):
+                    if rows is None:
+                        gone = True
+                        continue
+                    done.add(key)
+                    for row in rows:
+                        index.add_fields(*row)
+            if not gone:
+                break
+        else:
+            raise RepositoryError(
+                f"the index of {self.location} kept changing while it was read "
+                f"({INDEX_LISTINGS} listings); retry"
+            )
         for blob_id, packs in load_damage(self.cache_dir).items():
             index.avoid_packs(blob_id, packs)  # read a good copy where there is one
         return index
