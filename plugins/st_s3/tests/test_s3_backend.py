@@ -436,3 +436,66 @@ def test_bad_options_are_configuration_errors(bucket: str, s3_options: dict[str,
         S3Backend.open(f"s3://{bucket}", options={**s3_options, "max_attempts": "many"})
     with pytest.raises(ConfigError, match="given together"):
         S3Backend.open(f"s3://{bucket}", options={"access_key_id": "AKIAONLYTHEID"})
+
+
+# --- light range reads ---------------------------------------------------------------------------
+
+
+def _get_object_calls(backend: S3Backend) -> list[str]:
+    calls: list[str] = []
+    backend.client.meta.events.register(
+        "before-call.s3.GetObject", lambda **kwargs: calls.append("GetObject")
+    )
+    return calls
+
+
+def test_range_reads_take_the_light_path_and_answer_as_the_regular_one(
+    backend: S3Backend,
+) -> None:
+    payload = bytes(range(17))
+    backend.write("data/ra/x", payload)
+    calls = _get_object_calls(backend)
+    lengths: list[int | None] = [None, *range(0, 20)]
+    light = {
+        (offset, length): backend.read("data/ra/x", offset, length)
+        for offset in range(0, 20)
+        for length in lengths
+        if (offset, length) != (0, None)
+    }
+    past_end = sum(1 for offset, length in light if offset >= len(payload) and length != 0)
+    # every read in range went the light way; past the end, S3 answers 416 and the regular
+    # call (which knows what that means) takes over
+    assert len(calls) == past_end
+    backend.light_reads = False
+    for (offset, length), body in light.items():
+        end = None if length is None else offset + length
+        assert body == payload[offset:end] == backend.read("data/ra/x", offset, length)
+
+
+def test_a_light_read_that_fails_gives_the_regular_error(backend: S3Backend) -> None:
+    calls = _get_object_calls(backend)
+    with pytest.raises(ObjectNotFoundError, match="never-written") as caught:
+        backend.read("data/ne/never-written", 5, 10)
+    assert caught.value.__cause__ is not None and "\n" not in str(caught.value)
+    assert calls == ["GetObject"]  # the 404 went to the regular call, which names the key
+
+
+def test_light_reads_survive_a_server_that_drops_and_fails_requests(
+    bucket: str, s3_endpoint: str, s3_options: dict[str, Any]
+) -> None:
+    from testsupport.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(s3_endpoint, rate=0.3, faults=("drop", "500", "503"), seed=3)
+    proxy.start()
+    try:
+        options = {**s3_options, "endpoint_url": proxy.endpoint_url, "max_attempts": 8}
+        backend = S3Backend.open(f"s3://{bucket}/repo", options=options)
+        payload = os.urandom(50_000)
+        backend.light_reads = False
+        backend.write("data/fp/x", payload)
+        backend.light_reads = True
+        for offset in range(0, 50_000, 2_500):
+            assert backend.read("data/fp/x", offset, 3_000) == payload[offset : offset + 3_000]
+        backend.close()
+    finally:
+        proxy.stop()
