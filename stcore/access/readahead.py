@@ -5,13 +5,19 @@ list_backups(100): get_backup(b["backup_id"])["data_sources"]["ai_hub"]``). Read
 from a remote repository, each snapshot costs two round trips (its tree, then its files) before
 its bytes can be parsed, and the process sits idle meanwhile. :class:`ReadAhead` is told the
 order the caller listed the snapshots in; when one source of one of them is read, it fetches
-that source's trees and files for the next :data:`DEPTH` snapshots on a background thread, a
-batch at a time with one bulk read per level of folders and one for the files: they are
-decompressed and verified on the read pool and wait, decoded, in the store's
-:class:`~stcore.repo.plaincache.PlainCache` (and on disk in the object cache), so the caller
-only parses while the next ones are fetched. A caller that catches up with the fetches waits
-for its snapshot's fetch rather than asking for the same bytes again, and the first snapshot
-read is fetched the same way (one request: its tree and the chunks beside it).
+that source's trees and files for it and the next :data:`DEPTH` snapshots on background
+threads, :data:`FETCHES` snapshots at once, nearest first. A snapshot costs one request (its
+root tree with what lies beside it in its pack, which for a small source is its new chunks),
+then one bulk read per level of folders and one for the files it still needs. Blobs are
+verified and wait, decoded, in the store's :class:`~stcore.repo.plaincache.PlainCache` (and
+on disk in the object cache), so the caller only parses while the next ones are fetched. A
+caller that catches up with the fetches waits for its snapshot's fetch rather than asking for
+the same bytes again.
+
+Why several snapshots at once, each on its own thread: the caller's parse (``json.loads``)
+holds the GIL for its whole run, so a fetch, which needs the GIL between its network waits,
+advances only between parses. One fetch at a time fell behind the loop; eight overlap their
+waits.
 
 Only repositories with an object cache (remote ones) read ahead: a local repository reads its
 own disk as fast. Read-ahead is a hint: a failure is kept for :attr:`ReadAhead.errors`, and
@@ -31,8 +37,8 @@ from stcore.repo.store import Store
 
 #: how many snapshots past the one being read are fetched ahead
 DEPTH = 16
-#: a new batch is started once this many of the next DEPTH snapshots are not yet fetched
-BATCH = 4
+#: snapshots fetched at once (each fetch waits on the network, mostly)
+FETCHES = 8
 #: bytes read on each side of a source's root tree in its pack, in the same request
 AROUND = 1024 * 1024
 #: seconds a reader waits for its snapshot's fetch, already under way, before reading itself
@@ -60,61 +66,48 @@ class ReadAhead:
 
     def reading(self, snapshot_id: str, source: str) -> None:
         """``source`` of ``snapshot_id`` is about to be read: fetch ahead what follows it, and
-        return once this one is in memory (fetched with the next ones when nobody fetched it
-        yet), so the caller never asks for the same blobs a second time."""
+        return once this one is in memory (fetched first when nobody fetched it yet), so the
+        caller never asks for the same blobs a second time."""
         position = self._position.get(snapshot_id)
         if position is None or not self.enabled:
             return
         with self._lock:
-            mine = self._scheduled.get((position, source))
-            first = position if mine is None else position + 1
-            window = range(first, min(position + 1 + DEPTH, len(self._manifests)))
-            wanted = [n for n in window if (n, source) not in self._scheduled]
-            if wanted and (mine is None or len(wanted) >= BATCH or len(window) < DEPTH):
-                done = {n: threading.Event() for n in wanted}
-                self._scheduled.update(((n, source), event) for n, event in done.items())
-                mine = mine or done[position]
+            window = range(position, min(position + 1 + DEPTH, len(self._manifests)))
+            for n in window:
+                if (n, source) in self._scheduled:
+                    continue
+                done = self._scheduled[n, source] = threading.Event()
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(1, thread_name_prefix="stcore-read-ahead")
+                    self._pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="stcore-ahead")
                 self._pending = [f for f in self._pending if not f.done()]
-                batch = [(self._manifests[n], done[n]) for n in wanted]
-                self._pending.append(self._pool.submit(self._fetch, batch, source))
-        if mine is not None:
-            mine.wait(WAIT)  # a fetch that fails or stalls leaves the read to the caller
-
-    def _fetch(self, batch: list[tuple[SnapshotManifest, threading.Event]], source: str) -> None:
-        manifests = [(m, done) for m, done in batch if source in m.sources]
-        try:
-            with ThreadPoolExecutor(8, thread_name_prefix="stcore-read-ahead-tree") as pool:
-                found = list(
-                    pool.map(
-                        lambda item: self._snapshot(item[0].sources[source].root, item[1]),
-                        manifests,
-                    )
+                self._pending.append(
+                    self._pool.submit(self._fetch, self._manifests[n], source, done)
                 )
-            subtrees = [tree for _, below in found for tree in below]
-            trees = self._store.read_trees(*subtrees, keep=True) if subtrees else {}
-            files = [blob_id for rest, _ in found for blob_id in rest]
-            files += [
+            mine = self._scheduled[position, source]
+        mine.wait(WAIT)  # a fetch that fails or stalls leaves the read to the caller
+
+    def _fetch(self, manifest: SnapshotManifest, source: str, done: threading.Event) -> None:
+        """One snapshot's source into memory: its root tree and what lies beside it in one
+        request, then whatever else its folders and files need, in bulk."""
+        try:
+            summary = manifest.sources.get(source)
+            if summary is None:
+                return
+            rest, below = self._tree_and_neighbours(summary.root)
+            trees = self._store.read_trees(*below, keep=True) if below else {}
+            rest += [
                 blob_id
                 for nodes in trees.values()
                 for node in nodes
                 if node.kind == "file"
                 for blob_id in node.content
             ]
-            self._store.read_ahead(files)  # what is read ahead already comes from memory
+            if rest:
+                self._store.read_ahead(rest)  # what is read ahead already comes from memory
         except (StcoreError, OSError) as exc:
             self.errors.append(exc)
         finally:
-            for _, done in batch:
-                done.set()
-
-    def _snapshot(self, root: bytes, done: threading.Event) -> tuple[list[bytes], list[bytes]]:
-        """:meth:`_tree_and_neighbours`, and ``done`` set at once when that was everything."""
-        rest, below = self._tree_and_neighbours(root)
-        if not rest and not below:
-            done.set()  # a reader waiting for this one goes on while the batch ends
-        return rest, below
+            done.set()
 
     def _tree_and_neighbours(self, root: bytes) -> tuple[list[bytes], list[bytes]]:
         """Read a source's root tree together with what surrounds it in its pack, in one
