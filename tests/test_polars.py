@@ -77,7 +77,7 @@ def location(tmp_path: Path, data: dict[str, Path]) -> str:
 
 @pytest.fixture
 def fs(location: str) -> Iterator[StcoreFileSystem]:
-    filesystem = StcoreFileSystem(repo=location, skip_instance_cache=True)
+    filesystem = StcoreFileSystem(repo=location, skip_instance_cache=True, cache=False)
     yield filesystem
     filesystem.repository.close()
 
@@ -152,7 +152,10 @@ def _reads(fs: StcoreFileSystem, location: str) -> dict[str, Callable[[list[str]
     path = "latest/tables/data.parquet"
     return {
         "read_parquet(use_pyarrow=True)": lambda columns: pl.read_parquet(
-            TABLE, columns=columns, use_pyarrow=True, storage_options={"repo": location}
+            TABLE,
+            columns=columns,
+            use_pyarrow=True,
+            storage_options={"repo": location, "cache": False},
         ),
         "from_arrow(pq.read_table)": lambda columns: pl.from_arrow(
             pq.read_table(path, filesystem=fs, columns=columns)

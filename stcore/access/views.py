@@ -16,7 +16,7 @@ import io
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,7 @@ class SnapshotFile(io.RawIOBase):
         self._repository = repository
         self._ids = node.content
         self._starts: list[int] = []
+        self._lengths: list[int] = []
         offset = 0
         for blob_id in self._ids:
             self._starts.append(offset)
@@ -94,11 +95,15 @@ class SnapshotFile(io.RawIOBase):
                 raise CorruptObjectError(
                     f"{name}: blob {blob_id.hex()} is not in the index; run `stcore check`"
                 )
+            self._lengths.append(entry.raw_length)
             offset += entry.raw_length
         self.size = offset
         self._pos = 0
         #: chunk index -> plaintext, least recently used first
         self._kept: dict[int, bytes] = {}
+        plain = repository.chunk_cache
+        #: decoded chunks kept on local disk, read back a slice at a time (None: not used)
+        self._plain = plain if plain is not None and plain.admits(self.size) else None
         lend(self)
 
     def readable(self) -> bool:
@@ -126,19 +131,46 @@ class SnapshotFile(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def _chunks(self, first: int, last: int) -> Iterator[tuple[int, bytes]]:
-        """Chunks ``first`` to ``last`` in order: kept ones reused, the others fetched in bulk
-        and kept (the oldest dropped)."""
+    def _chunks(
+        self, first: int, last: int, skip: Container[int]
+    ) -> Iterator[tuple[int, bytes | None]]:
+        """Chunks ``first`` to ``last`` in order, None for those in ``skip``: kept ones reused,
+        the others fetched in bulk and kept (the oldest dropped), and on disk for next time."""
         kept = self._kept
         reused = {i: kept.pop(i) for i in range(first, last + 1) if i in kept}
-        wanted = [i for i in range(first, last + 1) if i not in reused]
+        wanted = [i for i in range(first, last + 1) if i not in reused and i not in skip]
         fetched = read_in_order(self._repository, [self._ids[i] for i in wanted])
         for index in range(first, last + 1):
-            chunk = reused[index] if index in reused else next(fetched)
+            if index in skip:
+                yield index, None
+                continue
+            if index in reused:
+                chunk = reused[index]
+            else:
+                chunk = next(fetched)
+                if self._plain is not None:
+                    self._plain.put(self._ids[index], chunk)
             kept[index] = chunk
             if len(kept) > KEPT_CHUNKS:
                 del kept[next(iter(kept))]
             yield index, chunk
+
+    def _from_disk(self, first: int, last: int, end: int) -> dict[int, bytes | memoryview]:
+        """The parts of chunks ``first`` to ``last`` under ``[pos, end)`` that the chunk cache
+        holds (each checked), by chunk index; kept chunks are not looked up."""
+        if self._plain is None:
+            return {}
+        found: dict[int, bytes | memoryview] = {}
+        for index in range(first, last + 1):
+            if index in self._kept:
+                continue
+            start = self._starts[index]
+            begin = max(self._pos, start) - start
+            stop = min(end, start + self._lengths[index]) - start
+            piece = self._plain.read(self._ids[index], begin, stop)
+            if piece is not None:
+                found[index] = piece
+        return found
 
     def _pieces(self, count: int) -> Iterator[memoryview | bytes]:
         """The next ``count`` bytes (at most to the end) as slices of chunks; moves past them."""
@@ -147,7 +179,13 @@ class SnapshotFile(io.RawIOBase):
             return
         first = bisect.bisect_right(self._starts, self._pos) - 1
         last = bisect.bisect_right(self._starts, end - 1) - 1
-        for index, chunk in self._chunks(first, last):
+        from_disk = self._from_disk(first, last, end)
+        for index, chunk in self._chunks(first, last, from_disk):
+            if chunk is None:
+                piece = from_disk[index]
+                self._pos += len(piece)
+                yield piece
+                continue
             inside = self._pos - self._starts[index]
             length = min(end - self._pos, len(chunk) - inside)
             self._pos += length
@@ -182,10 +220,32 @@ class SnapshotFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         self._check_open()
         target = memoryview(buffer).cast("B")
-        written = 0
-        for piece in self._pieces(len(target)):
-            target[written : written + len(piece)] = piece
-            written += len(piece)
+        end = min(self._pos + len(target), self.size)
+        if end <= self._pos:
+            return 0
+        first = bisect.bisect_right(self._starts, self._pos) - 1
+        last = bisect.bisect_right(self._starts, end - 1) - 1
+        # what the chunk cache holds goes straight into the target, checked there ...
+        done: set[int] = set()
+        for index in range(first, last + 1):
+            if self._plain is None or index in self._kept:
+                continue
+            start = self._starts[index]
+            begin, stop = max(self._pos, start), min(end, start + self._lengths[index])
+            out = target[begin - self._pos : stop - self._pos]
+            if self._plain.read_into(self._ids[index], begin - start, stop - start, out):
+                done.add(index)
+        # ... and the rest is copied from kept or freshly decoded chunks
+        for index, chunk in self._chunks(first, last, done):
+            if chunk is None:
+                continue
+            start = self._starts[index]
+            begin, stop = max(self._pos, start), min(end, start + len(chunk))
+            target[begin - self._pos : stop - self._pos] = memoryview(chunk)[
+                begin - start : stop - start
+            ]
+        written = end - self._pos
+        self._pos = end
         return written
 
     def read(self, size: int | None = -1) -> bytes:

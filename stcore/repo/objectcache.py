@@ -20,7 +20,8 @@ as much; every eviction recounts the files, which corrects it.
 
 Besides fetched objects the cache holds whole files made from them: a SQLite database
 materialised for :meth:`~stcore.access.views.SourceView.connect` is a ``sqlite`` entry
-(:meth:`put_file`), counted, evicted and cleared like the rest.
+(:meth:`put_file`), and the decoded chunks of an unencrypted repository's files are ``plain``
+entries (:mod:`stcore.repo.chunkcache`), counted, evicted and cleared like the rest.
 """
 
 from __future__ import annotations
@@ -91,6 +92,27 @@ class ObjectCache:
             pass  # evicted by another process just now; the bytes we read are still good
         self.hits += 1
         return data
+
+    def open_entry(self, kind: str, name: str) -> int | bytes | None:
+        """An entry to read parts of: its bytes while it waits to be written, else an open
+        file descriptor (the caller closes it), else None. A hit makes it recently used."""
+        with self._behind:
+            waiting = self._waiting.get((kind, name))
+        if waiting is not None:
+            self.hits += 1
+            return waiting
+        path = self._path(kind, name)
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        try:
+            os.utime(descriptor)
+        except OSError:
+            pass  # a read-only cache still serves what it holds
+        self.hits += 1
+        return descriptor
 
     @contextmanager
     def _shared_total(self) -> Iterator[list[int]]:

@@ -32,6 +32,7 @@ from stcore.interfaces import Backend, Compressor
 from stcore.localfiles import atomic_write, make_private_dir
 from stcore.models import IndexEntry, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost
+from stcore.repo.chunkcache import ChunkCache
 from stcore.repo.chunker import ChunkerParams
 from stcore.repo.damage import load_damage
 from stcore.repo.format import (
@@ -132,6 +133,7 @@ class Store:
         cache_limit: int = DEFAULT_CACHE_BYTES,
         master_key: MasterKey | None = None,
         key_id: str | None = None,
+        chunk_cache: bool = True,
     ) -> None:
         self.backend = backend
         self.config = config
@@ -155,6 +157,10 @@ class Store:
         self.codec = make_codec(host, config, master_key)
         #: verified plaintext that read-ahead fetched for a reader (empty otherwise)
         self.plain_cache = PlainCache()
+        #: decoded chunks of files read, on local disk (unencrypted repositories only)
+        self.chunk_cache = (
+            ChunkCache(self.local_cache) if chunk_cache and config.encryption == "none" else None
+        )
         self._index: BlobIndex | None = None
         self._index_loading: Future[BlobIndex] | None = None
         self._index_lock = threading.RLock()
@@ -189,6 +195,8 @@ class Store:
         )
 
     def close(self) -> None:
+        if self.chunk_cache is not None:
+            self.chunk_cache.close()
         if self.object_cache is not None:
             self.object_cache.flush()
         self.backend.close()
@@ -624,7 +632,9 @@ def open_store(
     """Open the existing repository at ``url``; see :func:`stcore.open_repository`.
 
     ``cache`` keeps fetched index objects and blobs under ``cache_root`` (at most
-    ``cache_limit`` bytes); None turns it on for every backend but the local one. ``password``
+    ``cache_limit`` bytes); None turns it on for every backend but the local one. The decoded
+    chunks of files read (unencrypted repositories, :mod:`stcore.repo.chunkcache`) are kept
+    there too unless ``cache`` is False. ``password``
     (a string, or a callable asked only if the repository is encrypted) opens an encrypted one.
     """
     backend = open_backend(url, host, options=options)
@@ -656,6 +666,7 @@ def open_store(
             config.verify_mac(master.raw(), backend.location)
         cache_dir = cache_dir_for(cache_root, backend, config)
         remember_encryption(cache_dir, config, backend.location)
+        chunks = cache is not False  # decoded chunks: kept unless every cache is refused
         if cache is None:
             cache = is_remote_url(url)
         return Store(
@@ -668,6 +679,7 @@ def open_store(
             cache_limit=cache_limit,
             master_key=master,
             key_id=key_id,
+            chunk_cache=chunks,
         )
     except BaseException:
         backend.close()
