@@ -316,6 +316,32 @@ def test_read_ahead_fetches_the_next_snapshots_while_one_is_read(
     ahead.close()
 
 
+def test_reading_ahead_again_takes_what_the_object_cache_holds(
+    history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stcore.access.readahead import ReadAhead
+
+    reads: Reads = []
+    repo = fresh(history, reads, tmp_path, monkeypatch)
+    manifests = repo.snapshots()
+    first = ReadAhead(repo.store, manifests)
+    first.reading(manifests[0].id, "ai_hub")
+    first.wait()
+    first.close()
+    assert first.errors == [] and len(data_reads(reads)) == 17
+    repo.store.object_cache.drain()
+    repo.store.plain_cache.clear()  # a later loop, in this process or another
+    reads.clear()
+    again = ReadAhead(repo.store, manifests)
+    again.reading(manifests[0].id, "ai_hub")
+    again.wait()
+    assert again.errors == [] and data_reads(reads) == []
+    for manifest in manifests[:17]:
+        assert "day" in repo.snapshot(manifest.id).sources["ai_hub"].data
+    assert data_reads(reads) == []
+    again.close()
+
+
 def test_the_facade_reads_ahead_along_its_last_listing(
     history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -120,6 +120,11 @@ class ReadAhead:
         tree = index.get(root)
         if tree is None:
             return [], [root]  # the usual read reports it
+        cache = store.object_cache
+        if cache is not None and cache.get("blob", root.hex()) is not None:
+            # Read before, so its files likely were too: the bulk read takes them from the
+            # cache, and the network is asked only for what is not there.
+            return [], [root]
         start = max(0, tree.offset - AROUND)
         key = object_key("data", tree.pack_id)
         tree_end = tree.offset + tree.stored_length
@@ -131,7 +136,6 @@ class ReadAhead:
         if len(data) < tree_end - start:
             data = store.read_object_range(key, start, tree_end - start)
         end = start + len(data)
-        cache = store.object_cache
 
         def keep(entry: IndexEntry) -> bytes:
             stored = data[entry.offset - start : entry.offset - start + entry.stored_length]
