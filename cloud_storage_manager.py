@@ -230,6 +230,7 @@ class CloudStorageManager:
         if listed is None:
             return None
         if self._cloud_ids is None:
+            remote.store.prefetch_index()  # read ahead needs it next: both at once
             self._cloud_ids = set(remote.store.snapshot_ids())
         if backup_id not in self._cloud_ids:
             return None
