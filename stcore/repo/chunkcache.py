@@ -12,8 +12,8 @@ local :class:`~stcore.repo.objectcache.ObjectCache`: a header of digests of its
 :data:`PIECE`-byte pieces, computed right after the chunk was verified against its id, then the
 plaintext. A later read takes only the pieces under the bytes asked for and checks each
 against its digest, so a read costs what reading the original file costs plus hashing what it
-read. Measured (``benchmarks/ai_access.py``, the same file, warm): a whole read 1.15 times
-the original file, two columns 1.5 to 1.8 times.
+read. Measured (``benchmarks/ai_access.py``, the same file, warm): a whole read 1.16 times
+the original file, two columns 1.33 times, all columns through pandas 1.12 times.
 
 A damaged or truncated entry fails that check; it is dropped and the chunk is decoded from
 the repository again. The digests (XXH3-128, from ``xxhash``: about 15 GB/s,
