@@ -677,8 +677,25 @@ def child_main(raw: str) -> None:
 # --- the parent: run children, count, report -----------------------------------------------------
 
 
+def _server_cpu_ms(server_pid: int | None) -> int:
+    """CPU milliseconds used so far by the emulator's process and by this one (whose only
+    work while a child runs is the counting proxy); 0 where ``/proc`` is not there."""
+    own = os.times()
+    total = (own.user + own.system) * 1000
+    if server_pid is not None:
+        try:
+            fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return 0
+    return round(total)
+
+
 class Runner:
-    def __init__(self, work: Path, proxy: Any, base_env: dict[str, str]) -> None:
+    def __init__(
+        self, work: Path, proxy: Any, base_env: dict[str, str], server_pid: int | None = None
+    ) -> None:
+        self.server_pid = server_pid
         self.work = work
         self.proxy = proxy
         self.base_env = base_env
@@ -710,7 +727,10 @@ class Runner:
             assert process.stdin is not None and process.stdout is not None
             for line in process.stdout:
                 if line.startswith("@mark "):
-                    marks[line.split(" ", 1)[1].strip()] = self.proxy.totals()
+                    marks[line.split(" ", 1)[1].strip()] = {
+                        **self.proxy.totals(),
+                        "server_cpu_ms": _server_cpu_ms(self.server_pid),
+                    }
                     process.stdin.write("go\n")
                     process.stdin.flush()
                 elif line.startswith("@result "):
@@ -850,7 +870,8 @@ def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 NO_PROXY="127.0.0.1,localhost",
                 TMPDIR=str(work / "tmp"),
             )
-            runner = Runner(work, proxy, base_env)
+            server_pid = moto.process.pid if moto.process is not None else None
+            runner = Runner(work, proxy, base_env, server_pid=server_pid)
             cases = plan_cases(args, dataset, layout, engines, selected)
             for repetition in range(args.repeat):
                 for case, spec, env in cases:
@@ -1094,6 +1115,16 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             "- Not in the rows: opening the repository before each read (config, index, "
             "catalog, manifest): " + "; ".join(opening) + "."
+        )
+    server = []
+    for row in report["rows"]:
+        used = [r["traffic"]["read"].get("server_cpu_ms", 0) for r in row["runs"] if "traffic" in r]
+        if used and not row["key"].startswith("local-"):
+            server.append(f"{row['key']} {_median(used) / 1000:.2f} s")
+    if server:
+        lines.append(
+            "- CPU the emulator (moto) and the counting proxy used during each read, on the same "
+            "cores as the reader: " + "; ".join(server) + "."
         )
     spread = [
         f"{row['key']} {row['ratio_range'][0]:.2f}x to {row['ratio_range'][1]:.2f}x"
