@@ -225,3 +225,28 @@ def test_readers_on_many_threads_stay_right_while_the_cache_is_cleared_under_the
     finally:
         stop.set()
         cleaner.join()
+
+
+def test_the_cache_bound_holds_across_many_short_sessions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each session reads less than a counter update's worth (1/64 of the bound): what they
+    wrote is still counted when they close, so eviction keeps the cache near its bound."""
+    bound = 8 * 1024 * 1024
+    monkeypatch.setenv("STCORE_CACHE_MAX_BYTES", str(bound))
+    rng = random.Random(1)
+    (tmp_path / "data").mkdir()
+    for n in range(150):  # 15 MB in all, twice the bound
+        (tmp_path / "data" / f"f{n}").write_bytes(rng.randbytes(100_000))  # < bound / 64
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    with repo:
+        repo.backup([stcore.make_source("files", "files", {"path": str(tmp_path / "data")})])
+    root = None
+    for n in range(150):
+        with stcore.open_repository(str(tmp_path / "repo")) as session:
+            with session.snapshot("latest").sources["files"].open(f"f{n}") as handle:
+                assert handle.read() == (tmp_path / "data" / f"f{n}").read_bytes()
+            root = session.store.local_cache.root
+    assert root is not None
+    on_disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name[0] != ".")
+    assert 0 < on_disk <= bound + bound // 64

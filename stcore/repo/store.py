@@ -199,6 +199,8 @@ class Store:
             self.chunk_cache.close()
         if self.object_cache is not None:
             self.object_cache.flush()
+        if self.local_cache is not self.object_cache:
+            self.local_cache.flush()  # chunk cache entries: recorded, so the bound holds
         self.backend.close()
 
     # --- the index ------------------------------------------------------------------------------
