@@ -412,6 +412,37 @@ def test_a_reader_waits_for_the_fetch_under_way_instead_of_fetching_again(
     storage.close()
 
 
+def test_a_view_kept_from_a_closed_read_ahead_reads_at_once(
+    history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing changed (the facade closed its read-ahead) while data_sources of an older
+    get_backup were kept: reading one of them neither waits for a fetch that was dropped nor
+    starts threads of its own."""
+    import time
+
+    from stcore.access import readahead
+
+    repo = fresh(history, [], tmp_path, monkeypatch)
+    manifests = repo.snapshots()
+    backend = repo.backend
+    read = backend.read
+
+    def slow(key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if key.startswith("data/"):
+            time.sleep(0.2)
+        return read(key, offset, length)
+
+    monkeypatch.setattr(backend, "read", slow)
+    ahead = readahead.ReadAhead(repo.store, manifests)
+    ahead.reading(manifests[0].id, "ai_hub")  # 17 scheduled: 8 running, the rest queued
+    ahead.close()
+    started = time.monotonic()
+    ahead.reading(manifests[14].id, "ai_hub")  # queued, then dropped by close
+    assert time.monotonic() - started < 1.0
+    assert ahead._pool is None
+    assert repo.snapshot(manifests[14].id).sources["ai_hub"].data["day"] == 5
+
+
 def test_a_full_id_is_resolved_with_one_manifest_read_and_no_catalog(
     history: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -59,6 +59,7 @@ class ReadAhead:
         self._pending: list[Future[None]] = []
         #: what went wrong fetching ahead (the caller's own reads report real problems)
         self.errors: list[StcoreError | OSError] = []
+        self._closed = False
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +73,8 @@ class ReadAhead:
         if position is None or not self.enabled:
             return
         with self._lock:
+            if self._closed:
+                return  # a view kept from an older listing: it reads for itself
             window = range(position, min(position + 1 + DEPTH, len(self._manifests)))
             for n in window:
                 if (n, source) in self._scheduled:
@@ -180,7 +183,12 @@ class ReadAhead:
             future.result()
 
     def close(self) -> None:
-        """Stop: fetches not started are dropped, the one running is finished."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        """Stop: fetches not started are dropped, those running are finished, and nobody
+        waits for a dropped one (its reader reads for itself)."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for done in self._scheduled.values():
+            done.set()
