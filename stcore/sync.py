@@ -10,12 +10,14 @@ remote once, then uploads
 
 Then it deletes the remote's index objects that a local compaction replaced
 (:mod:`stcore.repo.compact`): one whose every entry is also in an index object both places
-hold. A local index object deleted by a compaction while the sync plans is replaced by one the
-sync lists again, so the plan is made again.
+hold, decided and deleted under the remote's exclusive lock. A local index object deleted by a
+compaction while the sync plans is replaced by one the sync lists again, so the plan is made
+again.
 
 So at every instant, even if the process is killed, every snapshot on the remote has all its data;
 a killed sync simply resumes: what finished is listed on the remote and skipped. Writes are
-create-only, so two syncs racing each other cannot damage anything either. Transient failures are
+create-only and the only deletes happen under the remote's exclusive lock, so two syncs racing
+each other cannot damage anything either. Transient failures are
 retried with exponential backoff and jitter (tenacity); permanent ones (access denied, missing
 bucket) stop the sync at once with the backend's one-line message.
 """
@@ -23,6 +25,7 @@ bucket) stop the sync at once with the backend's one-line message.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import time
@@ -50,6 +53,7 @@ from stcore.errors import (
     ObjectExistsError,
     ObjectNotFoundError,
     RepositoryError,
+    RepositoryLockedError,
     SyncBusyError,
     TransientBackendError,
 )
@@ -57,8 +61,11 @@ from stcore.interfaces import Backend, ProgressCallback, no_progress
 from stcore.localfiles import file_lock
 from stcore.repo.format import RepositoryConfig, object_key
 from stcore.repo.keys import KEY_PREFIX, key_ids
+from stcore.repo.locks import repository_lock
 from stcore.repo.prune import PruneResult, prune
 from stcore.repo.store import Store, open_backend
+
+log = logging.getLogger("stcore.sync")
 
 RETRYABLE = (TransientBackendError, BackendUnavailableError)
 #: plans made at most, if local index objects keep being replaced (compacted) meanwhile
@@ -325,11 +332,26 @@ class Syncer:
     def _drop_replaced_indexes(self, remote: Backend) -> None:
         """Delete the remote's index objects a local compaction replaced: those this repository
         no longer has whose every entry is in an index object both places hold. Anything else
-        (a remote prune's index, a damaged object) stays."""
+        (a remote prune's index, a damaged object) stays.
+
+        Deciding and deleting happen under the remote's exclusive lock, on a listing made
+        inside it: two syncs of this repository to one remote (under two remote names) that
+        planned on either side of a compaction would otherwise each delete the objects the
+        other counted on, and leave the remote without an index. If the remote is locked
+        (a backup or prune there, or another sync doing this), the tidying waits for the
+        next sync; nothing depends on it.
+        """
+        if not self._call(lambda: _list_ids(remote, "index/")) - set(self._local_entries):
+            return
+        try:
+            with repository_lock(remote, exclusive=True, purpose="sync: drop replaced index"):
+                self._drop_covered(remote)
+        except RepositoryLockedError:
+            log.info("%s is locked; replaced index objects stay for a later sync", remote.location)
+
+    def _drop_covered(self, remote: Backend) -> None:
         remote_indexes = self._call(lambda: _list_ids(remote, "index/"))
         extra = sorted(remote_indexes - set(self._local_entries))
-        if not extra:
-            return
         shared: set[tuple[bytes, bytes]] = set()
         for index_id in remote_indexes & set(self._local_entries):
             shared |= self._local_entries[index_id]

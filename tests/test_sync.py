@@ -367,3 +367,60 @@ def test_a_compaction_during_the_sync_makes_it_plan_again(
     remote_dir = remote.url.replace("rec://", "")
     assert _index_ids(remote_dir) == _index_ids(local.location)
     assert _remote_repo(remote, tmp_path).check(read_data=True).ok
+
+
+def test_two_syncs_on_either_side_of_a_compaction_never_leave_the_remote_without_an_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's remote and a manual `stcore sync <url>` (two names, two sync locks) that
+    planned before and after a compaction both reach the clean-up at once: the remote's lock
+    lets one decide; the remote still restores every snapshot."""
+    import threading
+
+    import stcore.repo.backup as backup_module
+    from stcore.repo.compact import compact_index
+    from stcore.repo.store import Store
+    from stcore.sync import Syncer
+
+    monkeypatch.setattr(backup_module, "compact_index", lambda store: None)
+    local = stcore.init_repository(str(tmp_path / "local"))
+    ids = [_backup(local, tmp_path / "data", files=1, size=5000) for _ in range(3)]
+    (tmp_path / "remote").mkdir()
+    url = str(tmp_path / "remote")
+    before = Syncer(local.store, local.catalog, RemoteConfig(name="cloud", url=url))
+    after = Syncer(local.store, local.catalog, RemoteConfig(name="adhoc", url=url))
+    remote_a = before._open_remote()
+    before._ensure_config(remote_a)
+    before._copy_data(remote_a, ids)
+    for snapshot_id in ids:
+        before._copy(remote_a, f"snapshots/{snapshot_id}")
+    assert compact_index(local.store, at=1) is not None
+    remote_b = after._open_remote()
+    after._copy_data(remote_b, ids)
+
+    barrier = threading.Barrier(2)
+    read = Store.read_index_rows
+
+    def decide_together(self: Store, key: str, *, cached: bool = True) -> object:
+        if url in self.location:  # both listed the remote; now both decide
+            try:
+                barrier.wait(timeout=2)
+            except threading.BrokenBarrierError:
+                pass
+        return read(self, key, cached=cached)
+
+    monkeypatch.setattr(Store, "read_index_rows", decide_together)
+    threads = [
+        threading.Thread(target=syncer._drop_replaced_indexes, args=(remote,))
+        for syncer, remote in ((before, remote_a), (after, remote_b))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert _index_ids(url)
+    mirror = stcore.open_repository(url, cache_root=tmp_path / "rc")
+    assert mirror.check(read_data=True).ok
+    for snapshot_id in ids:
+        mirror.restore(snapshot_id, tmp_path / "out" / snapshot_id)
