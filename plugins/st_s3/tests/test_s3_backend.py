@@ -499,3 +499,57 @@ def test_light_reads_survive_a_server_that_drops_and_fails_requests(
         backend.close()
     finally:
         proxy.stop()
+
+
+def test_a_range_cut_short_is_a_transient_error_on_both_paths() -> None:
+    """A server that drops the connection half-way through a 206 body: the light path must not
+    pass the short body for the range, and the regular path must say so in one line."""
+    import http.server
+    import socketserver
+    import threading
+
+    payload = bytes(range(256)) * 64
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            rng = self.headers.get("Range")
+            if rng is None:  # the bucket check at open
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            first, last = (int(x) for x in rng.split("=")[1].split("-"))
+            body = payload[first : last + 1]
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(payload)}")
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), CutShort)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        options = {
+            "endpoint_url": f"http://127.0.0.1:{server.server_address[1]}",
+            "region": "us-east-1",
+            "max_attempts": 2,
+            "access_key_id": "testing",
+            "secret_access_key": "testing",
+        }
+        backend = S3Backend.open("s3://bucket/repo", options=options)
+        for light in (True, False):
+            backend.light_reads = light
+            with pytest.raises(TransientBackendError) as caught:
+                backend.read("data/ab/pack", 1000, 4000)
+            assert "\n" not in str(caught.value) and "try again" in str(caught.value)
+        backend.close()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -145,6 +145,22 @@ def _redact_endpoint(endpoint: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+def _content_range(header: str | None) -> tuple[int, int] | None:
+    """``(first byte, length)`` of a ``Content-Range: bytes a-b/total`` header."""
+    if not header or not header.startswith("bytes "):
+        return None
+    span = header[6:].split("/", 1)[0]
+    first, _, last = span.partition("-")
+    if not (first.isdigit() and last.isdigit()) or int(last) < int(first):
+        return None
+    return int(first), int(last) - int(first) + 1
+
+
+def _range_start(byte_range: str) -> int:
+    """The first byte of a ``bytes=a-b`` request header."""
+    return int(byte_range[6:].split("-", 1)[0])
+
+
 def _int_option(options: Mapping[str, Any], name: str, default: int | None) -> int | None:
     value = options.get(name)
     if value is None or value == "":
@@ -652,8 +668,13 @@ class S3Backend:
                 return sent
         try:
             response = self.client.get_object(**args)
-            with response["Body"] as stream:
+            stream = response["Body"]
+            try:
+                # StreamingBody.read, not the raw stream its context manager gives: it checks
+                # the length and turns a connection cut mid-body into a botocore error.
                 body: bytes = stream.read()
+            finally:
+                stream.close()
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc)[0] == "InvalidRange" or _error_code(exc)[1] == 416:
                 return b""  # offset at or past the end
@@ -687,7 +708,17 @@ class S3Backend:
             return None
         if response.status_code not in (200, 206):
             return None
-        return response.status_code, bytes(response.content)
+        body = bytes(response.content)
+        # botocore's session does not check the length (its StreamingBody does, which this
+        # skips): a connection cut mid-body would otherwise pass for a short object.
+        declared = response.headers.get("content-length")
+        if declared is None or not declared.isdigit() or int(declared) != len(body):
+            return None
+        if response.status_code == 206:
+            sent = _content_range(response.headers.get("content-range"))
+            if sent is None or sent[0] != _range_start(byte_range) or sent[1] != len(body):
+                return None
+        return response.status_code, body
 
     def _verify(self, key: str, body: bytes, response: Mapping[str, Any]) -> None:
         """Check a whole download against the stored SHA-256, else a plain-MD5 ETag."""
