@@ -123,14 +123,9 @@ class ChunkCache:
         """Bytes ``[start, end)`` of the chunk's plaintext, each piece under them checked
         against its digest; None if the chunk is not here, or its entry is damaged (then it
         is dropped)."""
-        with self._lock:
-            opened = self._open.get(chunk_id)
-            if opened is not None:
-                self._open.move_to_end(chunk_id)
+        opened = self._opened(chunk_id)
         if opened is None:
-            opened = self._opened(chunk_id)
-            if opened is None:
-                return None
+            return None
         found = _read_checked(opened, start, end)
         if found is None:
             self._damaged(chunk_id)
@@ -140,22 +135,22 @@ class ChunkCache:
         """:meth:`read` into ``out`` (``end - start`` bytes): the whole pieces under it are
         read straight into it and checked there, so reading costs no buffer of its own.
         False (and ``out`` is to be filled another way) if the chunk is not here or damaged."""
-        with self._lock:
-            opened = self._open.get(chunk_id)
-            if opened is not None:
-                self._open.move_to_end(chunk_id)
+        opened = self._opened(chunk_id)
         if opened is None:
-            opened = self._opened(chunk_id)
-            if opened is None:
-                return False
+            return False
         if _read_checked_into(opened, start, end, out):
             return True
         self._damaged(chunk_id)
         return False
 
     def _opened(self, chunk_id: bytes) -> _Open | None:
-        """The entry opened and its header parsed (kept open when it is a file); None if it
-        is not here, or damaged (then dropped)."""
+        """The entry, from those held open or opened and its header parsed (then kept open
+        when it is a file); None if it is not here, or damaged (then dropped)."""
+        with self._lock:
+            opened = self._open.get(chunk_id)
+            if opened is not None:
+                self._open.move_to_end(chunk_id)
+                return opened
         found = self.cache.open_entry(KIND, chunk_id.hex())
         if found is None:
             return None
