@@ -74,11 +74,17 @@ class ObjectCache:
     def _path(self, kind: str, name: str) -> Path:
         return self.root / kind / name[:2] / name
 
-    def get(self, kind: str, name: str) -> bytes | None:
+    def _pending(self, kind: str, name: str) -> bytes | None:
+        """An entry's bytes while it waits for the writer thread (a hit), else None."""
         with self._behind:
             waiting = self._waiting.get((kind, name))
         if waiting is not None:
             self.hits += 1
+        return waiting
+
+    def get(self, kind: str, name: str) -> bytes | None:
+        waiting = self._pending(kind, name)
+        if waiting is not None:
             return waiting
         path = self._path(kind, name)
         try:
@@ -96,10 +102,8 @@ class ObjectCache:
     def open_entry(self, kind: str, name: str) -> int | bytes | None:
         """An entry to read parts of: its bytes while it waits to be written, else an open
         file descriptor (the caller closes it), else None. A hit makes it recently used."""
-        with self._behind:
-            waiting = self._waiting.get((kind, name))
+        waiting = self._pending(kind, name)
         if waiting is not None:
-            self.hits += 1
             return waiting
         path = self._path(kind, name)
         try:
