@@ -279,7 +279,7 @@ def status_document(
 ) -> dict[str, Any]:
     """``cloud_storage.status()``'s document from the catalog and the daemon state only, with
     locations redacted unless ``show_paths`` (remote and source names, hosts and tags stay)."""
-    from cloud_storage_manager import describe_backup
+    from cloud_storage_manager import describe_backups
     from stcore.tasks import read_state, remote_status
 
     remotes = list(remotes)
@@ -297,7 +297,7 @@ def status_document(
         "repository": location,
         "latest_backup": recent[0].id if recent else None,
     }
-    backups = [{**describe_backup(repository, m), "local_path": location} for m in recent]
+    backups = [{**b, "local_path": location} for b in describe_backups(repository, recent)]
     state = read_state(repository)
     statuses = []
     for remote in remotes:

@@ -194,6 +194,49 @@ def test_facade_syncs_to_a_remote_and_reads_back_from_it(
     storage.close()
 
 
+def test_facade_cloud_reads_describe_backups_as_the_catalog_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_backup from the cloud starts from the listing's description (no catalog query per
+    backup while read-ahead runs); it matches a fresh one, callers' edits do not leak into it,
+    and a backup listed before it was synced is described afresh."""
+    app = _write_app(tmp_path)
+    with open(app / "stcore.toml", "a") as config:
+        config.write('\n[remotes.mirror]\nurl = "mirror"\n')
+    (app / "mirror").mkdir()
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager()
+    storage.init_repository()
+    first = storage.backup_all_data()["backup_id"]
+    second = storage.backup_all_data()["backup_id"]
+    listed = storage.list_backups()  # before the sync: neither is synced
+    assert [b["cloud_synced"] for b in listed] == [False, False]
+    assert storage.sync_to_cloud()["success"] is True
+    fresh = storage.get_backup(first, from_cloud=True)
+    assert fresh is not None and fresh["synced_to"].keys() == {"mirror"}
+    listed = storage.list_backups()
+    assert [b["synced_to"].keys() for b in listed] == [{"mirror"}, {"mirror"}]
+    listed[0]["tags"].append("edited by the caller")
+    queries: list[str] = []
+    original = storage.repository.catalog.synced_remotes
+    monkeypatch.setattr(
+        storage.repository.catalog,
+        "synced_remotes",
+        lambda snapshot_id: queries.append(snapshot_id) or original(snapshot_id),
+    )
+    for backup_id in (second, first):
+        backup = storage.get_backup(backup_id, from_cloud=True)
+        assert backup is not None and backup["from_cloud"] is True
+        local = storage.get_backup(backup_id)
+        assert local is not None
+        assert {k: v for k, v in backup.items() if k not in ("data_sources", "from_cloud")} == {
+            k: v for k, v in local.items() if k not in ("data_sources", "from_cloud")
+        }
+        assert "edited by the caller" not in backup["tags"]
+    assert queries == [second, first]  # the local reads asked; the cloud reads did not
+    storage.close()
+
+
 def test_facade_module_import_does_no_io_and_prints_status(tmp_path: Path) -> None:
     app = _write_app(tmp_path)
     code = (

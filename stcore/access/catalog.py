@@ -384,6 +384,19 @@ class Catalog:
         )
         return dict(rows.fetchall())
 
+    def synced_remotes_of(self, snapshot_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """:meth:`synced_remotes` of many snapshots in one query: snapshot id -> remote name ->
+        when it reached it (snapshots synced nowhere are left out)."""
+        rows = self._db.execute(
+            "SELECT snapshot_id, remote, synced_at FROM sync_state"
+            " WHERE snapshot_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(snapshot_ids)),),
+        )
+        found: dict[str, dict[str, str]] = {}
+        for snapshot_id, remote, synced_at in rows:
+            found.setdefault(snapshot_id, {})[remote] = synced_at
+        return found
+
     def synced_count(self) -> int:
         """Snapshots synced to at least one remote."""
         row = self._db.execute("SELECT COUNT(DISTINCT snapshot_id) FROM sync_state").fetchone()
