@@ -1,0 +1,5 @@
+"""``python -m stcore.cli``: the ``stcore`` command."""
+
+from stcore.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""``stcore show``: show one snapshot's metadata (SNAP: id, unique prefix, or 'latest')."""
+
+from __future__ import annotations
+
+import click
+from rich.text import Text
+
+from stcore.cli.context import Context, pass_context
+from stcore.cli.output import emit_json, human_size, out, styled
+from stcore.cli.root import cli
+
+
+@cli.command()
+@click.argument("snap")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--files", "list_files", is_flag=True, help="Also list every file.")
+@pass_context
+def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
+    """Show one snapshot's metadata (SNAP: id, unique prefix, or 'latest')."""
+    with ctx.open() as repo:
+        snapshot = repo.snapshot(snap)
+        document = snapshot.manifest.to_json()
+        if list_files:
+            document["files"] = {
+                name: [
+                    {"path": f.path, "type": f.kind, "size": f.size, "mode": oct(f.mode)}
+                    for f in view.files()
+                ]
+                for name, view in snapshot.sources.items()
+            }
+    if as_json:
+        emit_json(document)
+        return
+    out.print(f"snapshot {document['id']}", highlight=False)
+    out.print(f"  time     {document['time']}", highlight=False)
+    out.print(f"  host     {document['host']}", highlight=False)
+    out.print(f"  tags     {', '.join(document['tags']) or '-'}", highlight=False)
+    out.print(f"  size     {human_size(document['size'])}", highlight=False)
+    for name, source in document["sources"].items():
+        out.print(
+            f"  source {name} ({source['type']}): {source['files']} files, "
+            f"{human_size(source['size'])}, {source['errors']} errors",
+            highlight=False,
+        )
+        for entry in document.get("files", {}).get(name, []):
+            out.print(
+                f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False
+            )
+    for problem in document["errors"]:
+        out.print(Text("  ").append_text(styled("yellow", "unreadable", problem)), highlight=False)
