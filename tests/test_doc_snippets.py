@@ -1,14 +1,17 @@
-"""Every code snippet in README.md and docs/*.md runs, as written, top to bottom.
+"""Every code snippet in README.md, docs/*.md and the plugins' READMEs runs, as written, top
+to bottom.
 
 Each page is one test. It runs in a sandbox of its own, the way a reader would follow it:
 
 - the working directory is an application folder holding the data the pages back up
   (``data/ai_hub.json``, ``data/state.db``, ``data/models/``, ``data/logs/events.jsonl``,
-  ``a.jsonl`` and ``b.jsonl`` beside it, ``data/tables/data.parquet``), with ``~`` (``HOME``) beside it and ``~/app/data`` too;
+  ``a.jsonl`` and ``b.jsonl`` beside it, ``data/tables/data.parquet``), with ``~``
+  (``HOME``) beside it and ``~/app/data`` too;
   ``.venv`` is this checkout's, so ``source .venv/bin/activate`` works, and the ``stcore``
   command is on ``PATH``;
-- a page that names ``s3://`` gets an S3 emulator (moto's server on loopback), found through
-  ``AWS_ENDPOINT_URL`` as any boto3 program finds one, with the buckets the page names;
+- a page whose code names ``s3://`` gets an S3 emulator (moto's server on loopback), found
+  through ``AWS_ENDPOINT_URL`` as any boto3 program finds one, with the buckets the page names;
+  one that names ``gs://`` gets fake-gcs-server, found through ``STORAGE_EMULATOR_HOST``;
 - ``toml`` blocks that hold stcore tables are what the page asks the reader to put in
   ``stcore.toml``: they are merged into the sandbox's ``stcore.toml`` (a later block's keys win),
   which then has to load; other ``toml`` and ``json`` blocks have to parse;
@@ -19,7 +22,8 @@ Each page is one test. It runs in a sandbox of its own, the way a reader would f
   page); a command that runs until stopped (``stcore daemon`` without ``--once``,
   ``stcore serve``) has to be running after a few seconds, and then exit 0 on SIGTERM;
 - ``pip install NAME...`` lines (the published packages) check that each distribution, with
-  its extras, is installed here: the sandbox does not download;
+  its extras, is installed here: the sandbox does not download (``-e PATH[extras]``: the
+  project at PATH, from the page's folder);
 - a block preceded by ``<!-- doc-test: covered-by tests/FILE.py::TEST ... -->`` is run by those
   tests instead (they must exist): ``scripts/test`` is CI itself, ``scripts/demo`` has its own test.
 
@@ -45,7 +49,11 @@ import pytest
 import tomli_w
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "plugins").glob("*/README.md")),
+]
 RUN = {"python", "bash", "sh", "toml", "json"}
 #: tables that make a toml block a piece of stcore.toml
 STCORE_TABLES = {"repository", "sources", "remotes", "backup", "daemon", "retention", "cache"}
@@ -148,6 +156,8 @@ class Sandbox:
                 AWS_DEFAULT_REGION="us-east-1",
             )
         self._python: subprocess.Popen[str] | None = None
+        self.installed = root / "installed.py"  # what stands in for `pip install`
+        self.installed.write_text(_INSTALLED)
 
     # python: one interpreter per page
     def python(self, block: Block) -> None:
@@ -186,8 +196,9 @@ class Sandbox:
         for raw in block.code.splitlines():
             words = _words(raw)
             if words[:2] == ["pip", "install"]:
-                check = f"{shlex.quote(sys.executable)} -c {shlex.quote(_INSTALLED)}"
-                raw = f"{check} {shlex.join(words[2:])}"
+                check = f"{shlex.quote(sys.executable)} {shlex.quote(str(self.installed))}"
+                wanted = [_requirement(w, block.page.parent) for w in words[2:] if w != "-e"]
+                raw = f"{check} {shlex.join(wanted)}"
             elif _is_service(words):
                 # runs until stopped: it must be up after a few seconds, then exit 0 on SIGTERM
                 raw = f"timeout --preserve-status -s TERM {SERVICE_SECONDS} env {raw}"
@@ -201,8 +212,10 @@ class Sandbox:
         )  # fmt: skip
         if done.returncode != 0:
             failed = re.findall(r"^@failed (\d+)$", done.stderr, re.MULTILINE)
-            at = block.line + int(failed[-1]) - offset if failed else block.line
-            code = block.code.splitlines()[at - block.line - 1] if failed else block.code
+            lines_of_block = block.code.splitlines()
+            index = int(failed[-1]) - offset - 1 if failed else -1
+            at = block.line + 1 + index if 0 <= index < len(lines_of_block) else block.line
+            code = lines_of_block[index] if 0 <= index < len(lines_of_block) else block.code
             raise AssertionError(
                 f"{_shown(block.page)}:{at}: `{code.strip()}` exited {done.returncode}\n"
                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -270,9 +283,17 @@ for requirement in sys.argv[1:]:
     except metadata.PackageNotFoundError:
         sys.exit(f"{name} is not a distribution installed here")
     provided = set(dist.metadata.get_all("Provides-Extra") or [])
-    for extra in filter(None, extras.rstrip("]").split(",")):
-        if extra.strip() not in provided:
+    for extra in filter(None, (e.strip() for e in extras.rstrip("]").split(","))):
+        if extra not in provided:
             sys.exit(f"{name} has no extra {extra!r}")
+        for needed in dist.requires or []:
+            if f'extra == "{extra}"' in needed:
+                wanted = needed.split(";")[0].strip()
+                project = wanted.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+                try:
+                    metadata.distribution(project)
+                except metadata.PackageNotFoundError:
+                    sys.exit(f"{name}[{extra}] needs {wanted}, which is not installed here")
 """
 
 
@@ -284,8 +305,17 @@ def _is_service(words: list[str]) -> bool:
     return words[:2] == ["stcore", "daemon"] and "--once" not in words
 
 
-def _buckets(text: str) -> set[str]:
-    return set(re.findall(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])", text))
+def _requirement(word: str, folder: Path) -> str:
+    """A ``pip install`` argument as ``name[extras]``: a path names the project there."""
+    if not word.startswith((".", "/")):
+        return word
+    path, bracket, extras = word.partition("[")
+    project = tomllib.loads((folder / path / "pyproject.toml").read_text())["project"]
+    return f"{project['name']}{bracket}{extras}"
+
+
+def _buckets(text: str, scheme: str = "s3") -> set[str]:
+    return set(re.findall(rf"{scheme}://([a-z0-9][a-z0-9._-]{{1,61}}[a-z0-9])", text))
 
 
 # --- the tests -----------------------------------------------------------------------------------
@@ -301,10 +331,11 @@ def test_every_snippet_of_the_page_runs(page: Path, tmp_path: Path) -> None:
     runnable = [b for b in blocks(page) if b.language in RUN]
     if not runnable:
         pytest.skip(f"{page.name} has no code snippets")
-    text = page.read_text()
-    buckets = _buckets(text)
-    with _s3_for(buckets, tmp_path) as endpoint:
+    code = "\n".join(b.code for b in runnable if b.covered_by is None)
+    with _s3_for(_buckets(code), tmp_path) as endpoint, _gcs_for(code, tmp_path) as gcs:
         sandbox = Sandbox(tmp_path / "sandbox", endpoint)
+        if gcs is not None:
+            sandbox.env.update(STORAGE_EMULATOR_HOST=gcs, GCP_PROJECT_ID="doc-project")
         try:
             for block in runnable:
                 if block.covered_by is not None:
@@ -355,6 +386,25 @@ def _s3_for(buckets: set[str], tmp_path: Path) -> Any:
             for bucket in sorted(buckets):
                 client.create_bucket(Bucket=bucket)
             yield endpoint
+
+    return running()
+
+
+def _gcs_for(code: str, tmp_path: Path) -> Any:
+    from contextlib import contextmanager, nullcontext
+
+    if "gs://" not in code:
+        return nullcontext(None)
+
+    @contextmanager
+    def running() -> Iterator[str]:
+        from testsupport.gcs_server import start_fake_gcs_server
+
+        server = start_fake_gcs_server(tmp_path)
+        try:
+            yield server.endpoint
+        finally:
+            server.stop()
 
     return running()
 

@@ -147,6 +147,19 @@ def test_missing_bucket_without_create_says_how_to_create_it(
     assert f"gcloud storage buckets create gs://{bucket_name}" in message
 
 
+def test_a_missing_object_in_a_bucket_named_bucket_is_a_missing_object(
+    fake_gcs: EmulatorServer,
+) -> None:
+    """fake-gcs-server answers a missing object with the request's URL as the reason; the
+    bucket's name in it ("my-bucket") must not read as "bucket ... Not Found"."""
+    backend = GcsBackend.open("gs://my-bucket/repo", options=server_options(fake_gcs), create=True)
+    with pytest.raises(ObjectNotFoundError):
+        backend.stat("config")
+    with pytest.raises(ObjectNotFoundError):
+        backend.read("config")
+    backend.close()
+
+
 def test_create_true_creates_the_missing_bucket(fake_gcs: EmulatorServer, bucket_name: str) -> None:
     created = GcsBackend.open(f"gs://{bucket_name}", options=server_options(fake_gcs), create=True)
     created.write("config", b"v1")

@@ -392,8 +392,11 @@ def map_gcs_error(
 
     if code is not None:
         if code == 404:
+            # Without a JSON body the reason is the request line, whose URL holds the bucket's
+            # name: "my-bucket/o/key: Not Found" is a missing object, not a missing bucket.
+            said = re.sub(r"\S*://\S*", "", reason)
             bucket_missing = action in ("open", "create", "list") or re.search(
-                r"(?i)bucket[^.]*(does not exist|not found)", reason
+                r"(?i)bucket[^.]*(does not exist|not found)", said
             )
             if bucket_missing:
                 return _bucket_missing(ctx)
