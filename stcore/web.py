@@ -1,12 +1,18 @@
-"""The status API: a Flask blueprint with the seed's ``/api/cloud/status``, health and metrics.
+"""The status API: a Flask blueprint with the seed's ``/api/cloud/status``, health, metrics and
+the status dashboard.
 
 Mount it in the application (``app.register_blueprint(make_blueprint())``) or run it alone with
 ``stcore serve``. Flask and prometheus_client are the optional extra ``stcore[web]``; they are
 imported only here, and only when a blueprint is made, so the core never needs them.
 
+- ``GET /``: the dashboard, an HTML page :mod:`stcore.dashboard` renders from the same status
+  document (charts inline SVG, no other request but its own refresh; its Content-Security-Policy
+  allows its inline style and script by hash, and fetches of its own origin only).
 - ``GET /api/cloud/status``: ``{"success", "statistics", "recent_backups", "remotes"}``, the
   fields of ``cloud_storage.status()``, answered from the catalog (``stored_size_mb`` is what the
-  snapshots added, per the catalog: the server never lists the backend).
+  snapshots added, per the catalog: the server never lists the backend), plus ``daemon``,
+  ``timeline`` (the newest :data:`TIMELINE_LIMIT` snapshots, oldest first, for the charts) and
+  ``statistics.dedup_ratio``.
 - ``GET /healthz``: ``{"ok": true, ...}``, or 503 when the repository cannot be opened.
 - ``GET /metrics``: Prometheus text, from a registry made per request (no global state, so two
   blueprints in one process never clash): ``stcore_backups``, ``stcore_stored_bytes``,
@@ -29,6 +35,7 @@ Safe by default (docs/cli.md, ``stcore serve``):
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import ipaddress
 import os
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
 
     from cloud_storage_manager import CloudStorageManager
     from stcore.config import RemoteConfig
+    from stcore.models import SnapshotManifest
     from stcore.repository import Repository
 
 INSTALL_HINT = "pip install 'stcore[web]'"
@@ -57,6 +65,8 @@ LOOPBACK_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
 DEFAULT_CACHE_SECONDS = 5.0
 #: Seconds between two looks for snapshots the catalog does not know (a listing of snapshots/).
 DEFAULT_REFRESH_SECONDS = 60.0
+#: Snapshots the status document's ``timeline`` lists (the newest; older ones are only counted).
+TIMELINE_LIMIT = 500
 #: What replaces a redacted path, URL, bucket name or secret.
 REDACTED = "<redacted>"
 #: The environment variable holding the bearer token (``--token-file`` comes first).
@@ -286,7 +296,8 @@ def status_document(
     known = [repository.location, *(r.url for r in remotes)]
     catalog = repository.catalog
     totals = catalog.totals()
-    recent = repository.snapshots(limit=5)
+    newest = repository.snapshots(limit=TIMELINE_LIMIT)
+    recent = newest[:5]
     location = redact_location(repository.location, show_paths=show_paths)
     statistics = {
         "total_backups": totals["snapshots"],
@@ -296,6 +307,9 @@ def status_document(
         "provider": provider,
         "repository": location,
         "latest_backup": recent[0].id if recent else None,
+        "dedup_ratio": (
+            round(totals["size"] / totals["added_bytes"], 3) if totals["added_bytes"] else None
+        ),
     }
     backups = [{**b, "local_path": location} for b in describe_backups(repository, recent)]
     state = read_state(repository)
@@ -311,6 +325,71 @@ def status_document(
         "statistics": statistics,
         "recent_backups": backups,
         "remotes": statuses,
+        "daemon": _daemon_document(state, known, show_paths=show_paths),
+        "timeline": _timeline(repository, newest, totals),
+    }
+
+
+def _daemon_document(
+    state: dict[str, Any] | None, known: list[str], *, show_paths: bool
+) -> dict[str, Any]:
+    """The scheduler as the status shows it: whether it runs, its intervals and next runs while
+    it does, and its last backup run (error redacted)."""
+    running = bool(state and state["running"])
+    last = (state or {}).get("last_runs", {}).get("backup")
+    last_backup = None
+    if isinstance(last, dict):
+        error = last.get("error")
+        if error is not None:
+            error = redact_text(str(error), known, show_paths=show_paths)
+        last_backup = {
+            "time": last.get("time"),
+            "ok": last.get("ok"),
+            "snapshot": last.get("snapshot"),
+            "error": error,
+        }
+    shown = state if running and state else {}
+    return {
+        "running": running,
+        "auto_sync": bool(shown.get("auto_sync")),
+        "backup_interval": shown.get("backup_interval"),
+        "sync_interval": shown.get("sync_interval"),
+        "next_backup": shown.get("next_backup"),
+        "next_sync": shown.get("next_sync"),
+        "last_backup": last_backup,
+    }
+
+
+def _timeline(
+    repository: Repository, newest: list[SnapshotManifest], totals: dict[str, int]
+) -> dict[str, Any]:
+    """The newest :data:`TIMELINE_LIMIT` snapshots, oldest first, each with the repository's
+    stored bytes once it was made (the bytes all snapshots up to it added, per the catalog)."""
+    points = list(reversed(newest))
+    earlier_added = totals["added_bytes"] - sum(m.added_bytes for m in points)
+    synced = repository.catalog.synced_remotes_of(m.id for m in points)
+    stored = earlier_added
+    snapshots = []
+    for manifest in points:
+        stored += manifest.added_bytes
+        snapshots.append(
+            {
+                "id": manifest.id,
+                "time": manifest.time.astimezone(dt.UTC).isoformat(),
+                "host": manifest.host,
+                "tags": list(manifest.tags),
+                "sources": sorted(manifest.sources),
+                "size": manifest.size,
+                "added_bytes": manifest.added_bytes,
+                "stored_bytes": stored,
+                "partial": manifest.partial,
+                "synced_to": sorted(synced.get(manifest.id, {})),
+            }
+        )
+    return {
+        "snapshots": snapshots,
+        "earlier_snapshots": totals["snapshots"] - len(points),
+        "earlier_added_bytes": earlier_added,
     }
 
 
@@ -399,6 +478,7 @@ def make_blueprint(
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     from cloud_storage_manager import CloudStorageManager
+    from stcore.dashboard import content_security_policy, render_dashboard
 
     hosts = allowed_host_names(allowed_hosts)
     secret = read_token() if token is None else _checked_token(token, "the token")
@@ -456,6 +536,19 @@ def make_blueprint(
     def cloud_status() -> ResponseReturnValue:
         document, code = answers.get("status", status_answer)
         return jsonify(document), code
+
+    @blueprint.get("/")
+    def dashboard() -> ResponseReturnValue:
+        document, code = answers.get("status", status_answer)
+        return Response(
+            render_dashboard(document),
+            status=code,
+            mimetype="text/html",
+            headers={
+                "Content-Security-Policy": content_security_policy(),
+                "Referrer-Policy": "no-referrer",
+            },
+        )
 
     def health_answer() -> tuple[dict[str, Any], int]:
         try:

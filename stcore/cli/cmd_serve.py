@@ -1,5 +1,5 @@
-"""``stcore serve``:
-serve /api/cloud/status, /healthz and /metrics (needs `pip install 'stcore[web]'`)."""
+"""``stcore serve``: serve the status dashboard (/), /api/cloud/status, /healthz and /metrics
+(needs `pip install 'stcore[web]'`)."""
 
 from __future__ import annotations
 
@@ -59,8 +59,10 @@ def serve(
     cache_seconds: float,
     refresh_seconds: float,
 ) -> None:
-    """Serve /api/cloud/status, /healthz and /metrics (needs `pip install 'stcore[web]'`).
+    """Serve the status dashboard and its API (needs `pip install 'stcore[web]'`).
 
+    At / an HTML dashboard (charts drawn by the server, refreshed every 30 s), at
+    /api/cloud/status its data as JSON, /healthz and /metrics for probes and Prometheus.
     Runs until SIGTERM or SIGINT, then exits 0. Prints the address it listens on to stderr.
     Answers loopback Host names only (and --allow-host ones); listening beyond loopback needs
     a bearer token (--token-file or STCORE_STATUS_TOKEN).
