@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 
 @functools.lru_cache(maxsize=512)
-def _compile(pattern: str) -> re.Pattern[str]:
+def _compile(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
     parts: list[str] = []
     i = 0
     while i < len(pattern):
@@ -35,7 +35,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
             if end == -1:
                 parts.append(re.escape(char))
             else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
+                body = pattern[i + 1 : end].replace("\\", "\\\\").replace("[", "\\[")
                 if body.startswith("!"):
                     body = "^" + body[1:]
                 parts.append(f"[{body}]")
@@ -43,16 +43,31 @@ def _compile(pattern: str) -> re.Pattern[str]:
         else:
             parts.append(re.escape(char))
         i += 1
-    return re.compile("".join(parts) + r"\Z", re.DOTALL)
+    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+    return re.compile("".join(parts) + r"\Z", flags)
 
 
-def match_path(pattern: str, relative_path: str) -> bool:
-    """Whether ``relative_path`` (``/``-separated, no leading ``/``) matches ``pattern``."""
+def match_path(pattern: str, relative_path: str, *, ignore_case: bool = False) -> bool:
+    """Whether ``relative_path`` (``/``-separated, no leading ``/``) matches ``pattern``;
+    ``ignore_case`` compares letters regardless of case (``--iexclude``)."""
     pattern = pattern.strip("/")
     if "/" not in pattern:
         relative_path = relative_path.rsplit("/", 1)[-1]
-    return _compile(pattern).match(relative_path) is not None
+    return _compile(pattern, ignore_case).match(relative_path) is not None
 
 
-def match_any(patterns: Iterable[str], relative_path: str) -> bool:
-    return any(match_path(p, relative_path) for p in patterns)
+def match_any(patterns: Iterable[str], relative_path: str, *, ignore_case: bool = False) -> bool:
+    return any(match_path(p, relative_path, ignore_case=ignore_case) for p in patterns)
+
+
+def read_patterns(data: bytes) -> list[str]:
+    """The patterns of an exclude file (``--exclude-file``), as restic reads one: one pattern a
+    line, surrounding white space trimmed, blank lines and lines starting with ``#`` ignored.
+    Bytes that are not UTF-8 become surrogate escapes, as the names of the walk do, so a
+    pattern can name any file name the file system allows."""
+    patterns = []
+    for line in data.splitlines():
+        pattern = line.decode("utf-8", "surrogateescape").strip()
+        if pattern and not pattern.startswith("#"):
+            patterns.append(pattern)
+    return patterns

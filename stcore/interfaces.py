@@ -203,7 +203,9 @@ class SourceEntry:
     previous backup, the file is not read again. Leave it None when no such token exists.
     ``prefetch``, when given, is called a few entries before the file is read, to start reading
     it in the background (the files source asks the kernel with ``posix_fadvise``): small files
-    are read one after another, and without it each waits for the disk in turn.
+    are read one after another, and without it each waits for the disk in turn. A negative
+    ``size`` means unknown until the stream ends (standard input): such a file is read in
+    chunks, never whole, and stored at whatever length it had.
     """
 
     path: tuple[str, ...]

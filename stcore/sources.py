@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from stcore.errors import SourceError
 from stcore.interfaces import Source
@@ -20,8 +20,40 @@ def make_source(
     return factory(name, options)
 
 
-def sources_for_paths(paths: Iterable[str], *, host: PluginHost | None = None) -> list[Source]:
-    """``files`` sources for plain paths (``stcore backup PATH...``), named after each path."""
+#: the ``files`` options ``stcore backup`` adds to every files source (restic's filters)
+FILTER_OPTIONS = ("exclude", "iexclude", "exclude_if_present", "exclude_caches", "one_file_system")
+
+
+def add_filters(options: Mapping[str, Any], filters: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``files`` source's ``options`` with ``filters`` (keys of :data:`FILTER_OPTIONS`) added:
+    a list after the source's own (which stay), a flag turned on (never off)."""
+    merged = dict(options)
+    for key, value in filters.items():
+        if key not in FILTER_OPTIONS:
+            raise ValueError(f"not a filter option: {key!r}")
+        own = merged.get(key)
+        if isinstance(value, bool):
+            if value:
+                merged[key] = True
+        elif value:
+            if own is None:
+                merged[key] = list(value)
+            elif isinstance(own, str):
+                merged[key] = [own, *value]
+            elif isinstance(own, list | tuple):
+                merged[key] = [*own, *value]
+            # else: left as it is, for the source to refuse with its own message
+    return merged
+
+
+def sources_for_paths(
+    paths: Iterable[str],
+    *,
+    host: PluginHost | None = None,
+    filters: Mapping[str, Any] | None = None,
+) -> list[Source]:
+    """``files`` sources for plain paths (``stcore backup PATH...``), named after each path,
+    with ``filters`` (see :func:`add_filters`) as their options."""
     host = host or make_plugin_manager()
     sources: list[Source] = []
     names: dict[str, str] = {}
@@ -34,5 +66,14 @@ def sources_for_paths(paths: Iterable[str], *, host: PluginHost | None = None) -
                 "name them in stcore.toml instead"
             )
         names[name] = raw
-        sources.append(make_source(name, "files", {"path": str(path)}, host=host))
+        options = add_filters({"path": str(path)}, filters or {})
+        sources.append(make_source(name, "files", options, host=host))
     return sources
+
+
+def stdin_source(filename: str = "stdin", stream: BinaryIO | None = None) -> Source:
+    """The source of ``stcore backup --stdin``: one file ``filename`` streamed from ``stream``
+    (standard input by default), in a source of the same name, as restic names it."""
+    from stcore.builtins.sources import StdinSource
+
+    return StdinSource(filename, {"filename": filename, "stream": stream})

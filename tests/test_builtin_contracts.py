@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -12,7 +13,7 @@ import pytest
 
 from stcore.builtins.compressors import GzipCompressor, LzmaCompressor, NoCompressor, ZstdCompressor
 from stcore.builtins.encryptors import NoEncryptor
-from stcore.builtins.sources import FilesSource, JsonSource, SqliteSource
+from stcore.builtins.sources import FilesSource, JsonSource, SqliteSource, StdinSource
 from stcore.interfaces import Compressor, Encryptor, Source
 from stcore.testing import CompressorContract, EncryptorContract, SourceContract
 from tests.trees import make_sample_tree
@@ -79,6 +80,15 @@ class TestSqliteSource(SourceContract):
         db.commit()
         db.close()
         source = SqliteSource("db", {"path": str(tmp_path / "app.db")})
+        yield source
+        source.close()
+
+
+class TestStdinSource(SourceContract):
+    @pytest.fixture
+    def source(self) -> Iterator[Source]:
+        stream = io.BytesIO(os.urandom(300_000))
+        source = StdinSource("db.sql", {"filename": "db.sql", "stream": stream})
         yield source
         source.close()
 

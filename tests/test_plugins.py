@@ -19,7 +19,7 @@ def _plugin(**hooks: object) -> types.SimpleNamespace:
 
 def test_builtins_register_through_the_hooks() -> None:
     host = stcore.make_plugin_manager(entry_points=False)
-    assert host.sources.names() == ["files", "json", "sqlite"]
+    assert host.sources.names() == ["files", "json", "sqlite", "stdin"]
     assert host.compressors.names() == ["gzip", "lzma", "none", "zstd"]
     assert host.encryptors.names() == ["aes-256-gcm", "chacha20-poly1305", "none"]
     (builtin,) = host.plugins()
@@ -46,7 +46,7 @@ def test_a_plugin_whose_hook_raises_is_isolated_and_reported() -> None:
     host = stcore.make_plugin_manager(entry_points=False, extra_plugins=[("bad", broken)])
     assert [b.name for b in host.broken] == ["bad"]
     assert "boom at import" in host.broken[0].error
-    assert host.sources.names() == ["files", "json", "sqlite"]  # everything else still works
+    assert host.sources.names() == ["files", "json", "sqlite", "stdin"]  # the rest still work
     with pytest.raises(PluginLoadError, match="bad"):
         host.require_healthy()
 

@@ -32,6 +32,11 @@ def st_register_sources() -> list[Registration]:
             load=_attr(module, "SqliteSource"),
             summary="a live SQLite database (online backup API)",
         ),
+        Registration(
+            name="stdin",
+            load=_attr(module, "StdinSource"),
+            summary="standard input as one file, streamed (stcore backup --stdin)",
+        ),
     ]
 
 

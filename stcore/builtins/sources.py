@@ -1,4 +1,5 @@
-"""Built-in sources: ``files`` (a directory tree), ``json`` (documents) and ``sqlite`` (a live DB).
+"""Built-in sources: ``files`` (a directory tree), ``json`` (documents), ``sqlite`` (a live DB)
+and ``stdin`` (one file streamed from standard input, ``stcore backup --stdin``).
 
 Each is a class whose constructor takes ``(name, options)``; see :mod:`stcore.interfaces` for the
 contract and ``docs/configuration.md`` (``[sources.NAME]``) for the options.
@@ -14,7 +15,9 @@ import os
 import shutil
 import sqlite3
 import stat
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -193,6 +196,14 @@ def _as_list(value: Any, option: str, source: str) -> list[str]:
     if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
         return list(value)
     raise ConfigError(f"source {source!r}: option {option!r} must be a string or a list of strings")
+
+
+def _as_bool(value: Any, option: str, source: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"source {source!r}: option {option!r} must be true or false")
 
 
 def _require_path(name: str, options: Mapping[str, Any]) -> Path:
@@ -434,11 +445,62 @@ def _open_database(
         shutil.rmtree(tempdir, ignore_errors=True)
 
 
+@attrs.frozen
+class TagSpec:
+    """One ``exclude_if_present`` entry: a directory holding a file ``name`` (whose first bytes
+    are ``header``, when given) keeps only that file."""
+
+    name: str
+    header: bytes | None = None
+
+    @classmethod
+    def parse(cls, spec: str, source: str) -> TagSpec:
+        """``NAME`` or restic's ``NAME:HEADER`` (split at the first ``:``)."""
+        name, _, header = spec.partition(":")
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise ConfigError(
+                f"source {source!r}: exclude_if_present {spec!r} must be NAME or NAME:HEADER, "
+                "NAME a file name"
+            )
+        return cls(name, header.encode("utf-8", "surrogateescape") if header else None)
+
+    def marks(self, directory: _Dir, listing: list[str]) -> bool:
+        """Whether ``directory`` (its sorted ``listing``) holds this tag. The header is read
+        from a regular file only, no link followed; an unreadable tag marks nothing (the tag
+        file's own read then reports the problem)."""
+        at = bisect.bisect_left(listing, self.name)
+        if at == len(listing) or listing[at] != self.name:
+            return False
+        if self.header is None:
+            return True
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.name, flags, dir_fd=directory.fd)
+        except OSError:
+            return False
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return False
+            return os.pread(fd, len(self.header), 0) == self.header
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+
+
+#: ``exclude_caches``: the Cache Directory Tagging Standard's tag (https://bford.info/cachedir/)
+CACHEDIR_TAG = "CACHEDIR.TAG:Signature: 8a477f597d28d172789f06886806bc55"
+
+
 class FilesSource:
     """A directory tree (or a single file) with include/exclude globs.
 
     Keeps modes, mtimes, symlinks (as links, never followed), empty directories and any file name
-    the file system allows.
+    the file system allows. Besides ``include`` and ``exclude``, as restic's ``backup``:
+    ``iexclude`` (globs compared regardless of case), ``exclude_if_present`` (``NAME`` or
+    ``NAME:HEADER``: a directory holding that file keeps only the file), ``exclude_caches``
+    (``CACHEDIR.TAG`` directories) and ``one_file_system`` (a directory on another device than
+    the root is kept, empty: a mount point; a file there is left out).
     """
 
     type_name = "files"
@@ -448,12 +510,42 @@ class FilesSource:
         self.root = _require_path(name, options)
         self.include = _as_list(options.get("include"), "include", name)
         self.exclude = _as_list(options.get("exclude"), "exclude", name)
+        self.iexclude = _as_list(options.get("iexclude"), "iexclude", name)
+        self.exclude_if_present = _as_list(
+            options.get("exclude_if_present"), "exclude_if_present", name
+        )
+        self.exclude_caches = _as_bool(options.get("exclude_caches"), "exclude_caches", name)
+        self.one_file_system = _as_bool(options.get("one_file_system"), "one_file_system", name)
+        tags = [*self.exclude_if_present, *([CACHEDIR_TAG] if self.exclude_caches else [])]
+        self.tags = [TagSpec.parse(spec, name) for spec in tags]
         #: called with a file's path between the scan and the read (a hook for tests that
         #: swap, grow or shrink a file at exactly that moment)
         self.before_open: Callable[[str], None] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.root), "include": self.include, "exclude": self.exclude}
+        described: dict[str, Any] = {
+            "path": str(self.root),
+            "include": self.include,
+            "exclude": self.exclude,
+        }
+        # only when set: the manifests of sources without them stay as they were
+        if self.iexclude:
+            described["iexclude"] = self.iexclude
+        if self.exclude_if_present:
+            described["exclude_if_present"] = self.exclude_if_present
+        if self.exclude_caches:
+            described["exclude_caches"] = True
+        if self.one_file_system:
+            described["one_file_system"] = True
+        return described
+
+    def _untagged(self, directory: _Dir, listing: list[str]) -> list[str]:
+        """restic's ``--exclude-if-present``: a directory holding a tag keeps only the tag
+        (with several tags present, only a name that is every one of them)."""
+        present = [tag.name for tag in self.tags if tag.marks(directory, listing)]
+        if not present:
+            return listing
+        return [name for name in listing if all(name == tag for tag in present)]
 
     def scan(self, report_error: ErrorReporter) -> Iterator[SourceEntry]:
         try:
@@ -477,6 +569,8 @@ class FilesSource:
         try:
             root = _Dir.open(str(self.root), None, st)
             names = sorted(os.listdir(root.fd))
+            if self.tags:
+                names = self._untagged(root, names)
         except OSError as exc:
             raise SourceError(f"source {self.name!r}: cannot list {self.root}: {exc}") from exc
         yield from self._walk(root, st, names, report_error)
@@ -495,6 +589,7 @@ class FilesSource:
         that was scanned (a directory moved meanwhile ends the walk, listed).
         """
         stack = [_Level(listing=names, identity=(st.st_dev, st.st_ino), directory=root)]
+        root_device = st.st_dev
         path: list[str] = []  # the names from the root to the top of the stack
         while stack:
             level = stack[-1]
@@ -513,8 +608,10 @@ class FilesSource:
             directory = level.directory
             assert directory is not None
             parts = (*path, name)
-            relative = "/".join(parts) if self.include or self.exclude else ""
+            relative = "/".join(parts) if self.include or self.exclude or self.iexclude else ""
             if self.exclude and match_any(self.exclude, relative):
+                continue
+            if self.iexclude and match_any(self.iexclude, relative, ignore_case=True):
                 continue
             try:
                 st = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
@@ -528,6 +625,11 @@ class FilesSource:
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
             if self.include and not is_dir and not match_any(self.include, relative):
+                continue
+            # one_file_system, as restic: a directory on another device (a mount point) is kept
+            # but not entered; anything else there (a file bind-mounted) is left out
+            crossing = self.one_file_system and st.st_dev != root_device
+            if crossing and not is_dir:
                 continue
             try:
                 entry = _entry_for(name, parts, st, directory, self._shown(parts), self.before_open)
@@ -546,10 +648,12 @@ class FilesSource:
                     opener = partial(_open_companion, directory, database, entry.opener)
                     entry = attrs.evolve(entry, opener=opener, prefetch=None)
             yield entry
-            if is_dir:
+            if is_dir and not crossing:
                 try:
                     child = _Dir.open(name, directory, st)
                     children = sorted(os.listdir(child.fd))
+                    if self.tags:
+                        children = self._untagged(child, children)
                 except OSError as exc:
                     report_error(self._shown(parts), exc)
                     continue
@@ -751,3 +855,79 @@ class SqliteSource:
         if self._tempdir is not None:
             shutil.rmtree(self._tempdir, ignore_errors=True)
             self._tempdir = None
+
+
+#: the size of a file entry whose source cannot know it before reading it (``stdin``)
+UNKNOWN_SIZE = -1
+
+
+class _Borrowed(io.RawIOBase):
+    """A stream read through without being closed (standard input belongs to the process)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        readinto = getattr(self._stream, "readinto", None)
+        if readinto is not None:
+            return int(readinto(buffer))
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class StdinSource:
+    """One file whose bytes come from a stream, standard input by default, read once as it is
+    backed up (``pg_dump db | stcore backup --stdin --stdin-filename db.sql``).
+
+    Options: ``filename``, the file's name in the snapshot (default ``stdin``), and ``stream``,
+    a binary stream to read instead of standard input (never recorded). The stream is read in
+    chunks, never whole, so its size is unknown until it ends (the entry's size is
+    :data:`UNKNOWN_SIZE`); the file gets mode 0644 and the time of the backup as its mtime.
+    """
+
+    type_name = "stdin"
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        filename = options.get("filename", "stdin")
+        if not isinstance(filename, str) or filename in ("", ".", "..") or "/" in filename:
+            raise ConfigError(
+                f"source {name!r}: `filename` must be one file name (no '/'), got {filename!r}"
+            )
+        if "\0" in filename:
+            raise ConfigError(f"source {name!r}: `filename` cannot hold a NUL character")
+        self.filename = filename
+        stream = options.get("stream")
+        if stream is None:
+            if sys.stdin is None:
+                raise SourceError(f"source {name!r}: this process has no standard input")
+            stream = sys.stdin.buffer
+        self._stream: BinaryIO = stream
+        self._opened = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"filename": self.filename}
+
+    def scan(self, report_error: ErrorReporter) -> Iterator[SourceEntry]:
+        yield SourceEntry(
+            path=(self.filename,),
+            kind="file",
+            mode=0o644,
+            mtime_ns=time.time_ns(),
+            size=UNKNOWN_SIZE,
+            opener=self._open,
+        )
+
+    def _open(self) -> BinaryIO:
+        if self._opened:
+            raise OSError(errno.EIO, "standard input can be read only once")
+        self._opened = True
+        return io.BufferedReader(_Borrowed(self._stream), buffer_size=READ_BUFFER)
+
+    def close(self) -> None:
+        pass

@@ -7,7 +7,11 @@ index object for the new packs is written, and the snapshot manifest last, so ev
 reader can see has all of its data; past a threshold, the small index objects are then merged
 into one (:mod:`~stcore.repo.compact`). The whole run holds a shared repository lock, so a
 prune cannot delete a pack the backup deduplicates against. A files cache (path, size, mtime, ctime,
-inode -> content) lets an unchanged file skip reading.
+inode -> content) lets an unchanged file skip reading. :func:`plan_backup` is the dry run: the same
+scan, and what the files cache says of each file, with nothing read and nothing written.
+
+A file entry with a negative size is one its source cannot measure before reading it (standard
+input): it is chunked as a stream of unknown length.
 """
 
 from __future__ import annotations
@@ -322,12 +326,14 @@ class _Backup:
         token = entry.change_token
         known = session.recorded_content(source_name, entry)
         if known is not None and all(b in self.store.index for b in known):
+            session.progress("bytes", entry.size)  # done, unread: a bar's total counts it too
             return self._file_node(entry, known, entry.size, session, source_name, token)
         content: list[bytes] = []
         size = unreported = 0
         try:
             with entry.opener() as stream:
-                for chunk in chunker.chunks(stream, entry.size, entry.page_size):
+                hint = entry.size if entry.size >= 0 else None  # unknown: never read whole
+                for chunk in chunker.chunks(stream, hint, entry.page_size):
                     content.append(self._store_blob(session, "data", chunk))
                     size += len(chunk)
                     unreported += len(chunk)
@@ -367,3 +373,161 @@ class _Backup:
             size=size,
             content=content,
         )
+
+
+# --- the dry run ---------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class SourcePlan:
+    """What a backup would do with one source: its files by what the files cache says of them.
+
+    ``new``: not in the files cache (never backed up from this machine, or a file always read,
+    such as a database in use); ``changed``: in it, but changed since (or its content is gone
+    from the repository): read again; ``unchanged``: would not be read. ``cached`` says whether
+    the files cache knew this source at all (if not, everything is ``new``).
+    """
+
+    name: str
+    type: str
+    cached: bool
+    dirs: int = 0
+    new_files: int = 0
+    new_bytes: int = 0
+    changed_files: int = 0
+    changed_bytes: int = 0
+    unchanged_files: int = 0
+    unchanged_bytes: int = 0
+    errors: int = 0
+
+    @property
+    def files(self) -> int:
+        return self.new_files + self.changed_files + self.unchanged_files
+
+    @property
+    def size(self) -> int:
+        return self.new_bytes + self.changed_bytes + self.unchanged_bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type": self.type,
+            "files": self.files,
+            "dirs": self.dirs,
+            "size": self.size,
+            "new": {"files": self.new_files, "bytes": self.new_bytes},
+            "changed": {"files": self.changed_files, "bytes": self.changed_bytes},
+            "unchanged": {"files": self.unchanged_files, "bytes": self.unchanged_bytes},
+            "files_cache": self.cached,
+            "errors": self.errors,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class BackupPlan:
+    """The dry run of a backup: per source what it would back up, and what could not be read."""
+
+    sources: tuple[SourcePlan, ...]
+    errors: tuple[tuple[str, str], ...] = ()
+
+    def total(self, field: str) -> int:
+        return sum(int(getattr(s, field)) for s in self.sources)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "dry_run": True,
+            "files": self.total("files"),
+            "dirs": self.total("dirs"),
+            "size": self.total("size"),
+            "new": {"files": self.total("new_files"), "bytes": self.total("new_bytes")},
+            "changed": {
+                "files": self.total("changed_files"),
+                "bytes": self.total("changed_bytes"),
+            },
+            "unchanged": {
+                "files": self.total("unchanged_files"),
+                "bytes": self.total("unchanged_bytes"),
+            },
+            "sources": {s.name: s.to_json() for s in self.sources},
+            "errors": [list(e) for e in self.errors],
+        }
+
+
+def plan_backup(
+    store: Store, sources: Sequence[Source], *, progress: ProgressCallback | None = None
+) -> BackupPlan:
+    """Scan ``sources`` as :func:`backup` would and say what it would back up, writing nothing
+    to the repository (no lock either) nor to the files cache. Files are not read, except one
+    whose size only reading tells (standard input), which is read through and counted."""
+    if not sources:
+        raise SourceError("nothing to back up: give at least one source")
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise SourceError(f"source names must be unique, got {names}")
+    run = _Plan(store=store, progress=progress or no_progress)
+    files_cache = FilesCache(store.cache_dir / "files.sqlite", files_cache_key(store.master_key))
+    try:
+        plans = tuple(run.source(source, files_cache.load(source.name)) for source in sources)
+    finally:
+        files_cache.close()
+        for source in sources:
+            source.close()
+    return BackupPlan(sources=plans, errors=tuple(run.errors))
+
+
+@attrs.define
+class _Plan:
+    """One dry run while it runs."""
+
+    store: Store
+    progress: ProgressCallback
+    errors: list[tuple[str, str]] = attrs.field(factory=list)
+
+    def report(self, path: str, exc: BaseException) -> None:
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        self.errors.append((path, message))
+
+    def source(self, source: Source, cached: RecordedFiles) -> SourcePlan:
+        errors_before = len(self.errors)
+        plan = SourcePlan(name=source.name, type=source.type_name, cached=bool(len(cached)))
+        for entry in source.scan(self.report):
+            if entry.kind == "dir":
+                plan.dirs += 1
+            if entry.kind != "file":
+                continue
+            size = entry.size if entry.size >= 0 else self._count_bytes(entry, source.name)
+            if size is None:
+                continue
+            self.progress("file", 1)
+            recorded = cached.get("/".join(entry.path))
+            if (
+                recorded is not None
+                and entry.change_token is not None
+                and recorded[0] == entry.change_token
+                and all(b in self.store.index for b in recorded[1])
+            ):
+                plan.unchanged_files += 1
+                plan.unchanged_bytes += size
+            elif recorded is not None:
+                plan.changed_files += 1
+                plan.changed_bytes += size
+            else:
+                plan.new_files += 1
+                plan.new_bytes += size
+        plan.errors = len(self.errors) - errors_before
+        return plan
+
+    def _count_bytes(self, entry: SourceEntry, source_name: str) -> int | None:
+        """The length of an entry of unknown size, read through in pieces (None: unreadable)."""
+        assert entry.opener is not None
+        size = 0
+        try:
+            with entry.opener() as stream:
+                while piece := stream.read(PROGRESS_STEP):
+                    size += len(piece)
+                    self.progress("bytes", len(piece))
+        except OSError as exc:
+            self.report(f"{source_name}:{'/'.join(entry.path)}", exc)
+            return None
+        except LeftOut:
+            return None
+        return size
