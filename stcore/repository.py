@@ -12,6 +12,7 @@ together with the :class:`~stcore.config.Settings` that define it.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,7 +30,12 @@ from stcore.config import (
     password_from_env,
 )
 from stcore.durations import as_time
-from stcore.errors import ConfigError, RepositoryError, SnapshotNotFoundError
+from stcore.errors import (
+    ConfigError,
+    ContainerNotFoundError,
+    RepositoryError,
+    SnapshotNotFoundError,
+)
 from stcore.interfaces import Backend, ProgressCallback, Source
 from stcore.models import SNAPSHOT_ID, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost, make_plugin_manager
@@ -40,21 +46,29 @@ from stcore.repo import prune as _prune
 from stcore.repo import repair as _repair
 from stcore.repo import restore as _restore
 from stcore.repo import stats as _stats
+from stcore.repo import tag as _tag
 from stcore.repo.backup import BackupResult
-from stcore.repo.check import CheckResult
+from stcore.repo.check import CheckResult, ReadSubset
 from stcore.repo.chunker import ChunkerParams
 from stcore.repo.format import Codec, RepositoryConfig
 from stcore.repo.index import BlobIndex
 from stcore.repo.init import create_store
 from stcore.repo.keys import KdfParams, KeyInfo, PasswordSource, add_key, describe_keys, remove_key
-from stcore.repo.locks import EXCLUSIVE_LOCK_WAIT
+from stcore.repo.locks import EXCLUSIVE_LOCK_WAIT, LockInfo, list_locks, remove_locks
 from stcore.repo.objectcache import ObjectCache
 from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
 from stcore.repo.repair import RepairIndexResult, RepairPacksResult, RepairSnapshotsResult
 from stcore.repo.restore import Overwrite, RestoreResult
 from stcore.repo.stats import RepositoryStats
 from stcore.repo.store import Store, open_store
-from stcore.sync import SyncOptions, SyncResult, remote_from_url, sync
+from stcore.repo.tag import TagResult
+from stcore.sync import (
+    SyncOptions,
+    SyncResult,
+    remote_container_missing,
+    remote_from_url,
+    sync,
+)
 
 
 def _default_workers() -> int:
@@ -326,6 +340,49 @@ class Repository:
             self._catalog.remove(removed)
         return removed
 
+    def tag(
+        self,
+        refs: Iterable[str],
+        *,
+        add: str | Iterable[str] = (),
+        remove: str | Iterable[str] = (),
+        set_tags: str | Iterable[str] | None = None,
+        wait: float | None = None,
+    ) -> TagResult:
+        """Change the tags of the snapshots ``refs`` name (see :meth:`resolve`): ``add`` and
+        ``remove`` tags, or ``set_tags`` to replace them all (``""``: none). Each changed
+        snapshot gets a new id (same time part); the catalog follows. Takes the exclusive lock,
+        waiting up to ``wait`` seconds (default :attr:`lock_wait`); see :mod:`stcore.repo.tag`.
+        """
+
+        def listed(tags: str | Iterable[str]) -> tuple[str, ...]:
+            return (tags,) if isinstance(tags, str) else tuple(tags)  # one tag, not its letters
+
+        ids = [self.resolve(ref).id for ref in refs]
+
+        def follow(old_id: str, new: SnapshotManifest) -> None:
+            if self._catalog is not None:
+                self._catalog.replace(old_id, new)
+
+        return _tag.tag(
+            self.store,
+            ids,
+            add=listed(add),
+            remove=listed(remove),
+            set_tags=None if set_tags is None else listed(set_tags),
+            wait=self.lock_wait if wait is None else wait,
+            on_replace=follow,
+        )
+
+    def locks(self) -> list[LockInfo]:
+        """The repository's lock objects, each marked stale or live."""
+        return list_locks(self.store.backend)
+
+    def unlock(self, *, remove_all: bool = False) -> tuple[list[LockInfo], list[LockInfo]]:
+        """Remove stale locks (every lock with ``remove_all``); return (removed, kept). See
+        :func:`stcore.repo.locks.remove_locks`."""
+        return remove_locks(self.store.backend, remove_all=remove_all)
+
     # --- operations -----------------------------------------------------------------------------
 
     def backup(
@@ -385,10 +442,20 @@ class Repository:
         )
 
     def check(
-        self, *, read_data: bool = False, progress: ProgressCallback | None = None
+        self,
+        *,
+        read_data: bool = False,
+        read_subset: ReadSubset | str | None = None,
+        progress: ProgressCallback | None = None,
     ) -> CheckResult:
-        """Verify structure and, with ``read_data``, every byte; see :mod:`stcore.repo.check`."""
-        return _check.check(self.store, read_data=read_data, progress=progress)
+        """Verify structure and, with ``read_data``, every byte; with ``read_subset`` (``2/5``,
+        ``10%``, ``500M``: restic's forms), the bytes of some packs. See
+        :mod:`stcore.repo.check`."""
+        if isinstance(read_subset, str):
+            read_subset = ReadSubset.parse(read_subset)
+        return _check.check(
+            self.store, read_data=read_data, read_subset=read_subset, progress=progress
+        )
 
     def prune(
         self,
@@ -397,10 +464,21 @@ class Repository:
         dry_run: bool = False,
         wait: float = EXCLUSIVE_LOCK_WAIT,
         progress: ProgressCallback | None = None,
+        ignore_snapshots: Iterable[str] = (),
     ) -> PruneResult:
-        """Reclaim the space of data no snapshot references; see :mod:`stcore.repo.prune`."""
+        """Reclaim the space of data no snapshot references; see :mod:`stcore.repo.prune`.
+
+        ``ignore_snapshots`` (with ``dry_run`` only) reports what a prune would free once those
+        snapshots are forgotten, as ``forget --prune --dry-run`` shows it.
+        """
+        store = self.store
+        ignored = set(ignore_snapshots)
+        if ignored:
+            if not dry_run:
+                raise ConfigError("ignore_snapshots is for a dry run: forget them, then prune")
+            store = _without_snapshots(store, ignored)
         return _prune.prune(
-            self.store,
+            store,
             repack_threshold=repack_threshold,
             dry_run=dry_run,
             wait=wait,
@@ -501,6 +579,15 @@ class Repository:
         return new_id
 
 
+def _without_snapshots(store: Store, ignored: set[str]) -> Store:
+    """``store`` as if the ``ignored`` snapshots were forgotten, for a dry-run prune: a shallow
+    copy whose listing leaves them out (a dry run writes nothing, so it shares everything else)."""
+    view = copy.copy(store)
+    listed = store.snapshot_ids
+    view.snapshot_ids = lambda: [i for i in listed() if i not in ignored]  # type: ignore[method-assign]
+    return view
+
+
 # --- opening ---------------------------------------------------------------------------------
 
 
@@ -591,11 +678,14 @@ def open_remote_repository(
     data again costs no requests. An encrypted remote opens with the same password as the local
     repository (``password``, else ``STCORE_PASSWORD``).
     """
-    return open_repository(
-        remote.url,
-        host=host,
-        cache_root=cache_root,
-        options=remote.options,
-        cache=True,
-        password=password,
-    )
+    try:
+        return open_repository(
+            remote.url,
+            host=host,
+            cache_root=cache_root,
+            options=remote.options,
+            cache=True,
+            password=password,
+        )
+    except ContainerNotFoundError as exc:  # nothing was synced there: say how to start
+        raise remote_container_missing(remote, exc) from exc

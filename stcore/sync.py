@@ -27,6 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -48,6 +50,7 @@ from stcore.access.catalog import Catalog
 from stcore.config import RemoteConfig
 from stcore.errors import (
     BackendUnavailableError,
+    ContainerNotFoundError,
     CorruptObjectError,
     IndexReplacedError,
     ObjectExistsError,
@@ -85,6 +88,8 @@ class SyncOptions:
     max_backoff: float = 30.0
     #: also forget on the remote the snapshots forgotten locally, then prune the remote
     prune: bool = False
+    #: create the remote's bucket, container or directory if it is missing
+    create_bucket: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -192,11 +197,15 @@ class Syncer:
         )
 
     def _open_remote(self) -> Backend:
-        for attempt in self._retrying():
-            with attempt:
-                return open_backend(
-                    self.remote.url, self.store.host, create=False, options=self.remote.options
-                )
+        create = self.options.create_bucket
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    return open_backend(
+                        self.remote.url, self.store.host, create=create, options=self.remote.options
+                    )
+        except ContainerNotFoundError as exc:
+            raise remote_container_missing(self.remote, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover - Retrying re-raises
 
     def _call(self, function: Callable[[], Any]) -> Any:
@@ -319,6 +328,7 @@ class Syncer:
             remote_indexes = self._call(lambda: _list_ids(remote, "index/"))
             try:
                 packs, indexes = self._plan(todo, remote_packs, remote_indexes)
+                self._report_total([*packs, *indexes, *(object_key("snapshots", s) for s in todo)])
                 self._copy_all(remote, packs)
                 self._copy_all(remote, indexes)
                 return
@@ -328,6 +338,21 @@ class Syncer:
             f"the index of {self.store.location} kept changing during the sync "
             f"({PLANS} plans); retry"
         )
+
+    def _report_total(self, keys: list[str]) -> None:
+        """Announce the bytes this sync uploads in all (a ``total`` progress event): what went
+        up so far, and the local objects ``keys`` name."""
+        if self.progress is no_progress:
+            return  # nobody is watching: spare the listings
+        names: dict[str, list[str]] = {}
+        for key in keys:
+            names.setdefault(key.split("/", 1)[0] + "/", []).append(key.rsplit("/", 1)[-1])
+        with self._counter_lock:
+            total = self._uploaded_bytes
+        for prefix, wanted in names.items():
+            sizes = self.store.object_sizes(prefix)
+            total += sum(sizes.get(name, 0) for name in wanted)
+        self.progress("total", total)
 
     def _drop_replaced_indexes(self, remote: Backend) -> None:
         """Delete the remote's index objects a local compaction replaced: those this repository
@@ -465,6 +490,27 @@ def sync(
     """Upload what ``remote`` lacks so that ``snapshot_ids`` (default: all) are complete there."""
     syncer = Syncer(store, catalog, remote, options=options, progress=progress)
     return syncer.run(snapshot_ids)
+
+
+#: how a backend's message about a missing bucket goes on to say how to create it (for a
+#: repository of its own: ``stcore init``, which is not the way for a sync remote)
+_INIT_HINT = re.compile(r"; (?:create it with|run) `")
+
+
+def remote_container_missing(
+    remote: RemoteConfig, exc: ContainerNotFoundError
+) -> ContainerNotFoundError:
+    """The error for a remote whose bucket, container or directory does not exist, saying how
+    to create it for a sync: ``stcore init`` would make a repository of its own there, with
+    another id, which the next sync would refuse. (Not for a path that is not a directory.)"""
+    message = str(exc)
+    if "is not a directory" in message:
+        return exc
+    fact = _INIT_HINT.split(message, maxsplit=1)[0]
+    return ContainerNotFoundError(
+        f"remote {remote.name!r}: {fact}; `stcore sync --remote {shlex.quote(remote.name)} "
+        "--create-bucket` creates it and syncs"
+    )
 
 
 def pending(catalog: Catalog, remote: RemoteConfig) -> dict[str, int]:

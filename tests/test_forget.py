@@ -182,7 +182,7 @@ def test_cli_forget_dry_run_then_for_real(tmp_path) -> None:  # type: ignore[no-
         ids[4], ids[3],
     ]  # fmt: skip
     named = run_cli("forget", ids[3][-8:], env=env)
-    assert named.returncode == 0 and "forgot 1 snapshots" in named.stdout
+    assert named.returncode == 0 and "forgot 1 snapshot" in named.stdout
 
 
 def test_daemon_applies_the_configured_retention_after_a_backup(tmp_path) -> None:  # type: ignore[no-untyped-def]

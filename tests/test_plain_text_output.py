@@ -206,6 +206,34 @@ def _daemon(w: World, t: Path) -> list[tuple[Args, int, list[str]]]:
 
 
 #: per command path: invocations as (arguments, exit code, texts the output must show)
+def _tag(w: World, t: Path) -> list[tuple[Args, int, list[str]]]:
+    """A tag as written, on a repository of its own (the world's snapshots keep their ids)."""
+    (t / FOLDER).mkdir()
+    (t / FOLDER / "f").write_text("f")
+    repo = str(t / "repo")
+    return [
+        (["--repo", repo, "init"], 0, []),
+        (["--repo", repo, "backup", str(t / FOLDER)], 0, []),
+        (["--repo", repo, "tag", "latest", "--add", TEXT, "--add", NAME], 0,
+         [f"tags: {SHOWN}, {NAME_SHOWN}\n"]),
+        ([*_r(w), "tag", NAME, "--add", "x"], 1, [QUOTED]),
+    ]  # fmt: skip
+
+
+def _unlock(w: World, t: Path) -> list[tuple[Args, int, list[str]]]:
+    """A stale lock whose host and purpose are hostile text."""
+    repo = t / "repo"
+    stcore.init_repository(str(repo)).close()
+    (repo / "locks").mkdir(exist_ok=True)
+    lock = {"host": FOLDER, "pid": 1, "time": 0, "exclusive": False, "purpose": TEXT}
+    (repo / "locks" / ("a" * 32)).write_text(json.dumps(lock))
+    return [
+        (["--repo", str(repo), "unlock"], 0,
+         [f"  {SHOWN} (shared), stale", f"on {FOLDER_SHOWN} since"]),
+        ([*_missing(w), "unlock"], 1, [MISSING]),
+    ]  # fmt: skip
+
+
 INVOCATIONS: dict[str, Invocation] = {
     "stcore": lambda w, t: [
         ([b"--\x1b[2J" + NAME], 2, ["No such option", "--\\x1b[2Jcaf\\udce9 " + QUOTED]),
@@ -292,6 +320,34 @@ INVOCATIONS: dict[str, Invocation] = {
     "stcore stats": lambda w, t: [([*_r(w), "stats"], 0, ["repo " + FOLDER_SHOWN])],
     "stcore status": lambda w, t: [([*_r(w), "status"], 0, [f"remote {SHOWN} ("])],
     "stcore sync": lambda w, t: [([*_r(w), "sync"], 0, [f"{SHOWN}: "])],
+    "stcore find": lambda w, t: [
+        (
+            [*_r(w), "find", b"caf\xe9*", "[[]bold]*"],
+            0,
+            [
+                f"  {FOLDER_SHOWN}/{NAME_SHOWN}/{NAME_SHOWN}\n",
+                f"  {FOLDER_SHOWN}/caf\\xe9\n",
+                f"{FOLDER_SHOWN}/[bold]b[\n",
+            ],
+        ),
+        ([*_r(w), "find", "x", "--snapshot", NAME], 1, [QUOTED]),
+    ],
+    "stcore ls": lambda w, t: [
+        (
+            [*_r(w), "ls", w.first, "-l"],
+            0,
+            [
+                f"  {FOLDER_SHOWN}/{NAME_SHOWN}/{NAME_SHOWN}\n",
+                f"  {FOLDER_SHOWN}/[bold]b[/bold]\n",
+                f"  {FOLDER_SHOWN}/nl\\nx\n",
+                f"  {FOLDER_SHOWN}/link -> ../{NAME_SHOWN}/\\x1b]0;t\\x07\n",
+            ],
+        ),
+        ([*_r(w), "ls", w.first, NAME], 1, [QUOTED]),
+    ],
+    "stcore completion": lambda w, t: [(["completion", NAME], 2, [QUOTED])],
+    "stcore tag": _tag,
+    "stcore unlock": _unlock,
 }
 
 #: commands whose human output is not tested here, and why

@@ -268,6 +268,13 @@ class Catalog:
         )
         self._add_children(manifest)
 
+    def replace(self, old_id: str, manifest: SnapshotManifest) -> None:
+        """``manifest`` in place of snapshot ``old_id`` (a tag change), in one transaction. The
+        old row's sync state goes with it: a remote holds the old snapshot, not this one."""
+        with self._db:
+            self._insert(manifest)
+            self._db.execute("DELETE FROM snapshots WHERE id = ?", (old_id,))
+
     def remove(self, snapshot_ids: Iterable[str]) -> None:
         with self._db:
             self._db.executemany("DELETE FROM snapshots WHERE id = ?", [(i,) for i in snapshot_ids])
@@ -540,7 +547,8 @@ def _step_back(line: list[SnapshotManifest], parsed: SnapshotRef, anchor: str) -
         return line[parsed.back]
     older = len(line) - 1
     raise SnapshotNotFoundError(
-        f"{parsed.text!r} goes back {parsed.back} snapshots but only {older} "
+        f"{parsed.text!r} goes back {parsed.back} snapshot{'' if parsed.back == 1 else 's'} "
+        f"but only {older} "
         f"{'is' if older == 1 else 'are'} older than {anchor}"
         f"{'' if anchor == line[0].id else f' ({line[0].id})'}; "
         f"{parsed.base}~{older} is the oldest"

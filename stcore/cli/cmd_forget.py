@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
+from stcore.cli.cmd_prune import repack_threshold_option, summary, wait_option
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, out
+from stcore.cli.output import TableColumn, emit_json, plural, print_table, progress_bar, say
 from stcore.cli.root import cli
 from stcore.durations import parse_duration
 from stcore.errors import ConfigError
@@ -29,6 +30,12 @@ from stcore.errors import ConfigError
     help="Everything within DURATION (e.g. 7d, 1y6mo) of the newest snapshot.",
 )  # fmt: skip
 @click.option("--keep-tag", "keep_tags", multiple=True, metavar="TAG", help="Snapshots with TAG.")
+@click.option(
+    "--prune", "then_prune", is_flag=True,
+    help="Then prune, if anything was forgotten (as restic's forget --prune).",
+)  # fmt: skip
+@repack_threshold_option
+@wait_option
 @click.option("--dry-run", "-n", is_flag=True, help="Only show what would be forgotten, and why.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
 @pass_context
@@ -43,6 +50,9 @@ def forget(
     keep_yearly: int,
     keep_within: str | None,
     keep_tags: tuple[str, ...],
+    then_prune: bool,
+    repack_threshold: float,
+    wait: float,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -50,7 +60,7 @@ def forget(
 
     Snapshots are grouped by host and source set; a snapshot kept by any rule stays. Only the
     snapshot manifests are removed: the data they alone referenced stays in the packs until a
-    prune reclaims it.
+    prune reclaims it, or --prune does it now (with --dry-run, it shows what that would free).
     """
     from stcore.repo.forget import Policy
     from stcore.tasks import forget_by_policy
@@ -90,11 +100,46 @@ def forget(
         else:
             removed = list(outcome.removed)
             forgotten = len(doomed)
+        pruned = None
+        # restic's meaning: prune runs if snapshots were forgotten (would be, in a dry run).
+        if then_prune and (removed or (dry_run and forgotten)):
+            going = [row["id"] for row in rows if not row["keep"]] if dry_run else ()
+            with progress_bar("pruning", None, not as_json) as progress:
+                pruned = repo.prune(
+                    repack_threshold=repack_threshold,
+                    dry_run=dry_run,
+                    wait=wait,
+                    progress=progress,
+                    ignore_snapshots=going,
+                )
     if as_json:
-        emit_json({"dry_run": dry_run, "decisions": rows, "removed": removed})
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "decisions": rows,
+                "removed": removed,
+                "pruned": None if pruned is None else pruned.to_json(),
+            }
+        )
         return
-    for row in rows:
-        verdict = "keep  " if row["keep"] else "forget"
-        out.print(f"{verdict} {row['id']}  {', '.join(row['reasons'])}", highlight=False)
-    action = "would forget" if dry_run else "forgot"
-    out.print(f"{action} {forgotten} snapshots; run prune to reclaim space", highlight=False)
+    print_table(
+        DECISION_COLUMNS,
+        [["keep" if row["keep"] else "forget", row["id"], row["reasons"]] for row in rows],
+    )
+    action = f"{'would forget' if dry_run else 'forgot'} {plural(forgotten, 'snapshot')}"
+    if pruned is not None:
+        say(action)
+        for line in summary(pruned, dry_run):
+            say(line)
+    elif then_prune:
+        say(f"{action}; nothing to prune")
+    else:
+        say(f"{action}; run prune to reclaim space")
+
+
+#: each snapshot's fate and the rules that decided it, one a line
+DECISION_COLUMNS = (
+    TableColumn("", "id"),
+    TableColumn("snapshot", "id"),
+    TableColumn("why"),
+)

@@ -5,21 +5,26 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, human_size, out, progress_bar
+from stcore.cli.output import emit_json, human_size, plural, progress_bar, say
 from stcore.cli.root import cli
+from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
+
+#: the options ``forget --prune`` takes too
+repack_threshold_option = click.option(
+    "--repack-threshold", type=float, default=DEFAULT_REPACK_THRESHOLD, show_default=True,
+    help="Repack packs whose live share is below this fraction.",
+)  # fmt: skip
+wait_option = click.option(
+    "--wait", type=float, default=600.0, show_default=True, metavar="SECONDS",
+    help="How long to wait for running backups to finish.",
+)  # fmt: skip
 
 
 @cli.command()
 @click.option("--remote", default=None, help="Prune this configured remote instead.")
-@click.option(
-    "--repack-threshold", type=float, default=0.5, show_default=True,
-    help="Repack packs whose live share is below this fraction.",
-)  # fmt: skip
+@repack_threshold_option
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be freed.")
-@click.option(
-    "--wait", type=float, default=600.0, show_default=True, metavar="SECONDS",
-    help="How long to wait for running backups to finish.",
-)  # fmt: skip
+@wait_option
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 @pass_context
 def prune(
@@ -41,16 +46,21 @@ def prune(
     if as_json:
         emit_json({**result.to_json(), "dry_run": dry_run})
         return
+    for line in summary(result, dry_run):
+        say(line)
+
+
+def summary(result: PruneResult, dry_run: bool) -> list[str]:
+    """What a prune prints, in lines that fit 80 columns (``forget --prune`` prints it too)."""
     verb = "would free" if dry_run else "freed"
-    out.print(
+    lines = [
         f"{verb} {human_size(result.bytes_freed)}: {result.packs_deleted} of "
-        f"{result.packs_before} packs deleted, {result.packs_repacked} repacked into "
-        f"{result.packs_written}; {result.snapshots} snapshots kept "
-        f"({human_size(result.bytes_after)} stored)"
-        + (
-            f"; removed {result.abandoned_removed} files left by interrupted writes"
-            if result.abandoned_removed
-            else ""
-        ),
-        highlight=False,
-    )
+        f"{plural(result.packs_before, 'pack')} deleted, {result.packs_repacked} repacked into "
+        f"{result.packs_written}",
+        f"{plural(result.snapshots, 'snapshot')} kept ({human_size(result.bytes_after)} stored)",
+    ]
+    if result.abandoned_removed:
+        lines.append(
+            f"removed {plural(result.abandoned_removed, 'file')} left by interrupted writes"
+        )
+    return lines

@@ -21,19 +21,14 @@ from stcore.repository import (
     open_repository,
 )
 
+#: exit codes (README.md and docs/cli.md list them)
 EXIT_OK = 0
-
-
 EXIT_ERROR = 1
-
-
 EXIT_USAGE = 2
-
-
 EXIT_PARTIAL = 3
-
-
 EXIT_INTERRUPTED = 130
+#: the reader of our output went away (`stcore ls | head`): what a program killed by SIGPIPE gives
+EXIT_BROKEN_PIPE = 141
 
 
 class Context:

@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from stcore.cli.context import EXIT_INTERRUPTED, Context
-from stcore.cli.output import PrintableLogHandler, fail, printable
+from stcore.cli.context import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, Context
+from stcore.cli.output import PrintableLogHandler, fail
 from stcore.errors import StcoreError
+from stcore.text import printable
 from stcore.version import __version__
 
 
@@ -20,6 +21,14 @@ def _printable_click_error(exc: click.ClickException) -> None:
     # Click types `message` Final for its own code; rewriting it is the one way its usage errors
     # (which quote the command line) print through printable().
     exc.message = printable(exc.message)  # type: ignore[misc]
+
+
+def _reader_gone() -> None:
+    """Standard output's reader closed it (``stcore ls | head``): stop quietly, with the status
+    of a program the pipe's SIGPIPE ended, and let nothing more be written there at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 class StcoreGroup(click.Group):
@@ -50,6 +59,8 @@ class StcoreGroup(click.Group):
             raise
         except StcoreError as exc:
             fail(str(exc), exc.exit_code)
+        except BrokenPipeError:
+            _reader_gone()
         except OSError as exc:  # the host refused (a full disk, a path too long): one line
             where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")

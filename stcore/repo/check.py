@@ -3,18 +3,29 @@
 The structural check reads every index object from the backend (never the cache), then makes
 sure every indexed pack exists and is long enough, every snapshot's manifest reads, and every
 tree and data blob a snapshot references is indexed. ``read_data`` also reads every pack whole
-and verifies its hash, its trailer, and every blob in it against its id. Packs the index does
-not know and temporaries of interrupted writes are warnings; so is a damaged copy of a blob that
-has a sound copy elsewhere. Damaged copies are recorded on this machine for the next backup.
+and verifies its hash, its trailer, and every blob in it against its id; a :class:`ReadSubset`
+(restic's ``--read-data-subset``: ``2/5``, ``10%``, ``500M``) does so for some packs only. Packs
+the index does not know and temporaries of interrupted writes are warnings; so is a damaged copy
+of a blob that has a sound copy elsewhere. Damaged copies are recorded on this machine for the
+next backup.
 """
 
 from __future__ import annotations
 
+import math
+import random
+import re
 from collections.abc import Iterator, Mapping
 
 import attrs
 
-from stcore.errors import CorruptObjectError, ObjectNotFoundError, SnapshotNotFoundError
+from stcore.durations import shown
+from stcore.errors import (
+    ConfigError,
+    CorruptObjectError,
+    ObjectNotFoundError,
+    SnapshotNotFoundError,
+)
 from stcore.interfaces import ProgressCallback, StreamingBackend, no_progress
 from stcore.models import IndexEntry
 from stcore.repo.damage import load_damage, save_damage
@@ -26,6 +37,74 @@ from stcore.repo.format import (
     object_key,
 )
 from stcore.repo.store import Store
+
+_PART = re.compile(r"([0-9]{1,9})/([0-9]{1,9})")
+_PERCENT = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)%")
+_SIZE = re.compile(r"([0-9]{1,15})([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+SUBSET_FORMS = "N/M, P% or SIZE (1/5, 2.5%, 500M)"
+
+
+@attrs.frozen
+class ReadSubset:
+    """Which packs a check reads, in one of restic's three forms (:meth:`parse` takes its text).
+
+    - ``part`` N of ``parts`` M: the packs whose id falls in group N of M. Groups are fixed by
+      pack id, so running ``1/M``, ``2/M``, ... ``M/M`` (one a day, say) reads every pack once.
+    - ``percent``: that share of the packs, chosen at random (at least one pack).
+    - ``size``: packs chosen at random until they add up to that many bytes (or all are read).
+    """
+
+    text: str
+    part: int = 0
+    parts: int = 0
+    percent: float = 0.0
+    size: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> ReadSubset:
+        """``N/M``, ``P%`` or ``SIZE`` (``500M``: suffixes k, m, g, t are powers of 1024); a
+        :class:`~stcore.errors.ConfigError` naming the three forms otherwise."""
+        value = text.strip()
+        if match := _PART.fullmatch(value):
+            part, parts = int(match.group(1)), int(match.group(2))
+            if not 1 <= part <= parts:
+                raise ConfigError(f"{shown(text)}: N/M needs 1 <= N <= M")
+            return cls(f"{part}/{parts}", part=part, parts=parts)
+        if match := _PERCENT.fullmatch(value):
+            percent = float(match.group(1))
+            if not 0 < percent <= 100:
+                raise ConfigError(f"{shown(text)}: P% needs 0 < P <= 100")
+            return cls(f"{match.group(1)}%", percent=percent)
+        if match := _SIZE.fullmatch(value):
+            size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+            if size <= 0:
+                raise ConfigError(f"{shown(text)}: SIZE must be above 0")
+            return cls(value, size=size)
+        raise ConfigError(f"{shown(text)}: use {SUBSET_FORMS}")
+
+    def choose(self, packs: Mapping[str, int], rng: random.Random | None = None) -> set[str]:
+        """The names (hex ids) of the packs to read, out of ``packs`` (name -> size)."""
+        if self.parts:
+            return {name for name in packs if in_part(name, self.part, self.parts)}
+        shuffled = sorted(packs)
+        (rng or random.SystemRandom()).shuffle(shuffled)
+        if self.percent:
+            return set(shuffled[: math.ceil(len(shuffled) * self.percent / 100)])
+        chosen: set[str] = set()
+        total = 0
+        for name in shuffled:
+            if total >= self.size:
+                break
+            chosen.add(name)
+            total += packs[name]
+        return chosen
+
+
+def in_part(pack_hex: str, part: int, parts: int) -> bool:
+    """Whether a pack belongs to group ``part`` (1-based) of ``parts``: by its id's first eight
+    bytes, which are uniform (the id is a hash), so the groups are of even size."""
+    return int(pack_hex[:16], 16) % parts == part - 1
 
 
 @attrs.frozen(kw_only=True)
@@ -39,16 +118,26 @@ class CheckResult:
     read_data: bool
     errors: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: the ``--read-data-subset`` that was read (``2/5``, ``10%``, ``500M``), if one was
+    read_subset: str | None = None
+    #: the packs whose bytes were read and verified (hex ids, sorted), and their total size
+    packs_read: tuple[str, ...] = ()
+    bytes_read: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
     def __repr__(self) -> str:
+        if self.read_data:
+            read = ", data read"
+        elif self.read_subset is not None:
+            read = f", data subset {self.read_subset} read ({len(self.packs_read)} packs)"
+        else:
+            read = ""
         return (
             f"<CheckResult {len(self.errors)} errors, {len(self.warnings)} warnings: "
-            f"{self.snapshots} snapshots, {self.packs} packs, {self.blobs} blobs"
-            f"{', data read' if self.read_data else ''}>"
+            f"{self.snapshots} snapshots, {self.packs} packs, {self.blobs} blobs{read}>"
         )
 
 
@@ -66,17 +155,33 @@ class _Findings:
 
 
 def check(
-    store: Store, *, read_data: bool = False, progress: ProgressCallback | None = None
+    store: Store,
+    *,
+    read_data: bool = False,
+    read_subset: ReadSubset | None = None,
+    progress: ProgressCallback | None = None,
+    rng: random.Random | None = None,
 ) -> CheckResult:
     """Verify structure (every referenced blob indexed, every indexed pack present and large
-    enough) and, with ``read_data``, every byte of every pack against its hashes.
+    enough) and, with ``read_data``, every byte of every pack against its hashes; with
+    ``read_subset``, the bytes of the packs it chooses (``rng`` makes a random choice
+    repeatable), the others only structurally.
 
     A blob counts as damaged only when no stored copy of it is sound; damaged copies are
     recorded on this machine (:mod:`stcore.repo.damage`) so the next backup stores them again.
     """
+    if read_data and read_subset is not None:
+        raise ConfigError("read every pack (read_data) or a subset of them, not both")
     progress = progress or no_progress
     found = _Findings()
     packs = store.object_sizes("data/")
+    if read_data:
+        to_read = set(packs)
+    elif read_subset is not None:
+        to_read = read_subset.choose(packs, rng)
+    else:
+        to_read = set()
+    read_ids = {bytes.fromhex(name) for name in to_read}
     index = store.load_index(
         cached=False,
         on_damaged=lambda key, exc: found.errors.append(
@@ -97,7 +202,7 @@ def check(
             found.bad_copy(blob_id, pack_id, f"pack {object_key('data', pack_id)} is missing")
         elif offset + stored_length + PACK_FOOTER.size > size:
             found.bad_copy(blob_id, pack_id, f"pack {object_key('data', pack_id)} is truncated")
-        elif not read_data:
+        elif pack_id not in read_ids:
             found.good.add(blob_id)
     snapshot_ids = store.snapshot_ids()
     seen_trees: set[bytes] = set()
@@ -121,11 +226,14 @@ def check(
             f"pack {object_key('data', pack_hex)} is not in the index (left by an interrupted "
             "backup or prune): `stcore prune` removes it, `stcore repair index` adopts it"
         )
-    if read_data:
-        for pack_hex, size in sorted(packs.items()):
+    if to_read:  # the bytes the "bytes" events below add up to
+        progress("total", sum(packs[name] for name in to_read))
+    for pack_hex, size in sorted(packs.items()):
+        if pack_hex in to_read:
             pack_id = bytes.fromhex(pack_hex)
             _check_pack(store, index, pack_id, size, indexed.get(pack_id, set()), found)
             progress("bytes", size)
+            progress("pack", 1)
     _classify(found)
     backend = store.backend
     if isinstance(backend, StreamingBackend):
@@ -137,8 +245,11 @@ def check(
     if damaged_index:  # a partial index must not become the one later reads trust
         store.forget_index()
     damage = {blob: set(copies) for blob, copies in found.bad.items()}
-    if not read_data:  # a structural check did not look at the bytes: keep what is known
-        damage = {**load_damage(store.cache_dir), **damage}
+    if not read_data:  # packs whose bytes were not read: keep what is known of their copies
+        for blob_id, copies in load_damage(store.cache_dir).items():  # (of packs still there)
+            unread = {p for p in copies if p not in read_ids and p.hex() in packs}
+            if unread:
+                damage.setdefault(blob_id, set()).update(unread)
     save_damage(store.cache_dir, damage)
     return CheckResult(
         snapshots=len(snapshot_ids),
@@ -147,6 +258,9 @@ def check(
         read_data=read_data,
         errors=tuple(found.errors),
         warnings=tuple(found.warnings),
+        read_subset=read_subset.text if read_subset is not None else None,
+        packs_read=tuple(sorted(to_read)),
+        bytes_read=sum(packs[name] for name in to_read),
     )
 
 

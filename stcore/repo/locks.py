@@ -6,8 +6,9 @@ with any other lock. On a conflict the new lock is removed again and the caller 
 up, so two parties that race both back off rather than both proceeding. A holder refreshes its
 lock (writes a new object, deletes the old one) every ``REFRESH`` seconds; a lock not refreshed
 for ``STALE_AFTER`` seconds, or held by a process that no longer exists on this host, is stale
-and ignored (and removed by the next exclusive locker). So a backup killed with SIGKILL can
-never block prune for long, and a prune killed the same way never blocks backups.
+and ignored (and removed by the next exclusive locker, or by :func:`remove_locks`, which is
+``stcore unlock``). So a backup killed with SIGKILL can never block prune for long, and a prune
+killed the same way never blocks backups.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import attrs
 
 from stcore.errors import CorruptObjectError, ObjectNotFoundError, RepositoryLockedError
 from stcore.interfaces import Backend
@@ -48,9 +51,11 @@ def _now() -> float:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # 0 and -N name process groups, never the holder: damage
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # beyond any pid: no such process
         return False
     except PermissionError:
         return True
@@ -76,13 +81,21 @@ def read_lock(backend: Backend, key: str) -> dict[str, Any] | None:
     return document
 
 
-def _is_stale(document: dict[str, Any] | None, now: float) -> bool:
+def stale_reason(document: dict[str, Any] | None, now: float) -> str | None:
+    """Why a lock (as :func:`read_lock` gave it) is stale, or None while it is live: damaged,
+    not refreshed for :data:`STALE_AFTER` seconds, or its process is gone (this host only)."""
     if document is None:
-        return True
+        return "damaged"
     age = now - float(document.get("time", 0))
     if age > STALE_AFTER or age < -STALE_AFTER:  # far in the future: a bad clock or damage
-        return True
-    return document.get("host") == default_host() and not _pid_alive(int(document.get("pid", 0)))
+        return "not refreshed" if age > 0 else "from the future"
+    if document.get("host") == default_host() and not _pid_alive(int(document.get("pid", 0))):
+        return "process gone"
+    return None
+
+
+def _is_stale(document: dict[str, Any] | None, now: float) -> bool:
+    return stale_reason(document, now) is not None
 
 
 class Lock:
@@ -204,3 +217,76 @@ def repository_lock(
         yield lock
     finally:
         lock.release()
+
+
+@attrs.frozen(kw_only=True)
+class LockInfo:
+    """One lock object as ``stcore unlock`` reports it."""
+
+    id: str
+    host: str | None
+    pid: int | None
+    #: when it was written (its holder rewrites it every :data:`REFRESH` seconds), epoch seconds
+    time: float | None
+    exclusive: bool
+    purpose: str | None
+    #: why it is stale (``damaged``, ``not refreshed``, ``from the future``, ``process gone``),
+    #: or None while its holder is alive
+    stale: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _lock_info(key: str, document: dict[str, Any] | None, now: float) -> LockInfo:
+    fields = document or {}
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) else None
+
+    return LockInfo(
+        id=key.removeprefix(LOCK_PREFIX),
+        host=text("host"),
+        pid=int(fields["pid"]) if "pid" in fields else None,
+        time=float(fields["time"]) if "time" in fields else None,
+        exclusive=bool(fields.get("exclusive", False)),
+        purpose=text("purpose"),
+        stale=stale_reason(document, now),
+    )
+
+
+def list_locks(backend: Backend) -> list[LockInfo]:
+    """Every lock object in ``locks/``, read and judged (a damaged one counts as stale)."""
+    now = _now()
+    found = []
+    for info in backend.list(LOCK_PREFIX):
+        try:
+            document = read_lock(backend, info.key)
+        except ObjectNotFoundError:
+            continue  # released, or refreshed under a new name, since the listing
+        found.append(_lock_info(info.key, document, now))
+    return found
+
+
+def remove_locks(
+    backend: Backend, *, remove_all: bool = False
+) -> tuple[list[LockInfo], list[LockInfo]]:
+    """Delete the stale locks (every lock with ``remove_all``); return (removed, kept).
+
+    A lock already gone when it is deleted (its holder released or refreshed it) is left out of
+    both lists. A holder whose lock ``remove_all`` deleted writes a new one at its next refresh;
+    meanwhile nothing stops a prune from running beside it.
+    """
+    removed: list[LockInfo] = []
+    kept: list[LockInfo] = []
+    for lock in list_locks(backend):
+        if lock.stale is None and not remove_all:
+            kept.append(lock)
+            continue
+        try:
+            backend.delete(LOCK_PREFIX + lock.id)
+        except ObjectNotFoundError:
+            continue
+        removed.append(lock)
+    return removed, kept

@@ -35,6 +35,7 @@ import os
 import random
 import re
 import secrets
+import shlex
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -359,8 +360,8 @@ def translate_error(
         if code == "ContainerNotFound":
             return ContainerNotFoundError(
                 f"container {container!r} does not exist in storage account {account!r}; create "
-                f"it with `stcore init --create-bucket` or `az storage container create --name "
-                f"{container} --account-name {account}`"
+                f"it with `stcore init --create-bucket --repo {shlex.quote(location)}` or `az "
+                f"storage container create --name {container} --account-name {account}`"
             )
         if code == "BlobNotFound" or (status == 404 and key is not None):
             return ObjectNotFoundError(f"{key or 'object'} does not exist in {location}")

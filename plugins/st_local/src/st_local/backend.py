@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shlex
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -110,7 +111,8 @@ class LocalBackend:
                 raise ContainerNotFoundError(f"{root} exists but is not a directory")
             if not create:
                 raise ContainerNotFoundError(
-                    f"repository directory {root} does not exist; run `stcore init --repo {root}`"
+                    f"repository directory {root} does not exist; run "
+                    f"`stcore init --repo {shlex.quote(str(root))}`"
                 )
             try:
                 make_dirs(root, modes[1])

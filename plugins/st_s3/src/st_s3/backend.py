@@ -39,6 +39,7 @@ import hashlib
 import io
 import logging
 import os
+import shlex
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -79,7 +80,9 @@ MAX_PARTS = 10_000
 #: User metadata holding the hex SHA-256 of the whole object (``x-amz-meta-stcore-sha256``).
 CHECKSUM_METADATA = "stcore-sha256"
 
-_CREATE_HINT = "create it with `stcore init --create-bucket` or `aws s3 mb s3://{bucket}`"
+_CREATE_HINT = (
+    "create it with `stcore init --create-bucket --repo {url}` or `aws s3 mb s3://{bucket}`"
+)
 _AUTH_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -286,11 +289,13 @@ def map_error(
     endpoint: str,
     key: str | None = None,
     secrets: tuple[str, ...] = (),
+    url: str | None = None,
 ) -> BackendError:
     """The single translation of a botocore/S3 failure into a one-line stcore error.
 
     ``endpoint`` must already be redacted; ``secrets`` are scrubbed from the message in case a
-    server echoes them back (some put the access key id in their error text).
+    server echoes them back (some put the access key id in their error text). ``url`` is the
+    repository's ``s3://bucket/prefix``, for the hint that creates a missing bucket.
     """
     what = f"{key} in {location}" if key else location
     message: str
@@ -304,7 +309,7 @@ def map_error(
         if code == "NoSuchBucket":
             error = ContainerNotFoundError
             message = f"bucket {bucket!r} does not exist at {endpoint}; " + _CREATE_HINT.format(
-                bucket=bucket
+                bucket=bucket, url=shlex.quote(url or f"s3://{bucket}")
             )
         elif code in _AUTH_CODES:
             error = AuthenticationError
@@ -493,6 +498,7 @@ class S3Backend:
             endpoint=self.endpoint,
             key=key,
             secrets=self.settings.secrets(),
+            url=self._redact(f"s3://{self.bucket}/{self.settings.prefix}".rstrip("/")),
         )
 
     def _object_key(self, key: str) -> str:
