@@ -13,7 +13,8 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 import attrs
 
 #: Long operations report progress through one of these: called with an event name and an
-#: amount, e.g. ("bytes", n) as data is read, ("file", 1) per file, ("object", 1) per upload.
+#: amount, e.g. ("bytes", n) as data is read, ("file", 1) per file, ("object", 1) per upload,
+#: ("pack", 1) per pack checked, and ("total", n) once, when the bytes to come are known.
 ProgressCallback = Callable[[str, int], None]
 
 

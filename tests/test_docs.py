@@ -265,5 +265,5 @@ def test_the_readme_demo_command_backs_up_and_lists(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "data" / "stcore" / "repo" / "config").is_file()
-    assert "1 snapshots" in result.stdout
+    assert "1 snapshot\n" in result.stdout or "1 snapshot " in result.stdout
     assert "no errors found" in result.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, human_size, out
+from stcore.cli.output import emit_json, human_size, plural, print_fields, say
 from stcore.cli.root import cli
 
 
@@ -30,19 +30,20 @@ def cache_stats(ctx: Context, from_remote: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(numbers)
         return
-    out.print(
-        f"{numbers['entries']} entries, {human_size(numbers['bytes'])} of "
-        f"{human_size(numbers['max_bytes'])} in {numbers['path']}",
-        highlight=False,
-    )
+    entries = str(numbers["entries"])
     copies = numbers["kinds"].get("sqlite")
     if copies:
-        plural = "y" if copies["entries"] == 1 else "ies"
-        out.print(
-            f"including {copies['entries']} SQLite working cop{plural} "
-            f"({human_size(copies['bytes'])}) made by connect()",
-            highlight=False,
+        entries += (
+            f", including {plural(copies['entries'], 'SQLite working copy')} "
+            f"({human_size(copies['bytes'])}) made by connect()"
         )
+    print_fields(
+        [
+            ("entries", entries),
+            ("size", f"{human_size(numbers['bytes'])} of {human_size(numbers['max_bytes'])}"),
+            ("folder", numbers["path"]),
+        ]
+    )
 
 
 @cache.command("clear")
@@ -54,4 +55,4 @@ def cache_clear(ctx: Context, from_remote: str | None) -> None:
     with ctx.open(from_remote, cache=True) as repo:
         assert repo.object_cache is not None
         freed = repo.object_cache.clear()
-    out.print(f"cache cleared: {human_size(freed)} freed", highlight=False)
+    say(f"cache cleared: {human_size(freed)} freed")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import out
+from stcore.cli.output import plural, say
 from stcore.cli.root import cli
 
 
@@ -18,4 +18,4 @@ def catalog_rebuild(ctx: Context) -> None:
     """Rebuild the catalog from the repository's snapshot manifests."""
     with ctx.open() as repo:
         count = repo.rebuild_catalog()
-    out.print(f"catalog rebuilt: {count} snapshots", highlight=False)
+    say(f"catalog rebuilt: {plural(count, 'snapshot')}")

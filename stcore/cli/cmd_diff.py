@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, out
+from stcore.cli.output import emit_json, say
 from stcore.cli.root import cli
 
 
@@ -31,12 +31,10 @@ def diff(ctx: Context, old: str, new: str, as_json: bool) -> None:
             ]
         )
         return
-    for change in changes:
-        out.print(
-            f"{change.symbol()}  {change.source}:{change.path}", highlight=False, markup=False
-        )
+    for change in changes:  # a long path goes on under itself, beside the symbols
+        say(f"{change.source}:{change.path}", prefix=f"{change.symbol()}  ")
     counts = {
         kind: sum(1 for c in changes if c.change == kind)
         for kind in ("added", "removed", "modified", "metadata")
     }
-    out.print(", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+    say(", ".join(f"{n} {k}" for k, n in counts.items()))

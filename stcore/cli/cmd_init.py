@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, out
+from stcore.cli.output import emit_json, say
 from stcore.cli.root import cli
 from stcore.errors import ConfigError
 from stcore.repository import (
@@ -76,4 +76,4 @@ def init(
                 }
             )
         else:
-            out.print(f"created stcore repository {repo.id} at {repo.location}", highlight=False)
+            say(f"created stcore repository {repo.id} at {repo.location}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context, read_password
-from stcore.cli.output import emit_json, out
+from stcore.cli.output import TableColumn, emit_json, print_table, say
 from stcore.cli.root import cli
 from stcore.errors import ConfigError
 
@@ -36,12 +36,19 @@ def key_list(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json([entry.to_json() for entry in keys])
         return
-    for entry in keys:
-        marker = "*" if entry.current else " "
-        out.print(
-            f"{marker} {entry.id}  created {entry.created} on {entry.host}",
-            highlight=False,
-        )
+    print_table(
+        KEY_COLUMNS,
+        [["*" if e.current else "", e.id, str(e.created), e.host or "-"] for e in keys],
+    )
+
+
+#: ``*`` marks the key that opened the repository; a narrow terminal leaves out the host
+KEY_COLUMNS = (
+    TableColumn("", "id"),
+    TableColumn("id", "id"),
+    TableColumn("created", "id"),
+    TableColumn("host", drop=1),
+)
 
 
 @key.command("add")
@@ -52,7 +59,7 @@ def key_add(ctx: Context, new_password_file: str | None) -> None:
     with ctx.open() as repo:
         repo.keys()  # an unencrypted repository says so before a new password is asked
         key_id = repo.add_key(_new_password(new_password_file))
-    out.print(f"added key {key_id}", highlight=False)
+    say(f"added key {key_id}")
 
 
 @key.command("remove")
@@ -62,7 +69,7 @@ def key_remove(ctx: Context, key_id: str) -> None:
     """Remove a key (its password no longer opens the repository). The last key is kept."""
     with ctx.open() as repo:
         repo.remove_key(key_id)
-    out.print(f"removed key {key_id}", highlight=False)
+    say(f"removed key {key_id}")
 
 
 @key.command("passwd")
@@ -74,4 +81,4 @@ def key_passwd(ctx: Context, new_password_file: str | None) -> None:
         repo.keys()  # an unencrypted repository says so before a new password is asked
         old = repo.key_id
         new = repo.change_password(_new_password(new_password_file))
-    out.print(f"password changed: key {old} replaced by {new}", highlight=False)
+    say(f"password changed: key {old} replaced by {new}")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, err, out, styled
+from stcore.cli.output import TableColumn, emit_json, err, print_table, styled
 from stcore.cli.root import cli
 
 
@@ -52,11 +51,18 @@ def plugins(ctx: Context, as_json: bool) -> None:
             }
         )
         return
-    table = Table("plugin", "distribution", "version", "provides")
-    for p in infos:
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.provides.items())
-        table.add_row(p.name, p.distribution, p.version, provides)
-    out.print(table)
+    print_table(
+        PLUGIN_COLUMNS,
+        [
+            [
+                p.name,
+                p.distribution,
+                p.version,
+                [f"{kind}: {', '.join(names)}" for kind, names in p.provides.items()],
+            ]
+            for p in infos
+        ],
+    )
     for broken in host.broken:
         err.print(
             styled(
@@ -74,3 +80,13 @@ def plugins(ctx: Context, as_json: bool) -> None:
                 ),
                 highlight=False,
             )
+
+
+#: what each plugin provides, one kind a line; a narrow terminal leaves out the version, then
+#: the distribution (docs/cli.md, "Output")
+PLUGIN_COLUMNS = (
+    TableColumn("plugin", "id"),
+    TableColumn("distribution", drop=2),
+    TableColumn("version", "id", drop=1),
+    TableColumn("provides"),
+)

@@ -7,7 +7,7 @@ import attrs
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, err, out, progress_bar, styled
+from stcore.cli.output import emit_json, err, plural, progress_bar, say, styled
 from stcore.cli.root import cli
 
 
@@ -34,10 +34,9 @@ def repair_index(ctx: Context, dry_run: bool, as_json: bool) -> None:
     for problem in result.unreadable:
         err.print(styled("yellow", "warning:", problem), highlight=False)
     verb = "would index" if dry_run else "indexed"
-    out.print(
-        f"{verb} {result.blobs} blobs in {result.packs} packs; "
-        f"{result.indexes_removed} old index objects replaced",
-        highlight=False,
+    say(
+        f"{verb} {plural(result.blobs, 'blob')} in {plural(result.packs, 'pack')}; "
+        f"{plural(result.indexes_removed, 'old index object')} replaced"
     )
 
 
@@ -56,10 +55,9 @@ def repair_packs(ctx: Context, pack_ids: tuple[str, ...], as_json: bool) -> None
     if as_json:
         emit_json(attrs.asdict(result))
         return
-    out.print(
-        f"repaired {len(result.packs_repaired)} packs: {result.blobs_salvaged} blobs salvaged, "
-        f"{result.blobs_lost} lost",
-        highlight=False,
+    say(
+        f"repaired {plural(len(result.packs_repaired), 'pack')}: "
+        f"{plural(result.blobs_salvaged, 'blob')} salvaged, {result.blobs_lost} lost"
     )
 
 
@@ -81,12 +79,12 @@ def repair_snapshots(ctx: Context, dry_run: bool, forget: bool, as_json: bool) -
         return
     for repaired in result.repaired:
         target = f" -> {repaired.new_id}" if repaired.new_id else ""
-        out.print(f"snapshot {repaired.snapshot_id}{target}", highlight=False, markup=False)
+        say(f"snapshot {repaired.snapshot_id}{target}")
         for change in repaired.changes:
-            out.print(f"  {change}", highlight=False, markup=False)
-    verb = "need repair" if dry_run else "repaired"
-    out.print(
-        f"{len(result.repaired)} of {result.snapshots_checked} snapshots {verb}"
-        + (f"; forgot {len(result.forgotten)} originals" if result.forgotten else ""),
-        highlight=False,
+            say(change, prefix="  ")
+    count = len(result.repaired)
+    verb = ("needs repair" if count == 1 else "need repair") if dry_run else "repaired"
+    say(
+        f"{count} of {plural(result.snapshots_checked, 'snapshot')} {verb}"
+        + (f"; forgot {plural(len(result.forgotten), 'original')}" if result.forgotten else "")
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, human_size, out, progress_bar
+from stcore.cli.output import emit_json, human_rate, human_size, plural, progress_bar, say
 from stcore.cli.root import cli
 from stcore.repo.restore import DEFAULT_OVERWRITE, OVERWRITE_MODES, Overwrite
 
@@ -53,7 +53,9 @@ def restore(
     with ctx.open(from_remote) as repo:
         manifest = repo.resolve(snap)
         total = sum(s.size for n, s in manifest.sources.items() if not sources or n in sources)
-        with progress_bar("restoring", total, not as_json and not dry_run) as progress:
+        with progress_bar(
+            "restoring", total, not as_json and not dry_run, count="file"
+        ) as progress:  # the engine then announces the bytes it will write
             result = repo.restore(
                 manifest.id,
                 target,
@@ -89,11 +91,12 @@ def restore(
     for action in result.actions:
         shown = action.path + ("/" if action.kind == "dir" else "")
         reason = f"  ({action.reason})" if action.reason else ""
-        out.print(f"{action.action:9} {shown}{reason}", highlight=False)
+        say(f"{shown}{reason}", prefix=f"{action.action:9} ")
     verb = "would restore" if result.dry_run else "restored"
-    out.print(
-        f"{verb} {result.files} files ({human_size(result.bytes)}) from {result.snapshot_id} "
-        f"into {result.target}",
-        highlight=False,
+    rate = None if result.dry_run else progress.rate()  # from the first byte to the last
+    at = f" at {human_rate(rate)}" if rate else ""
+    say(
+        f"{verb} {plural(result.files, 'file')} ({human_size(result.bytes)}{at}) from "
+        f"{result.snapshot_id} into {result.target}"
     )
-    out.print(", ".join(f"{count} {word}" for word, count in counts.items()), highlight=False)
+    say(", ".join(f"{count} {word}" for word, count in counts.items()))

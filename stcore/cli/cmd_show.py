@@ -6,7 +6,7 @@ import click
 from rich.text import Text
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, human_size, out, styled
+from stcore.cli.output import emit_json, human_size, out, plural, say, styled
 from stcore.cli.root import cli
 
 
@@ -31,20 +31,18 @@ def show(ctx: Context, snap: str, as_json: bool, list_files: bool) -> None:
     if as_json:
         emit_json(document)
         return
-    out.print(f"snapshot {document['id']}", highlight=False)
-    out.print(f"  time     {document['time']}", highlight=False)
-    out.print(f"  host     {document['host']}", highlight=False)
-    out.print(f"  tags     {', '.join(document['tags']) or '-'}", highlight=False)
-    out.print(f"  size     {human_size(document['size'])}", highlight=False)
+    say(f"snapshot {document['id']}")
+    say(document["time"], prefix="  time     ")
+    say(document["host"], prefix="  host     ")
+    say(", ".join(document["tags"]) or "-", prefix="  tags     ")
+    say(human_size(document["size"]), prefix="  size     ")
     for name, source in document["sources"].items():
-        out.print(
-            f"  source {name} ({source['type']}): {source['files']} files, "
-            f"{human_size(source['size'])}, {source['errors']} errors",
-            highlight=False,
+        say(
+            f"source {name} ({source['type']}): {plural(source['files'], 'file')}, "
+            f"{human_size(source['size'])}, {plural(source['errors'], 'error')}",
+            prefix="  ",
         )
-        for entry in document.get("files", {}).get(name, []):
-            out.print(
-                f"    {entry['type']:7} {entry['size']:>12}  {entry['path']}", highlight=False
-            )
+        for entry in document.get("files", {}).get(name, []):  # a long path under itself
+            say(entry["path"], prefix=f"    {entry['type']:7} {entry['size']:>12}  ")
     for problem in document["errors"]:
         out.print(Text("  ").append_text(styled("yellow", "unreadable", problem)), highlight=False)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import click
-from rich.table import Table
 
 from stcore.cli.context import Context, parse_when, pass_context
-from stcore.cli.output import emit_json, err, human_size, out
+from stcore.cli.output import (
+    TableColumn,
+    emit_json,
+    err,
+    human_size,
+    plural,
+    print_table,
+    say,
+)
 from stcore.cli.root import cli
+from stcore.models import SnapshotManifest
 
 
 @cli.command()
@@ -66,22 +76,33 @@ def snapshots(
     if as_json:
         emit_json([{**m.summary(), "synced": sync_state[m.id]} for m in found])
         return
-    # The id already reads as the UTC time (20261124T131102Z-...), so it is the first column.
-    table = Table(box=None, pad_edge=False)
-    table.add_column("id (UTC time)", no_wrap=True)
-    for heading in ("host", "tags", "sources", "files", "size", "added", "synced to"):
-        table.add_column(heading, no_wrap=heading in ("size", "added"))
-    for m in found:
-        row = m.summary()
-        table.add_row(
-            m.id + (" (partial)" if m.partial else ""),
-            m.host,
-            ",".join(m.tags),
-            ",".join(f"{n}:{t}" for n, t in row["sources"].items()),
-            str(row["files"]),
-            human_size(m.size),
-            human_size(m.added_bytes),
-            ",".join(sorted(sync_state[m.id])) or "-",
-        )
-    out.print(table)
-    out.print(f"{len(found)} snapshots", highlight=False)
+    print_table(SNAPSHOT_COLUMNS, [_row(m, sync_state[m.id]) for m in found])
+    say(plural(len(found), "snapshot"))
+
+
+#: The id already reads as the UTC time (20261124T131102Z-...), so it is the first column. A
+#: narrow terminal leaves out added, files, size, host, then synced to (docs/cli.md, "Output").
+SNAPSHOT_COLUMNS = (
+    TableColumn("id (UTC time)", "id"),
+    TableColumn("host", drop=4),
+    TableColumn("tags"),
+    TableColumn("sources"),
+    TableColumn("files", "number", drop=2),
+    TableColumn("size", "number", drop=3),
+    TableColumn("added", "number", drop=1),
+    TableColumn("synced to", drop=5),
+)
+
+
+def _row(m: SnapshotManifest, synced: Iterable[str]) -> list[str | list[str]]:
+    """One snapshot's cells; lists (tags, sources, remotes) show one item a line."""
+    return [
+        [m.id, "(partial)"] if m.partial else m.id,
+        m.host,
+        list(m.tags),
+        [f"{name} ({kind})" for name, kind in m.source_types.items()],
+        str(m.files),
+        human_size(m.size),
+        human_size(m.added_bytes),
+        sorted(synced) or "-",
+    ]

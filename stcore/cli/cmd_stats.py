@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, human_size, out
+from stcore.cli.output import emit_json, human_size, print_fields
 from stcore.cli.root import cli
 
 
@@ -19,12 +19,15 @@ def stats(ctx: Context, as_json: bool) -> None:
     if as_json:
         emit_json(numbers.to_json())
         return
-    out.print(f"repository   {numbers.repository} ({numbers.id})", highlight=False)
-    out.print(f"snapshots    {numbers.snapshots}", highlight=False)
-    out.print(f"blobs        {numbers.blobs}", highlight=False)
-    out.print(f"stored       {human_size(numbers.stored_bytes)}", highlight=False)
-    out.print(f"unique data  {human_size(numbers.unique_data_bytes)}", highlight=False)
-    out.print(f"all snapshots' size  {human_size(numbers.snapshot_bytes_total)}", highlight=False)
+    fields = [
+        ("repository", f"{numbers.repository} ({numbers.id})"),
+        ("snapshots", str(numbers.snapshots)),
+        ("blobs", str(numbers.blobs)),
+        ("stored", human_size(numbers.stored_bytes)),
+        ("unique data", human_size(numbers.unique_data_bytes)),
+        ("all snapshots' size", human_size(numbers.snapshot_bytes_total)),
+    ]
     if numbers.stored_bytes:
         ratio = numbers.snapshot_bytes_total / numbers.stored_bytes
-        out.print(f"space saving {ratio:.1f}x (dedup + compression)", highlight=False)
+        fields.append(("space saving", f"{ratio:.1f}x (dedup + compression)"))
+    print_fields(fields)

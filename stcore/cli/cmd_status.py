@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from stcore.cli.context import Context, pass_context
-from stcore.cli.output import emit_json, human_size, out
+from stcore.cli.output import emit_json, human_size, plural, print_fields, say
 from stcore.cli.root import cli
 
 
@@ -23,35 +23,41 @@ def status(ctx: Context, as_json: bool) -> None:
         emit_json(document)
         return
     daemon_info = document["daemon"]
-    out.print(f"repository  {document['repository']} ({document['id']})", highlight=False)
-    out.print(
-        f"snapshots   {document['snapshots']} (latest: {document['latest_snapshot'] or '-'})",
-        highlight=False,
-    )
     if daemon_info["running"]:
-        out.print(
-            f"daemon      running (pid {daemon_info['pid']}); next backup "
-            f"{daemon_info['next_backup'] or '-'}, next sync {daemon_info['next_sync'] or '-'}",
-            highlight=False,
+        daemon_line = (
+            f"running (pid {daemon_info['pid']}); next backup "
+            f"{daemon_info['next_backup'] or '-'}, next sync {daemon_info['next_sync'] or '-'}"
         )
     else:
-        out.print("daemon      not running", highlight=False)
+        daemon_line = "not running"
+    print_fields(
+        [
+            ("repository", f"{document['repository']} ({document['id']})"),
+            (
+                "snapshots",
+                f"{document['snapshots']} (latest: {document['latest_snapshot'] or '-'})",
+            ),
+            ("daemon", daemon_line),
+        ]
+    )
     if not document["remotes"]:
-        out.print("no remotes configured", highlight=False)
+        say("no remotes configured")
     for remote in document["remotes"]:
-        out.print(f"remote {remote['name']} ({remote['url']})", highlight=False)
-        out.print(f"  last sync   {remote['last_sync'] or 'never'}", highlight=False)
-        out.print(
-            f"  pending     {remote['pending_snapshots']} snapshots, "
-            f"{human_size(remote['pending_bytes'])}",
-            highlight=False,
+        say(f"remote {remote['name']} ({remote['url']})")
+        last_error = (
+            f"{remote['last_error']} (at {remote['last_error_at']})"
+            if remote["last_error"]
+            else "-"
         )
-        if remote["last_error"]:
-            out.print(
-                f"  last error  {remote['last_error']} (at {remote['last_error_at']})",
-                highlight=False,
-                markup=False,
-            )
-        else:
-            out.print("  last error  -", highlight=False)
-        out.print(f"  next run    {remote['next_run'] or '-'}", highlight=False)
+        print_fields(
+            [
+                ("  last sync", remote["last_sync"] or "never"),
+                (
+                    "  pending",
+                    f"{plural(remote['pending_snapshots'], 'snapshot')}, "
+                    f"{human_size(remote['pending_bytes'])}",
+                ),
+                ("  last error", last_error),
+                ("  next run", remote["next_run"] or "-"),
+            ]
+        )

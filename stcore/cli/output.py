@@ -1,68 +1,29 @@
-"""How every command prints: text made safe for a terminal, tables, JSON, sizes, progress
-bars and the one-line error."""
+"""How every command prints: text made safe for a terminal, tables and lines that fit it,
+counts, sizes and rates, JSON, progress bars and the one-line error."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
+import attrs
 import click
+from rich.cells import cell_len
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import Progress, ProgressColumn, Task
+from rich.progress_bar import ProgressBar
+from rich.segment import Segment, SegmentLines
+from rich.table import Column, Table
 from rich.text import Text
 
 from stcore.cli.context import EXIT_ERROR
-
-#: what `printable` escapes: C0 controls, DEL and C1 controls (a terminal obeys them), the
-#: bidirectional formatting characters and line/paragraph separators (they reorder or break what
-#: is shown), and lone surrogates (surrogateescape's stand-ins for bytes that are not UTF-8; they
-#: cannot be encoded). A backslash is left as it is: error messages quote names with repr(), which
-#: already escapes them, and doubling would show those escapes doubled ('x\\x1b'); --json is exact.
-_UNSAFE = re.compile(
-    r"[\x00-\x1f\x7f-\x9f"  # C0, DEL, C1
-    r"\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"  # bidi formatting, U+2028, U+2029
-    r"\ud800-\udfff]"  # lone surrogates
-)
-
-
-_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape_one(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED_ESCAPES.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    if code < 0x80 or 0xDC80 <= code <= 0xDCFF:  # an ASCII control, or the byte it stands for
-        return f"\\x{code & 0xFF:02x}"
-    return f"\\u{code:04x}"
-
-
-def printable(text: str) -> str:
-    r"""``text`` as it is safe to show on a terminal: never a control sequence, always encodable.
-
-    ``\n``, ``\t``, ``\r`` and ``\xNN`` below 0x80 are those control characters; ``\xNN`` from
-    0x80 is a byte of a name that is not UTF-8 (its surrogateescape character U+DC80+NN:
-    ``os.fsencode`` gives the byte back); ``\uNNNN`` is a C1 control, a bidirectional formatting
-    character, a line or paragraph separator, or another lone surrogate. Everything else, a
-    backslash and non-ASCII letters included, is shown as it is, so the output is safe but not
-    always exact: ``--json`` is. docs/cli.md, "Names and text in the output", says the same.
-    """
-    return _UNSAFE.sub(_escape_one, text)
+from stcore.text import printable
 
 
 class PlainConsole(Console):
@@ -98,6 +59,8 @@ def emit_json(data: Any) -> None:
 
 
 def human_size(size: float) -> str:
+    """``size`` bytes in binary units, the one unit system of every size and rate shown:
+    ``512 B``, ``1.5 KiB``, ``257.7 MiB``, ``3.0 GiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(size) < 1024 or unit == "TiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -105,36 +68,466 @@ def human_size(size: float) -> str:
     return f"{size:.1f} TiB"
 
 
+def human_rate(bytes_per_second: float) -> str:
+    """A rate in :func:`human_size`'s units: ``12.3 MiB/s``."""
+    return f"{human_size(bytes_per_second)}/s"
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """``count`` and ``noun``, in the plural unless ``count`` is 1: ``plural(1, "snapshot")`` is
+    ``1 snapshot``, ``plural(0, "snapshot")`` ``0 snapshots``, ``plural(2, "entry")``
+    ``2 entries``. The plural of the last word follows English spelling (``-y`` after a
+    consonant becomes ``-ies``; ``-s``, ``-x``, ``-z``, ``-ch``, ``-sh`` take ``-es``; anything
+    else ``-s``); pass ``plural_noun`` for any other (``plural(n, "child", "children")``)."""
+    if count == 1:
+        return f"{count} {noun}"
+    if plural_noun is None:
+        if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u", ""):
+            plural_noun = noun[:-1] + "ies"
+        elif noun.endswith(("s", "x", "z", "ch", "sh")):
+            plural_noun = noun + "es"
+        else:
+            plural_noun = noun + "s"
+    return f"{count} {plural_noun}"
+
+
+# --- lines and tables that fit the terminal ------------------------------------------------------
+
+#: spaces between two table columns
+TABLE_GAP = 2
+
+#: what a table cell holds: one text, or a list shown one item a line (tags, sources, remotes)
+Cell = str | Sequence[str]
+
+
+@attrs.frozen
+class TableColumn:
+    """One column of :func:`print_table`.
+
+    ``kind`` says how its cells may be laid out: ``"id"`` (ids, and names a user copies: always
+    whole on one line), ``"number"`` (counts and sizes: one line, right-aligned) or ``"text"``
+    (wrapped at spaces and between the items of a list cell; only a word wider than the whole
+    column is folded onto the next line, never cut). ``drop`` is the order in which a narrow
+    terminal leaves columns out: 0 is always shown; while the table does not fit, the shown
+    column with the lowest non-zero ``drop`` is left out (docs/cli.md, "Output", lists them).
+    """
+
+    heading: str
+    kind: Literal["id", "number", "text"] = "text"
+    drop: int = 0
+
+
+@attrs.define
+class _Measure:
+    column: TableColumn
+    need: int  # wide enough for every line of every cell on one line
+    floor: int  # the narrowest it may be: its widest word ("text"), else ``need``
+    width: int = 0
+
+
+def _cell_lines(cell: Cell) -> list[str]:
+    items = [cell] if isinstance(cell, str) else list(cell)
+    return [printable(item) for item in items] or [""]
+
+
+def _measure(column: TableColumn, cells: list[list[str]], header: bool) -> _Measure:
+    lines = [line for cell in cells for line in cell]
+    heading = [column.heading] if header and column.heading else []
+    need = max((cell_len(line) for line in lines + heading), default=0)
+    if column.kind != "text":
+        return _Measure(column, need, need)
+    words = [w for line in lines + heading for w in line.split()]
+    return _Measure(column, need, min(need, max((cell_len(w) for w in words), default=0)))
+
+
+def _fit(measures: list[_Measure], width: int) -> list[_Measure]:
+    """The columns to show and each one's width, for a table at most ``width`` wide."""
+    shown = list(measures)
+
+    def spare() -> int:
+        return width - sum(m.width for m in shown) - TABLE_GAP * (len(shown) - 1)
+
+    for m in shown:
+        m.width = m.floor
+    while spare() < 0 and any(m.column.drop for m in shown):
+        first = min((m for m in shown if m.column.drop), key=lambda m: m.column.drop)
+        shown.remove(first)
+    room = spare()
+    if room < 0:
+        return []  # too narrow for a table: the caller shows each row as a record
+    texts = [m for m in shown if m.column.kind == "text"]
+    while room > 0 and any(m.width < m.need for m in texts):  # widen text columns, evenly
+        for m in texts:
+            if room and m.width < m.need:
+                m.width += 1
+                room -= 1
+    return shown
+
+
+def _fit_fields(measures: list[_Measure], width: int) -> list[_Measure]:
+    """Label and value widths for ``label  value`` lines: the label whole, unless the terminal
+    is narrower than it; the value wrapped, a word wider than the rest folded."""
+    label, value = measures
+    label.width = max(1, min(label.need, width - TABLE_GAP - 1))
+    value.width = max(1, min(value.need, width - TABLE_GAP - label.width))
+    return measures
+
+
+def _rstripped(line: list[Segment]) -> list[Segment]:
+    """``line`` without the spaces a table pads its last cell with."""
+    line = list(line)
+    while line and not line[-1].control and not line[-1].text.strip(" "):
+        line.pop()
+    if line and not line[-1].control:
+        last = line[-1]
+        line[-1] = Segment(last.text.rstrip(" "), last.style)
+    return line
+
+
+def print_table(
+    columns: Sequence[TableColumn],
+    rows: Iterable[Sequence[Cell]],
+    *,
+    console: Console | None = None,
+) -> list[str]:
+    """Print ``rows`` under ``columns`` as wide as the console (``out``) allows, never wider;
+    return the headings of the columns left out to make it fit.
+
+    A cell is a string, or a list of strings shown one a line (``["daily", "v[1]"]``); every
+    string is shown through :func:`printable`. No id and no name is ever cut: ``"id"`` and
+    ``"number"`` columns stay whole on one line, ``"text"`` columns wrap at spaces and between
+    list items. A terminal too narrow for the table leaves out the ``drop`` columns (lowest
+    first); one too narrow even for the others shows each row as a record of ``heading  value``
+    lines, every column included. Every command prints its tables with it::
+
+        print_table(
+            [TableColumn("id", "id"), TableColumn("tags"), TableColumn("size", "number", drop=1)],
+            [[m.id, list(m.tags), human_size(m.size)] for m in manifests],
+        )
+    """
+    console = console or out
+    cells = [[_cell_lines(cell) for cell in row] for row in rows]
+    if any(len(row) != len(columns) for row in cells):
+        raise ValueError("every row needs one cell per column")
+    if not cells:
+        return []  # no rows, no headings: the count line after it says "0 ..."
+    measures = [
+        _measure(column, [row[i] for row in cells], True) for i, column in enumerate(columns)
+    ]
+    shown = _fit(measures, console.width)
+    if not shown:  # not even the columns that always show fit: one record per row
+        for number, row in enumerate(cells):
+            if number:
+                console.print()
+            record = [[[c.heading], lines] for c, lines in zip(columns, row, strict=True)]
+            _print_fields(console, record, console.width)
+        return []
+    index = [measures.index(m) for m in shown]
+    _render(console, shown, [[row[i] for i in index] for row in cells], header=True)
+    return [m.column.heading for m in measures if m not in shown]
+
+
+def print_fields(fields: Sequence[tuple[str, Cell]], *, console: Console | None = None) -> None:
+    """``label  value`` lines, the values aligned; on a terminal each value is wrapped beside
+    its label (its continuation lines stay in its column), as :func:`say` wraps. Indent a label
+    with leading spaces to show it under a line of :func:`say`::
+
+        print_fields([("repository", repo.location), ("snapshots", str(count))])
+    """
+    console = console or out
+    cells = [[_cell_lines(label), _cell_lines(value)] for label, value in fields]
+    _print_fields(console, cells, console.width if console.is_terminal else UNWRAPPED)
+
+
+def _print_fields(console: Console, cells: list[list[list[str]]], width: int) -> None:
+    columns = (TableColumn("", "id"), TableColumn(""))
+    measures = [_measure(c, [row[i] for row in cells], False) for i, c in enumerate(columns)]
+    _render(console, _fit_fields(measures, width), cells, header=False)
+
+
+def _render(
+    console: Console, shown: list[_Measure], cells: list[list[list[str]]], *, header: bool
+) -> None:
+    table = Table(
+        box=None, show_header=header, show_edge=False, pad_edge=False, header_style="bold",
+        padding=(0, TABLE_GAP // 2), collapse_padding=False,
+    )  # fmt: skip
+    for m in shown:
+        table.add_column(
+            m.column.heading,
+            width=m.width,
+            justify="right" if m.column.kind == "number" else "left",
+            no_wrap=m.column.kind != "text" and m.width >= m.need,
+            overflow="fold",
+        )
+    for row in cells:
+        table.add_row(*(Text("\n".join(lines)) for lines in row))
+    width = sum(m.width for m in shown) + TABLE_GAP * (len(shown) - 1)
+    lines = console.render_lines(table, console.options.update_width(width), pad=False)
+    console.print(
+        SegmentLines([_rstripped(line) for line in lines], new_lines=True), end="", soft_wrap=True
+    )
+
+
+#: the width :func:`say` and :func:`print_fields` fit to when the output is not a terminal
+UNWRAPPED = 1_000_000
+
+
+def say(text: str, *, prefix: str = "", console: Console | None = None) -> None:
+    """Print ``prefix`` and ``text`` (both shown through :func:`printable`), on a terminal
+    wrapped at spaces to its width; continuation lines are indented as wide as ``prefix``, so
+    a list of ``say(path, prefix="+  ")`` reads as two columns. Into a pipe or a file the line
+    stays whole (grep sees it; a pipe has no width to fit). Streams: use it for long lists
+    (diff, restore actions), where a table would hold every row first."""
+    console = console or out
+    prefix = printable(prefix)
+    indent = cell_len(prefix)
+    shown = Text(printable(text))
+    width = console.width if console.is_terminal else UNWRAPPED
+    lines = shown.wrap(console, max(1, width - indent), overflow="fold") if text else [shown]
+    for number, line in enumerate(lines):
+        line.rstrip()
+        lead = prefix if number == 0 else " " * indent
+        console.print(Text.assemble(lead, line), soft_wrap=True, highlight=False)
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+
+class ProgressReport:
+    """What a command hands the engine as its progress callback (``report(event, amount)``),
+    and what it was told. Thread-safe: engines report from worker threads.
+
+    Events: ``("bytes", n)``, n more bytes done; ``("total", n)``, the bytes the whole
+    operation will report (it may come again when a plan changes; the last counts); any other
+    name counts items of that kind (``("file", 1)``, ``("object", 1)``, ``("pack", 1)``).
+
+    The rate is measured from the start of the data: the clock starts when the report is made,
+    and again at a ``total`` that comes before any byte (restore, check and prune announce
+    their total when planning is over, and planning is not transfer time). It ends at the last
+    bytes reported.
+    """
+
+    def __init__(
+        self, total: int | None = None, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.total = total
+        self.done = 0
+        self.counts: dict[str, int] = {}
+        self.started = clock()
+        self.last: float | None = None  # when the last bytes were reported
+        #: whether a progress bar shows it (worth estimating a total for)
+        self.drawn = False
+
+    def __call__(self, event: str, amount: int) -> None:
+        with self._lock:
+            if event == "bytes":
+                self.done += amount
+                self.last = self._clock()
+            elif event == "total":
+                self.total = amount
+                if not self.done:
+                    self.started = self._clock()
+            else:
+                self.counts[event] = self.counts.get(event, 0) + amount
+
+    def estimate_total(self, total: int) -> None:
+        """Set the total from an estimate made beside the operation (a backup's pre-scan):
+        unlike a ``total`` event, never a new start for the rate."""
+        with self._lock:
+            self.total = total
+
+    @property
+    def shown_total(self) -> int | None:
+        """The total, or the bytes done if an estimate fell short."""
+        return None if self.total is None else max(self.total, self.done)
+
+    def rate(self, now: float | None = None) -> float | None:
+        """Bytes a second from the start of the data to ``now`` (default: the last bytes);
+        None before any byte."""
+        total = self.shown_total
+        finished = total is not None and self.done >= total
+        end = self.last if now is None or finished else now  # done: no idle tail
+        if not self.done or end is None or end <= self.started:
+            return None
+        return self.done / (end - self.started)
+
+    def remaining(self, now: float | None = None) -> float | None:
+        """Seconds left at the rate so far; None without a total or a rate."""
+        total = self.shown_total
+        if total is None:
+            return None
+        if self.done >= total:
+            return 0.0
+        rate = self.rate(self._clock() if now is None else now)
+        return (total - self.done) / rate if rate else None
+
+
+def _clock_time(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+_BYTE_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def _bytes_of(done: int, total: int | None) -> str:
+    """``123.4/245.8 MiB`` (one unit, chosen by the total), or ``123.4 MiB`` without a total."""
+    if total is None:
+        return human_size(done)
+    power = 0
+    while total >= 1024 ** (power + 1) and power < len(_BYTE_UNITS) - 1:
+        power += 1
+    if power == 0:
+        return f"{done}/{total} B"
+    unit = 1024**power
+    return f"{done / unit:.1f}/{total / unit:.1f} {_BYTE_UNITS[power]}"
+
+
+class _ReportColumn(ProgressColumn):
+    """A progress bar column drawn from a :class:`ProgressReport`, in a fixed width."""
+
+    def __init__(self, report: ProgressReport, width: int, justify: str = "right") -> None:
+        self.report = report
+        self.width = width
+        super().__init__(
+            table_column=Column(
+                width=width, no_wrap=True, overflow="ellipsis",
+                justify="left" if justify == "left" else "right",
+            )
+        )  # fmt: skip
+
+    def render(self, task: Task) -> Any:
+        return Text(self.text(task))
+
+    def text(self, task: Task) -> str:
+        raise NotImplementedError
+
+
+class _LabelColumn(_ReportColumn):
+    def __init__(self, report: ProgressReport, width: int, label: str) -> None:
+        super().__init__(report, width, justify="left")
+        self.label = printable(label)  # a remote's name is text
+
+    def text(self, task: Task) -> str:
+        return self.label
+
+
+class _BarColumn(_ReportColumn):
+    def render(self, task: Task) -> Any:
+        total = self.report.shown_total
+        return ProgressBar(
+            total=total, completed=self.report.done, width=self.width,
+            pulse=total is None, animation_time=task.get_time(),
+        )  # fmt: skip
+
+
+class _BytesColumn(_ReportColumn):
+    def text(self, task: Task) -> str:
+        return _bytes_of(self.report.done, self.report.shown_total)
+
+
+class _RateColumn(_ReportColumn):
+    def text(self, task: Task) -> str:
+        rate = self.report.rate(task.get_time())
+        return "" if rate is None else human_rate(rate)
+
+
+class _CountColumn(_ReportColumn):
+    def __init__(self, report: ProgressReport, width: int, noun: str) -> None:
+        super().__init__(report, width)
+        self.noun = noun
+
+    def text(self, task: Task) -> str:
+        return plural(self.report.counts.get(self.noun, 0), self.noun)
+
+
+class _EtaColumn(_ReportColumn):
+    """The time remaining (rich's TimeRemainingColumn estimates from its own samples; this one
+    from the report's rate, the one shown beside it)."""
+
+    def text(self, task: Task) -> str:
+        if self.report.total is None:
+            return ""
+        left = self.report.remaining(task.get_time())
+        return "ETA -:--" if left is None else f"ETA {_clock_time(left)}"
+
+
+#: widths of the bar's columns: "1023.9/1023.9 MiB", "1023.9 MiB/s", "ETA 9:59:59"
+BYTES_WIDTH, RATE_WIDTH, ETA_WIDTH = 17, 12, 11
+#: the bar itself: narrower than this and the count, then the rate, are left out
+BAR_MIN, BAR_MAX = 6, 40
+#: spaces between the bar's columns (rich's progress table)
+BAR_GAP = 1
+
+
+def _bar_columns(
+    report: ProgressReport, label: str, count: str | None, width: int
+) -> list[ProgressColumn]:
+    """The progress line's columns, fitted to ``width``: label, bar, bytes, rate, count, ETA."""
+    label_width = min(cell_len(printable(label)), max(12, width // 4))
+    optional = {"rate": RATE_WIDTH, "count": len(plural(999999, count)) if count else 0}
+    if not count:
+        del optional["count"]
+
+    def bar_width() -> int:
+        fixed = [label_width, BYTES_WIDTH, ETA_WIDTH, *optional.values()]
+        return width - sum(fixed) - BAR_GAP * len(fixed)
+
+    for dropped in ("count", "rate"):  # the count goes first, then the rate
+        if bar_width() < BAR_MIN:
+            optional.pop(dropped, None)
+    label_width = max(1, label_width - max(0, BAR_MIN - bar_width()))
+    columns: list[ProgressColumn] = [
+        _LabelColumn(report, label_width, label),
+        _BarColumn(report, max(1, min(BAR_MAX, bar_width()))),
+        _BytesColumn(report, BYTES_WIDTH),
+    ]
+    if "rate" in optional:
+        columns.append(_RateColumn(report, RATE_WIDTH))
+    if count and "count" in optional:
+        columns.append(_CountColumn(report, optional["count"], count))
+    columns.append(_EtaColumn(report, ETA_WIDTH))
+    return columns
+
+
 @contextmanager
 def progress_bar(
-    description: str, total: int | None, enabled: bool
-) -> Iterator[Callable[[str, int], None]]:
-    """A rich progress bar on a terminal; a no-op callback otherwise."""
-    if not enabled or not err.is_terminal:
-        yield lambda event, amount: None
+    description: str,
+    total: int | None,
+    enabled: bool,
+    *,
+    count: str | None = None,
+    console: Console | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Iterator[ProgressReport]:
+    """A :class:`ProgressReport` to pass the engine as its progress callback, drawn as a
+    progress line on ``console`` (``err``) when ``enabled`` and it is a terminal.
+
+    The line fits the terminal: label, bar, bytes done of the total (binary units), the rate,
+    the ``count`` of items (``count="file"`` counts ``("file", n)`` events; None shows none)
+    and the time remaining. ``total`` is the bytes expected when the command knows them; the
+    engine may announce them (a ``total`` event), and a command with an estimate made beside
+    the operation calls :meth:`ProgressReport.estimate_total`. The report outlives the bar:
+    its :meth:`~ProgressReport.rate` is the one a summary line shows.
+    """
+    console = console or err
+    clock = clock or time.monotonic
+    report = ProgressReport(total, clock=clock)
+    if not enabled or not console.is_terminal:
+        yield report
         return
-    columns = [
-        SpinnerColumn(),
-        TextColumn("{task.description}", markup=False),  # a remote name is text
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TextColumn("{task.fields[files]} files"),
-        TimeElapsedColumn(),
-    ]
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(printable(description), total=total, files=0)
-        files = 0
-
-        def update(event: str, amount: int) -> None:
-            nonlocal files
-            if event == "bytes":
-                bar.advance(task, amount)
-            elif event in ("file", "object"):
-                files += amount
-                bar.update(task, files=files)
-
-        yield update
+    columns = _bar_columns(report, description, count, console.width)
+    with Progress(*columns, console=console, transient=True, get_time=clock) as bar:
+        bar.add_task(printable(description), total=None)
+        report.drawn = True
+        try:
+            yield report
+        finally:
+            report.drawn = False
 
 
 class PrintableLogHandler(logging.StreamHandler):  # type: ignore[type-arg]

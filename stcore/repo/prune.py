@@ -208,6 +208,7 @@ def prune(
                 # One range read per run of live blobs in each pack (thousands of database
                 # pages would otherwise be as many requests), each blob verified against its id.
                 types = {entry.blob_id: entry.blob_type for entry in repack}
+                progress("total", sum(entry.raw_length for entry in repack))  # of "bytes"
                 for blob_id, data in store.read_blobs(types):
                     packer.add(blob_id, types[blob_id], data)
                     progress("bytes", len(data))

@@ -153,6 +153,9 @@ def _unsafe(name: str) -> bool:
     return name in ("", ".", "..") or "/" in name or "\0" in name or os.sep in name
 
 
+#: bytes written between two "bytes" progress events (of each writing thread)
+PROGRESS_STEP = 1024 * 1024
+
 #: file descriptors kept open by all writing threads together: a restore of 10k files must stay
 #: far below the usual limit of 1024 open files
 MAX_OPEN_FILES = 256
@@ -550,6 +553,8 @@ class Restorer:
                 if state in _WRITTEN and node.content
             ]
             self._placements = self._plan_placements(numbers)
+            # what the "bytes" events will add up to: kept and skipped files are not written
+            self.progress("total", sum(self._files[n][1].size for n in numbers))
             ranges = self._reader.plan_entries(self._placements.entries.values())
             written = sum(self._reader.run(ranges, self._restore_range))
             self._set_dir_metadata(root_fd)
@@ -1119,7 +1124,7 @@ class Restorer:
         capacity = MAX_OPEN_FILES // self._reader.workers
         open_files = _OpenFiles(capacity, self._open_for_write)
         run = _WriteRun()
-        written = 0
+        written = unreported = 0
         try:
             for entry, data in self._reader.blobs(rng):
                 for number, offset in self._placements.targets[entry.blob_id]:
@@ -1128,10 +1133,15 @@ class Restorer:
                         run.start(number, open_files.get(number), offset)
                     run.add(data)
                     written += len(data)
-                    self.progress("bytes", len(data))
+                    unreported += len(data)
+                    if unreported >= PROGRESS_STEP:  # not per 4 KiB page: an update costs
+                        self.progress("bytes", unreported)
+                        unreported = 0
             self._flush(run)
         finally:
             open_files.close()
+            if unreported:
+                self.progress("bytes", unreported)
         return written
 
     def _flush(self, run: _WriteRun) -> None:
