@@ -8,14 +8,33 @@
 
 Configuration comes from the environment and ``.env`` (see ``.env.example``) and from
 ``stcore.toml`` for the data sources. Importing this module does no I/O: the repository is opened
-(and, for a local path, created) on first use. Methods return plain dicts and lists as the seed's
-did; expected failures come back as ``{"success": False, "error": "..."}`` instead of raising.
+on first use (never created: :meth:`CloudStorageManager.init_repository` or ``stcore init`` does).
+
+Errors, one contract (docs/sync.md, "The seed facade"): the calls that act and answer with a
+``"success"`` key (``init_repository``, ``backup_all_data``, ``sync_to_cloud``,
+``cleanup_old_backups``, ``status``) never raise :class:`~stcore.errors.StcoreError`: a failure,
+a bad argument included, is ``{"success": False, "error": "one line"}``. The calls that return
+data (``list_backups``, ``get_backup``, ``query_backups``, ``get_statistics``) raise a
+``StcoreError`` subclass with a one-line message (``ConfigError`` for a bad argument, a bad
+setting or no cloud remote; ``RepositoryNotFoundError`` before the repository exists; a
+``BackendError`` when the cloud fails). A keyword a method does not have is a ``TypeError``, as
+for any Python function.
+
+``CLOUD_AUTO_SYNC=true`` (or ``[daemon] auto_sync = true``) makes the first call that opens the
+repository start one background sync thread for the process (:class:`stcore.daemon.AutoSync`,
+sync only, every ``CLOUD_SYNC_INTERVAL`` seconds, the first at once). It cooperates with a
+``stcore daemon`` and with other processes through the repository's locks (a run another one is
+making is skipped), shows in ``status()["auto_sync"]``, stops with ``close()`` or
+``stop_auto_sync()``, and at interpreter exit after the object in progress.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import datetime as dt
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -23,9 +42,22 @@ from typing import Any
 
 from stcore.access.readahead import ReadAhead
 from stcore.access.views import Snapshot, SourceView
-from stcore.config import Settings, load_dotenv_file, load_settings
-from stcore.durations import parse_duration
-from stcore.errors import ContainerNotFoundError, RepositoryNotFoundError, StcoreError
+from stcore.config import (
+    RemoteConfig,
+    Settings,
+    load_dotenv_file,
+    load_settings,
+    suggested,
+)
+from stcore.daemon import AutoSync, daemon_config
+from stcore.durations import as_time, parse_duration
+from stcore.errors import (
+    ConfigError,
+    ContainerNotFoundError,
+    RepositoryNotFoundError,
+    SnapshotNotFoundError,
+    StcoreError,
+)
 from stcore.models import SnapshotManifest
 from stcore.repo.forget import Policy
 from stcore.repository import (
@@ -36,9 +68,102 @@ from stcore.repository import (
 )
 from stcore.tasks import backup_configured, forget_by_policy, read_state, remote_status
 
+__all__ = [
+    "CloudStorageManager",
+    "ConfigError",
+    "StcoreError",
+    "cloud_storage",
+    "describe_backup",
+    "describe_backups",
+]
+
+log = logging.getLogger("cloud_storage_manager")
+
+#: seconds the interpreter's exit, ``close()`` and ``stop_auto_sync()`` wait for the in-app sync
+#: to stop after the object in progress (the thread is a daemon thread: it never blocks exit)
+STOP_WAIT = 10.0
+
+#: query_backups' filters, for the message about one it does not have
+FILTERS = (
+    "start_date",
+    "end_date",
+    "source",
+    "source_type",
+    "tags",
+    "host",
+    "cloud_synced",
+    "limit",
+)
+
 
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
+
+
+def _moment(value: object, argument: str) -> dt.datetime | None:
+    """A date argument as an aware time; a ConfigError naming the argument and the forms it
+    takes otherwise."""
+    if value is None:
+        return None
+    try:
+        return as_time(value, argument)
+    except ConfigError as exc:
+        if isinstance(value, str):
+            raise ConfigError(f"{argument}: {exc}") from None
+        raise
+
+
+# --- the in-app scheduler (CLOUD_AUTO_SYNC) ---------------------------------------------------
+
+_auto_lock = threading.Lock()
+#: the process's one in-app scheduler, whichever CloudStorageManager started it
+_auto: AutoSync | None = None
+_exit_hooks_registered = False
+
+
+def _request_stop_at_exit() -> None:
+    auto = _auto
+    if auto is not None:
+        auto.request_stop()
+
+
+def _stop_at_exit() -> None:
+    _stop_process_auto_sync(STOP_WAIT)
+
+
+def _register_exit_hooks() -> None:
+    """Stop the scheduler when the interpreter exits. Python joins the worker threads of
+    concurrent.futures (a sync's uploads) in threading's exit hooks, which run before atexit's:
+    asking the scheduler to stop there first ends a sync after the objects being uploaded,
+    instead of after every object queued (about 1 s instead of 5 s measured mid-sync). That
+    hook, ``threading._register_atexit``, is CPython's own and private, so it is looked up and
+    used only where it exists; without it only the atexit hook runs, and exit waits for the
+    queued uploads. The atexit hook then waits for the scheduler and closes it."""
+    global _exit_hooks_registered
+    if _exit_hooks_registered:
+        return
+    _exit_hooks_registered = True
+    atexit.register(_stop_at_exit)
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_request_stop_at_exit)
+        except RuntimeError:  # the interpreter is already shutting down
+            pass
+
+
+def _stop_process_auto_sync(timeout: float | None) -> bool:
+    """Stop the process's in-app scheduler after the object in progress; True once it has
+    stopped (or none ran). One that is still stopping after ``timeout`` finishes on its own."""
+    global _auto
+    with _auto_lock:
+        auto, _auto = _auto, None
+    if auto is None:
+        return True
+    if not auto.stop(timeout):
+        return False
+    auto.close()
+    return True
 
 
 class LazyDataSources(Mapping[str, Any]):
@@ -110,9 +235,24 @@ def describe_backups(
 class CloudStorageManager:
     """The seed's ``cloud_storage`` object, backed by an stcore repository."""
 
-    def __init__(self, repository: str | None = None, config: str | None = None) -> None:
+    def __init__(
+        self,
+        repository: str | None = None,
+        config: str | None = None,
+        *,
+        auto_sync: bool | None = None,
+    ) -> None:
+        """``auto_sync``: None to follow ``CLOUD_AUTO_SYNC`` / ``[daemon] auto_sync``; True to
+        sync on a schedule whatever they say; False never to start the scheduler from here."""
         self._explicit_repository = repository
         self._explicit_config = config
+        self._auto_sync = auto_sync
+        #: whether this object already decided about the scheduler since it opened the repository
+        self._auto_decided = False
+        #: whether this object started the process's scheduler (close() stops it then)
+        self._auto_owner = False
+        #: why the scheduler this object should have started is not running
+        self._auto_error: str | None = None
         self._repo: Repository | None = None
         self._remote_repo: Repository | None = None
         self._settings: Settings | None = None
@@ -157,6 +297,7 @@ class CloudStorageManager:
                         f"{exc} (the seed facade never creates a repository: run `stcore init` "
                         "or call cloud_storage.init_repository() once)"
                     ) from exc
+                self._start_auto_sync(self._repo)
             return self._repo
 
     def init_repository(self) -> dict[str, Any]:
@@ -169,11 +310,14 @@ class CloudStorageManager:
                         compression=self.settings.compression,
                         compression_level=self.settings.compression_level,
                     )
+                    self._start_auto_sync(self._repo)
         except StcoreError as exc:
             return {"success": False, "error": str(exc)}
         return {"success": True, "repository": self._repo.location, "id": self._repo.id}
 
     def close(self) -> None:
+        """Close the repositories, and stop the in-app scheduler if this object started it
+        (using the object again reopens both)."""
         with self._lock:
             if self._read_ahead is not None:
                 self._read_ahead[1].close()
@@ -182,6 +326,85 @@ class CloudStorageManager:
                 if repo is not None:
                     repo.close()
             self._repo = self._remote_repo = None
+            self._auto_decided = False
+            owner, self._auto_owner = self._auto_owner, False
+        if owner:
+            _stop_process_auto_sync(STOP_WAIT)
+
+    # --- the in-app scheduler ---------------------------------------------------------------------
+
+    def _auto_sync_wanted(self) -> tuple[bool, float | None]:
+        """Whether this object syncs on a schedule, and how often (ConfigError: a bad value)."""
+        if self._auto_sync is False:
+            return False, None
+        config = daemon_config(self.settings, auto_sync=self._auto_sync)
+        return config.auto_sync, config.sync_interval
+
+    def _start_auto_sync(self, repo: Repository) -> None:
+        """Start the process's scheduler when the repository is opened, if asked for and none
+        runs yet. Never raises: what stops it is logged once and shown by ``status()``."""
+        global _auto
+        if self._auto_decided:
+            return
+        self._auto_decided = True
+        self._auto_error = None
+        try:
+            wanted, interval = self._auto_sync_wanted()
+            if not wanted or interval is None:
+                return
+            with _auto_lock:
+                if _auto is not None:  # one per process: maybe another object's
+                    return
+                auto = AutoSync(
+                    self.repository_url,
+                    self.settings,
+                    sync_interval=interval,
+                    auto_sync=True,
+                    host=repo.host,
+                    exclusive=False,
+                )
+                auto.start()
+                _auto = auto
+                self._auto_owner = True
+                _register_exit_hooks()
+        except StcoreError as exc:
+            self._auto_error = str(exc)
+            log.warning("CLOUD_AUTO_SYNC: the app cannot sync on a schedule: %s", exc)
+
+    def stop_auto_sync(self, timeout: float | None = STOP_WAIT) -> bool:
+        """Stop the process's in-app scheduler (whichever object started it) after the object
+        in progress, and start none from this object again. True once it has stopped."""
+        with self._lock:
+            self._auto_sync = False
+            self._auto_owner = False
+        return _stop_process_auto_sync(timeout)
+
+    def auto_sync_status(self) -> dict[str, Any]:
+        """The in-app scheduler: ``enabled`` (asked for by the settings or ``auto_sync=True``),
+        ``running``, the ``repository`` it syncs, ``sync_interval``, ``next_sync``, the last run
+        per remote (``last_runs``, a skipped one with ``"skipped": why``), and ``error``."""
+        error: str | None = self._auto_error
+        try:
+            enabled = self._auto_sync_wanted()[0]
+        except StcoreError as exc:
+            enabled, error = False, str(exc)
+        document: dict[str, Any] = {
+            "enabled": enabled,
+            "running": False,
+            "repository": None,
+            "sync_interval": None,
+            "next_sync": None,
+            "last_runs": {},
+            "error": error,
+        }
+        auto = _auto
+        if auto is not None:
+            state = auto.state()
+            for key in ("running", "repository", "sync_interval", "next_sync", "last_runs"):
+                document[key] = state[key]
+            if auto.error is not None:
+                document["error"] = f"the scheduler stopped: {auto.error}"
+        return document
 
     # --- the seed's API -------------------------------------------------------------------------
 
@@ -216,11 +439,28 @@ class CloudStorageManager:
     def _describe(self, manifest: SnapshotManifest) -> dict[str, Any]:
         return describe_backup(self.repository, manifest)
 
+    def _cloud_remotes(self) -> tuple[RemoteConfig, ...]:
+        """The configured cloud remotes; a ConfigError saying how to configure one if none is."""
+        remotes = self.settings.remotes
+        if not remotes:
+            raise ConfigError(
+                f"no cloud remote is configured: CLOUD_PROVIDER is {self.provider!r} and "
+                "stcore.toml has no [remotes.NAME]; set CLOUD_PROVIDER (aws, gcp or azure) and "
+                'its bucket variable, or add [remotes.NAME] url = "s3://bucket/prefix"'
+            )
+        return remotes
+
     def _remote_repository(self) -> Repository:
         """The cloud remote opened as a repository, kept open for later reads."""
         if self._remote_repo is None:
-            remote = self.settings.remote(None)
-            self._remote_repo = open_remote_repository(remote, host=self.repository.host)
+            remotes = self._cloud_remotes()
+            if len(remotes) > 1:
+                names = ", ".join(r.name for r in remotes)
+                raise ConfigError(
+                    f"several cloud remotes are configured ({names}): get_backup(from_cloud=True) "
+                    "reads from the only one; read another with stcore.open_repository(its url)"
+                )
+            self._remote_repo = open_remote_repository(remotes[0], host=self.repository.host)
         return self._remote_repo
 
     def list_backups(self, limit: int | None = 10) -> list[dict[str, Any]]:
@@ -278,14 +518,15 @@ class CloudStorageManager:
 
         ``from_cloud=True`` reads the backup from the configured cloud remote instead of the local
         repository (a :class:`~stcore.errors.ConfigError` if none is configured), for machines
-        that only have the cloud copy.
+        that only have the cloud copy. A remote that cannot be read raises its
+        :class:`~stcore.errors.BackendError`: it is not a backup that does not exist.
         """
         with self._lock:
             repo = self._remote_repository() if from_cloud else self.repository
             try:
                 snapshot = self._synced_copy(repo, backup_id) if from_cloud else None
                 snapshot = snapshot or repo.snapshot(backup_id)
-            except StcoreError:
+            except SnapshotNotFoundError:
                 return None
             described = self._describe_read(snapshot.manifest, from_cloud)
             reader = self._reader_for(repo)
@@ -307,13 +548,22 @@ class CloudStorageManager:
         limit: int | None = None,
         **unknown: Any,
     ) -> list[dict[str, Any]]:
-        """Backups matching every filter given, newest first."""
+        """Backups matching every filter given, newest first.
+
+        ``start_date``/``end_date``: a datetime, a date, or text (``2026-11-24``,
+        ``2026-11-24T13:00``, or a duration ago: ``7d``, ``12h``, ``30min``); anything else is a
+        ConfigError naming the argument and those forms.
+        """
         if unknown:
-            raise TypeError(f"query_backups() got unknown filters: {', '.join(sorted(unknown))}")
+            raise TypeError(
+                f"query_backups() got unknown filters: {suggested(unknown, FILTERS)}; "
+                f"filters: {', '.join(FILTERS)}"
+            )
+        since, until = _moment(start_date, "start_date"), _moment(end_date, "end_date")
         with self._lock:
             found = self.repository.snapshots(
-                since=start_date,  # a datetime, a date, 2026-11-24 or 7d (ago)
-                until=end_date,
+                since=since,
+                until=until,
                 source=source,
                 source_type=source_type,
                 tags=tags or (),
@@ -345,8 +595,12 @@ class CloudStorageManager:
         Applies the policy ``--keep-within {keep_days}d`` (measured from the newest backup, so a
         machine that stopped backing up does not lose its history), then prunes.
         """
-        if keep_days < 0:
-            raise ValueError("keep_days must be >= 0")
+        if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 0:
+            return {
+                "success": False,
+                "error": "keep_days must be a whole number of days, 0 or more, not "
+                + repr(keep_days)[:60],
+            }
         try:
             with self._lock:
                 policy = Policy(within=parse_duration(f"{keep_days}d"))
@@ -366,20 +620,15 @@ class CloudStorageManager:
 
         The remote comes from ``CLOUD_PROVIDER`` and its bucket variable (``AWS_S3_BUCKET``,
         ``GCP_BUCKET``, ``AZURE_CONTAINER``) or ``[remotes.NAME]`` in stcore.toml. Returns a
-        summary: what was synced, objects and bytes uploaded, seconds.
+        summary: what was synced, objects and bytes uploaded, seconds. A sync the in-app
+        scheduler is making in this process is waited for, not run twice at once.
         """
         try:
-            remotes = self.settings.remotes
-            if not remotes:
-                return {
-                    "success": False,
-                    "error": f"CLOUD_PROVIDER is {self.provider!r} and no [remotes] are "
-                    "configured in stcore.toml: there is no cloud remote to sync to. Backups "
-                    "stay in " + self.repository_url,
-                    "synced": [],
-                }
-            with self._lock:
-                repo = self.repository
+            remotes = self._cloud_remotes()
+            repo = self.repository  # opened first: that may start the in-app scheduler
+            auto = _auto
+            runs = auto.holding_runs() if auto is not None else contextlib.nullcontext()
+            with self._lock, runs:
                 ids = [repo.resolve(backup_id).id] if backup_id else None
                 try:
                     results = [repo.sync(remote, ids) for remote in remotes]
@@ -396,19 +645,32 @@ class CloudStorageManager:
         }
 
     def status(self) -> dict[str, Any]:
-        """Statistics, the newest backups, and per remote: last sync, pending, last error, next
-        scheduled sync (see ``stcore status`` and docs/sync.md)."""
-        stats = self.get_statistics()
-        with self._lock:
-            repo = self.repository
-            state = read_state(repo)
-            remotes = [remote_status(repo, r, state) for r in self.settings.remotes]
-        return {
+        """Statistics, the newest backups, per remote its last sync, pending, last error and next
+        scheduled sync (see ``stcore status`` and docs/sync.md), and, when it is asked for or
+        runs, the in-app scheduler (``auto_sync``: :meth:`auto_sync_status`)."""
+        try:
+            stats = self.get_statistics()
+            with self._lock:
+                repo = self.repository
+                state = read_state(repo)
+                remotes = [remote_status(repo, r, state) for r in self.settings.remotes]
+            recent = self.list_backups(5)
+            auto_sync = self.auto_sync_status()
+        except StcoreError as exc:
+            return {"success": False, "error": str(exc)}
+        if auto_sync["running"] and auto_sync["repository"] in (repo.location, self.repository_url):
+            for remote in remotes:
+                if remote["next_run"] is None:
+                    remote["next_run"] = auto_sync["next_sync"]
+        document = {
             "success": True,
             "statistics": stats,
-            "recent_backups": self.list_backups(5),
+            "recent_backups": recent,
             "remotes": remotes,
         }
+        if auto_sync["enabled"] or auto_sync["running"] or auto_sync["error"]:
+            document["auto_sync"] = auto_sync  # the seed's shape stays as it was otherwise
+        return document
 
 
 #: The object the seed application imports.
@@ -416,13 +678,19 @@ cloud_storage = CloudStorageManager()
 
 
 def _main() -> int:
+    """``python -m cloud_storage_manager``: the status as JSON (it never starts a sync)."""
     import json
+    import sys
 
+    storage = CloudStorageManager(auto_sync=False)
     try:
-        print(json.dumps(cloud_storage.status(), indent=2, default=str))
-    except StcoreError as exc:
-        print(f"cloud_storage_manager: error: {exc}")
+        status = storage.status()
+    finally:
+        storage.close()
+    if not status["success"]:
+        print(f"cloud_storage_manager: error: {status['error']}", file=sys.stderr)
         return 1
+    print(json.dumps(status, indent=2, default=str))
     return 0
 
 

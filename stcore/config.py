@@ -13,14 +13,17 @@ Relative paths inside it are relative to the file, not to where stcore runs.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 
+from stcore.durations import shown as quoted
 from stcore.errors import ConfigError
 from stcore.repo.locks import DEFAULT_LOCK_WAIT
 from stcore.repo.objectcache import DEFAULT_CACHE_BYTES
@@ -51,6 +54,24 @@ KEYS: dict[str, tuple[str, ...]] = {
         "keep_tags",
     ),
     "remotes.NAME": ("url", "options"),
+}
+
+#: The options each built-in source type takes besides ``type`` (a plugin's source type takes
+#: whatever its plugin reads: its options are passed on unchecked). tests/test_config_keys.py
+#: checks these are exactly the options the built-in sources read, and that
+#: docs/configuration.md documents them.
+SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "files": (
+        "path",
+        "include",
+        "exclude",
+        "iexclude",
+        "exclude_if_present",
+        "exclude_caches",
+        "one_file_system",
+    ),
+    "json": ("path", "paths"),
+    "sqlite": ("path",),
 }
 
 #: Every environment variable stcore (and cloud_storage_manager) reads. docs/configuration.md
@@ -256,15 +277,70 @@ def _resolve_paths(options: dict[str, Any], base: Path) -> dict[str, Any]:
     return resolved
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]{1,60}")
+
+
+def _name(key: str) -> str:
+    """A key or table name as a message shows it: bare when TOML would write it bare, quoted
+    (control characters escaped, cut short) otherwise, so the message stays one line."""
+    return key if _BARE_KEY.fullmatch(key) else quoted(key)
+
+
+def suggested(unknown: Iterable[str], allowed: Iterable[str]) -> str:
+    """``pth (did you mean path?), zzz``: each unknown name, with the allowed one closest to it
+    (difflib) when one is close."""
+    choices = list(allowed)
+    parts = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+        if not close and name.lower() in choices:
+            close = [name.lower()]
+        parts.append(_name(name) + (f" (did you mean {close[0]}?)" if close else ""))
+    return ", ".join(parts)
+
+
+def unknown_names_message(
+    unknown: Iterable[str], allowed: Iterable[str], what: str, allowed_label: str = "allowed"
+) -> str:
+    """``unknown [x] keys: pth (did you mean path?), zzz; allowed: path, paths``."""
+    choices = list(allowed)
+    return f"unknown {what}: {suggested(unknown, choices)}; {allowed_label}: {', '.join(choices)}"
+
+
+def _check_names(
+    table: Mapping[str, Any], allowed: Iterable[str], where: str, shown_table: str, label: str = ""
+) -> None:
+    """Refuse keys of ``table`` not in ``allowed``: one line naming the file, the table, each
+    unknown key with a "did you mean", and the allowed keys."""
+    choices = tuple(allowed)
+    unknown = [key for key in table if key not in choices]
+    if unknown:
+        message = unknown_names_message(
+            unknown, choices, f"[{shown_table}] keys", label or "allowed"
+        )
+        raise ConfigError(f"{where}: {message}")
+
+
 def _check_keys(table: Mapping[str, Any], name: str, where: str, *, shown: str = "") -> None:
     """Refuse keys :data:`KEYS` does not list for ``name``, in one line naming the allowed ones."""
-    allowed = KEYS[name]
-    unknown = [key for key in table if key not in allowed]
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown [{shown or name}] keys: {', '.join(sorted(unknown))} "
-            f"(allowed: {', '.join(allowed)})"
-        )
+    _check_names(table, KEYS[name], where, shown or name)
+
+
+def _check_source(name: str, table: Mapping[str, Any], where: str) -> None:
+    """A ``[sources.NAME]`` table: it has a ``type``, and a built-in type's options are known
+    (``pth`` is reported as an unknown key, not as a missing ``path``). A plugin's source
+    type takes any options: the plugin reads and checks them itself."""
+    shown_table = f"sources.{_name(name)}"
+    if "type" not in table:
+        near = [key for key in table if difflib.get_close_matches(key, ["type"], cutoff=0.6)]
+        hint = f" (did you mean type instead of {', '.join(map(_name, near))}?)" if near else ""
+        raise ConfigError(f'{where}: [{shown_table}] needs a `type` (e.g. type = "files"){hint}')
+    type_name = table["type"]
+    if not isinstance(type_name, str):
+        raise ConfigError(f'{where}: [{shown_table}] type must be text (e.g. type = "files")')
+    if type_name in SOURCE_OPTIONS:
+        allowed = ("type", *SOURCE_OPTIONS[type_name])
+        _check_names(table, allowed, where, shown_table, f"a {type_name} source takes")
 
 
 def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
@@ -272,10 +348,8 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     where = str(path) if path else "configuration"
     unknown_tables = [name for name in document if name not in TABLES]
     if unknown_tables:
-        raise ConfigError(
-            f"{where}: unknown top-level tables: {', '.join(sorted(unknown_tables))} "
-            f"(allowed: {', '.join(TABLES)})"
-        )
+        message = unknown_names_message(unknown_tables, TABLES, "top-level tables")
+        raise ConfigError(f"{where}: {message}")
     repository = document.get("repository", {})
     if not isinstance(repository, Mapping):
         raise ConfigError(f"{where}: [repository] must be a table")
@@ -291,8 +365,11 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     if not isinstance(raw_sources, Mapping):
         raise ConfigError(f"{where}: [sources] must be a table of tables")
     for name, table in raw_sources.items():
-        if not isinstance(table, Mapping) or "type" not in table:
-            raise ConfigError(f'{where}: [sources.{name}] needs a `type` (e.g. type = "files")')
+        if not isinstance(table, Mapping):
+            raise ConfigError(
+                f'{where}: [sources.{_name(name)}] must be a table (e.g. type = "files")'
+            )
+        _check_source(name, table, where)
         options = {k: v for k, v in table.items() if k != "type"}
         sources.append(
             SourceConfig(name=name, type=str(table["type"]), options=_resolve_paths(options, base))
@@ -303,15 +380,17 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
         raise ConfigError(f"{where}: [remotes] must be a table of tables")
     for name, table in raw_remotes.items():
         if isinstance(table, Mapping):
-            _check_keys(table, "remotes.NAME", where, shown=f"remotes.{name}")
+            _check_keys(table, "remotes.NAME", where, shown=f"remotes.{_name(name)}")
         if not isinstance(table, Mapping) or not isinstance(table.get("url"), str):
-            raise ConfigError(f'{where}: [remotes.{name}] needs a `url` (e.g. "s3://bucket/p")')
+            raise ConfigError(
+                f'{where}: [remotes.{_name(name)}] needs a `url` (e.g. "s3://bucket/p")'
+            )
         remote_url = table["url"]
         if "://" not in remote_url:
             remote_url = str(base / Path(remote_url).expanduser())
         options = table.get("options", {})
         if not isinstance(options, Mapping):
-            raise ConfigError(f"{where}: [remotes.{name}.options] must be a table")
+            raise ConfigError(f"{where}: [remotes.{_name(name)}.options] must be a table")
         remotes.append(RemoteConfig(name=name, url=remote_url, options=dict(options)))
     daemon = document.get("daemon", {})
     if not isinstance(daemon, Mapping):
@@ -320,6 +399,12 @@ def parse_settings(document: Mapping[str, Any], path: Path | None) -> Settings:
     retention = document.get("retention", {})
     if not isinstance(retention, Mapping):
         raise ConfigError(f"{where}: [retention] must be a table")
+    unknown_retention = [key for key in retention if key not in KEYS["retention"]]
+    if unknown_retention:  # worded as Policy.from_mapping words it, with the suggestions
+        raise ConfigError(
+            f"{where}: [retention]: unknown keys {suggested(unknown_retention, KEYS['retention'])}"
+            f"; allowed: {', '.join(KEYS['retention'])}"
+        )
     if retention:
         from stcore.repo.forget import Policy
 

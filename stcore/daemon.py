@@ -19,6 +19,12 @@ Why it is shaped this way:
 - **Observable.** Each run is one JSON line (``{"event": "backup"|"sync", "ok", ...}``), and
   ``daemon.json`` in the cache directory holds the next scheduled times, which ``stcore status``
   and the web API show.
+- **Alongside a daemon.** ``AutoSync(..., exclusive=False)`` is the scheduler an application
+  runs in its own process (the seed facade's ``CLOUD_AUTO_SYNC``): it takes no ``daemon.lock``
+  and writes no ``daemon.json``, so a ``stcore daemon`` can still start. A run it is due to make
+  while another scheduler holds ``daemon.lock`` and makes that kind of run, while ``runs.lock``
+  is held, or while another sync to the same remote runs, is *skipped*: recorded with
+  ``"skipped": reason``, not as an error, and tried again at the next interval.
 """
 
 from __future__ import annotations
@@ -29,14 +35,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 
 from stcore.config import Settings, load_settings
-from stcore.errors import ConfigError, DaemonBusyError, RunAbandoned, StcoreError
+from stcore.errors import (
+    ConfigError,
+    DaemonBusyError,
+    RepositoryLockedError,
+    RunAbandoned,
+    StcoreError,
+    SyncBusyError,
+)
 from stcore.localfiles import FileLock, atomic_write, file_lock
 from stcore.plugins import PluginHost
 from stcore.repository import Repository, open_repository
@@ -46,6 +60,7 @@ from stcore.tasks import (
     DAEMON_LOCK,
     apply_retention,
     backup_configured,
+    read_state,
     state_path,
 )
 
@@ -160,6 +175,8 @@ class RunRecord:
     snapshot: str | None = None
     remote: str | None = None
     error: str | None = None
+    #: why the run was not made (``exclusive=False``: another process was at it); ``ok`` is True
+    skipped: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -174,6 +191,8 @@ class RunRecord:
         document.update(
             {"seconds": round(self.seconds, 3), "bytes": self.bytes, "error": self.error}
         )
+        if self.skipped is not None:
+            document["skipped"] = self.skipped
         return document
 
 
@@ -191,6 +210,10 @@ class AutoSync:
     after the object in progress, ``run_once()`` does one backup and one sync right now. Each
     finished run is logged as one JSON line (to ``log_stream`` if given, and to the
     ``stcore.daemon`` logger) and handed to ``on_run``.
+
+    ``exclusive=False`` makes it the in-application scheduler described in the module docstring:
+    no ``daemon.lock``, no ``daemon.json``, and a scheduled run that would collide with another
+    process's is skipped instead of waited for.
     """
 
     def __init__(
@@ -206,6 +229,7 @@ class AutoSync:
         cache_root: Path | None = None,
         sync_options: SyncOptions | None = None,
         log_stream: IO[str] | None = None,
+        exclusive: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else load_settings()
         self.repo_url = self.settings.repository_url(repo_url)
@@ -219,6 +243,7 @@ class AutoSync:
         self.cache_root = cache_root
         self.sync_options = sync_options
         self.log_stream = log_stream
+        self.exclusive = exclusive
         self._repo: Repository | None = None
         self._run_lock = threading.Lock()
         self._state_lock = threading.Lock()
@@ -289,18 +314,21 @@ class AutoSync:
             self.settings.remote(None)  # raises the "no remote is configured" error
 
     def start(self) -> AutoSync:
-        """Start the schedule in a background thread; DaemonBusyError if one already runs here."""
+        """Start the schedule in a background thread; DaemonBusyError if one already runs here
+        (``exclusive`` only: otherwise the repository is opened by the first run, in the
+        scheduler's thread)."""
         if self.running:
             return self
         self.check_config()
-        repo = self.repository
-        lock = FileLock(repo.cache_dir / DAEMON_LOCK)
-        # Held until stop; a `stcore status` probe holds it for an instant, hence the wait.
-        if not lock.acquire(0.5):
-            raise DaemonBusyError(
-                f"another stcore daemon is running for {repo.location} on this machine"
-            )
-        self._daemon_lock = lock
+        if self.exclusive:
+            repo = self.repository
+            lock = FileLock(repo.cache_dir / DAEMON_LOCK)
+            # Held until stop; a `stcore status` probe holds it for an instant, hence the wait.
+            if not lock.acquire(0.5):
+                raise DaemonBusyError(
+                    f"another stcore daemon is running for {repo.location} on this machine"
+                )
+            self._daemon_lock = lock
         self._stop.clear()
         self.error = None
         self._started_at = time.time()
@@ -340,6 +368,14 @@ class AutoSync:
                 self._repo.close()
                 self._repo = None
 
+    @contextmanager
+    def holding_runs(self) -> Iterator[None]:
+        """Hold this scheduler's runs off while the caller makes its own in this process (the
+        seed facade's ``sync_to_cloud``): waits for a run in progress to end, and the next run
+        waits for the block to end."""
+        with self._run_lock:
+            yield
+
     def __enter__(self) -> AutoSync:
         return self.start()
 
@@ -376,21 +412,22 @@ class AutoSync:
                     self._daemon_lock.release()
                     self._daemon_lock = None
 
-    def _write_state(self) -> None:
-        repo = self._repo
-        if repo is None:
-            return
+    def state(self) -> dict[str, Any]:
+        """Where the schedule stands: what ``daemon.json`` holds (pid, intervals, the next
+        backup and sync as ISO times, the last run of each kind) and whether it is running."""
         now_wall, now_mono = time.time(), time.monotonic()
+        due = dict(self._next)
 
         def wall(kind: str) -> str | None:
-            due = self._next.get(kind)
-            return None if due is None else _iso(now_wall + max(0.0, due - now_mono))
+            when = due.get(kind)
+            return None if when is None else _iso(now_wall + max(0.0, when - now_mono))
 
         with self._state_lock:
             last_runs = dict(self._last_runs)
-        document = {
+        return {
             "pid": os.getpid(),
-            "repository": repo.location,
+            "repository": self._repo.location if self._repo is not None else self.repo_url,
+            "running": self.running,
             "started_at": _iso(self._started_at),
             "updated_at": _iso(now_wall),
             "backup_interval": self.backup_interval,
@@ -400,6 +437,13 @@ class AutoSync:
             "next_sync": wall("sync"),
             "last_runs": last_runs,
         }
+
+    def _write_state(self) -> None:
+        repo = self._repo
+        if repo is None or not self.exclusive:
+            return
+        document = self.state()
+        del document["running"]  # read_state works it out from the lock, when it is read
         try:
             with self._state_lock:
                 atomic_write(state_path(repo), json.dumps(document, indent=2, sort_keys=True))
@@ -422,18 +466,73 @@ class AutoSync:
         def keep_waiting() -> bool:
             return wait_forever or not self._stopping()
 
+        waits = self.exclusive or wait_forever
         with self._run_lock:
-            repo = self.repository
-            with file_lock(repo.cache_dir / RUN_LOCK, wait=keep_waiting) as locked:
-                if not locked:
-                    return []
-                if kind == "backup":
-                    records = [self._backup(repo)]
-                else:
-                    records = self._sync(repo)
+            try:
+                repo = self.repository
+            except StcoreError as exc:
+                if waits:
+                    raise
+                # exclusive=False opens it in the scheduler's thread: the next run tries again
+                records = self._records(kind, time.time(), error=str(exc))
+            else:
+                wait = keep_waiting if waits else 0
+                records = self._locked_run(kind, repo, wait, cooperate=not waits)
             for record in records:
                 self._report(record)
         return records
+
+    def _locked_run(
+        self, kind: str, repo: Repository, wait: float | Callable[[], bool], *, cooperate: bool
+    ) -> list[RunRecord]:
+        """The run under ``runs.lock``; [] if the scheduler stopped while waiting for it. A
+        ``cooperate`` run (a scheduled one, ``exclusive=False``) waits for nothing: if another
+        process is at it, its records say it was skipped."""
+        started = time.time()
+        if cooperate:
+            reason = self._taken_by_daemon(repo, kind)
+            if reason is not None:
+                return self._records(kind, started, skipped=reason)
+        with file_lock(repo.cache_dir / RUN_LOCK, wait=wait) as locked:
+            if not locked:
+                if not cooperate:
+                    return []
+                return self._records(
+                    kind, started, skipped="another backup or sync of this repository is running"
+                )
+            if kind == "backup":
+                return [self._backup(repo)]
+            return self._sync(repo)
+
+    def _taken_by_daemon(self, repo: Repository, kind: str) -> str | None:
+        """Why a scheduler that holds ``daemon.lock`` makes this kind of run, if one does."""
+        state = read_state(repo)
+        if not state or not state.get("running"):
+            return None
+        makes = state.get("auto_sync") if kind == "sync" else state.get("backup_interval")
+        if not makes:
+            return None
+        return f"stcore daemon (pid {state.get('pid')}) makes this repository's {kind}s"
+
+    def _records(
+        self, kind: str, started: float, *, error: str | None = None, skipped: str | None = None
+    ) -> list[RunRecord]:
+        """Records of a run that was not made: one for a backup, one per remote for a sync."""
+        remotes: list[str | None] = [None]
+        if kind == "sync":
+            remotes = [remote.name for remote in self.settings.remotes] or [None]
+        return [
+            RunRecord(
+                event=kind,
+                ok=error is None,
+                started=started,
+                finished=time.time(),
+                remote=remote,
+                error=error,
+                skipped=skipped,
+            )
+            for remote in remotes
+        ]
 
     def _stopping(self) -> bool:
         """Whether the scheduler is shutting down (a later ``run_once`` is not affected)."""
@@ -477,10 +576,15 @@ class AutoSync:
             if self._stopping():
                 break
             started = time.time()
-            uploaded, error = 0, None
+            uploaded, error, skipped = 0, None, None
             try:
                 result = repo.sync(remote, options=self.sync_options, progress=self._check_stop)
                 uploaded = result.bytes_uploaded
+            except (SyncBusyError, RepositoryLockedError) as exc:
+                if self.exclusive:
+                    error = str(exc)
+                else:  # another process syncs this remote: its sync is as good as ours
+                    skipped = str(exc)
             except StcoreError as exc:
                 error = str(exc)
             except Exception as exc:
@@ -494,13 +598,14 @@ class AutoSync:
                     bytes=uploaded,
                     remote=remote.name,
                     error=error,
+                    skipped=skipped,
                 )
             )
         return records
 
     def _report(self, record: RunRecord) -> None:
         document = record.to_json()
-        key = "backup" if record.event == "backup" else f"sync:{record.remote}"
+        key = f"sync:{record.remote}" if record.event == "sync" and record.remote else record.event
         with self._state_lock:
             self._last_runs[key] = document
         line = json.dumps(document, sort_keys=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -152,7 +153,12 @@ def test_facade_reports_errors_instead_of_raising(
     result = storage.backup_all_data()
     assert result["success"] is False and "no data sources configured" in result["error"]
     sync = storage.sync_to_cloud()
-    assert sync["success"] is False and "no cloud remote to sync to" in sync["error"]
+    assert sync["success"] is False and "no cloud remote is configured" in sync["error"]
+    # the data call raises the same message, as the one documented type
+    with pytest.raises(ConfigError) as raised:
+        storage.get_backup("latest", from_cloud=True)
+    assert str(raised.value) == sync["error"]
+    assert "CLOUD_PROVIDER" in sync["error"] and "[remotes.NAME]" in sync["error"]
     monkeypatch.setenv("CLOUD_PROVIDER", "aws")
     sync = storage.sync_to_cloud()
     assert sync["success"] is False and "AWS_S3_BUCKET" in sync["error"]
@@ -288,3 +294,131 @@ def test_the_facade_never_creates_a_repository_implicitly(
     assert not (tmp_path / "unmounted").exists()
     assert storage.init_repository()["success"] is True
     assert storage.backup_all_data()["success"] is True
+
+
+# --- the error contract ------------------------------------------------------------------------
+
+
+def _one_line(error: BaseException | str) -> str:
+    text = str(error)
+    assert "\n" not in text and "\x1b" not in text and "Traceback" not in text, text
+    return text
+
+
+def test_bad_dates_name_the_argument_and_the_forms_it_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = CloudStorageManager(repository=str(tmp_path / "repo"))
+    storage.init_repository()
+    cases = {
+        ("start_date", "not-a-date"): ("start_date: 'not-a-date' is not a date", "2026-11-24"),
+        ("end_date", "2026-13-01"): ("end_date: '2026-13-01' is not a date", "7d"),
+        ("start_date", "7m"): ("start_date: '7m' is ambiguous", "7min"),
+        ("end_date", 20261101): ("end_date must be a datetime, a date or text", "not int"),
+        ("start_date", "\x1b[31m[x]\n"): ("start_date: '\\x1b[31m[x]\\n' is not a date", ""),
+    }
+    for (argument, value), (start, words) in cases.items():
+        with pytest.raises(ConfigError) as raised:
+            storage.query_backups(**{argument: value})  # type: ignore[arg-type]
+        message = _one_line(raised.value)
+        assert message.startswith(start) and words in message, message
+    # what is valid still is
+    assert storage.query_backups(start_date="7d", end_date=dt.date(2999, 1, 1)) == []
+    assert storage.query_backups(start_date=dt.datetime(2000, 1, 1)) == []
+    storage.close()
+
+
+def test_a_filter_the_method_does_not_have_is_a_type_error_that_suggests_one(
+    tmp_path: Path,
+) -> None:
+    storage = CloudStorageManager(repository=str(tmp_path / "repo"))
+    with pytest.raises(TypeError) as raised:
+        storage.query_backups(start_dat="7d", sorce="x")
+    assert _one_line(raised.value).startswith(
+        "query_backups() got unknown filters: sorce (did you mean source?), "
+        "start_dat (did you mean start_date?); filters: start_date, end_date,"
+    )
+
+
+def test_action_calls_return_failures_and_data_calls_raise_stcore_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before the repository exists: every action answers success False, every data call
+    raises one StcoreError subclass with the same one-line hint, never another exception."""
+    monkeypatch.chdir(tmp_path)
+    storage = CloudStorageManager(repository=str(tmp_path / "missing"))
+    for action in (
+        storage.backup_all_data,
+        storage.cleanup_old_backups,
+        storage.sync_to_cloud,
+        storage.status,
+    ):
+        result = action()
+        assert result["success"] is False, action
+        assert "stcore init" in _one_line(result["error"]) or "no " in result["error"], action
+    for data_call in (
+        storage.list_backups,
+        storage.get_statistics,
+        lambda: storage.query_backups(source="x"),
+        lambda: storage.get_backup("latest"),
+    ):
+        with pytest.raises(StcoreError) as raised:
+            data_call()
+        assert "stcore init" in _one_line(raised.value)
+    assert not (tmp_path / "missing").exists()
+    # a bad argument to an action is a failure too, naming the argument
+    storage = CloudStorageManager(repository=str(tmp_path / "repo"))
+    storage.init_repository()
+    for keep_days in (-1, "30", 1.5, True):
+        result = storage.cleanup_old_backups(keep_days=keep_days)  # type: ignore[arg-type]
+        assert result["success"] is False and "keep_days" in _one_line(result["error"])
+    assert storage.cleanup_old_backups(keep_days=0)["success"] is True
+    storage.close()
+
+
+def test_a_backup_that_does_not_exist_is_none_but_a_failing_store_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stcore.errors import TransientBackendError
+
+    app = _write_app(tmp_path)
+    monkeypatch.chdir(app)
+    storage = CloudStorageManager()
+    storage.init_repository()
+    storage.backup_all_data()
+    assert storage.get_backup("0" * 64) is None
+    assert storage.get_backup("latest~9") is None
+    assert storage.get_backup("latest") is not None
+
+    def failing(reference: str) -> None:
+        raise TransientBackendError("read timed out")
+
+    monkeypatch.setattr(storage.repository, "snapshot", failing)
+    with pytest.raises(TransientBackendError, match="read timed out"):
+        storage.get_backup("latest")
+    storage.close()
+
+
+def test_the_facade_module_names_the_exception_types_it_documents() -> None:
+    import cloud_storage_manager
+
+    assert cloud_storage_manager.StcoreError is StcoreError
+    assert cloud_storage_manager.ConfigError is ConfigError
+    assert issubclass(ConfigError, StcoreError)
+    for name in ("success", "StcoreError", "ConfigError", "TypeError"):
+        assert name in (cloud_storage_manager.__doc__ or ""), name
+
+
+def test_the_status_command_says_what_is_wrong_on_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "STCORE_REPO": str(tmp_path / "missing")}
+    result = subprocess.run(
+        [sys.executable, "-m", "cloud_storage_manager"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("cloud_storage_manager: error: ")
+    assert "stcore init" in result.stderr and result.stderr.count("\n") == 1

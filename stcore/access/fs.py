@@ -34,11 +34,20 @@ from contextlib import contextmanager
 from typing import Any
 
 # fsspec ships no type information: everything imported from it is ``Any`` to mypy.
-from fsspec.spec import (  # type: ignore[import-untyped]
-    AbstractBufferedFile,
-    AbstractFileSystem,
-    make_instance,
-)
+try:
+    from fsspec.spec import (  # type: ignore[import-untyped]
+        AbstractBufferedFile,
+        AbstractFileSystem,
+        make_instance,
+    )
+except ModuleNotFoundError as exc:  # a broken install: fsspec is a dependency of stcore
+    if not (exc.name or "").startswith("fsspec"):
+        raise
+    raise ModuleNotFoundError(
+        "stcore:// needs fsspec, a dependency of stcore that is missing here: "
+        "pip install 'fsspec>=2024.2'",
+        name="fsspec",
+    ) from None
 
 from stcore.access.lent import LentBuffer, lend
 from stcore.access.views import FileInfo, Snapshot, SnapshotFile, SourceView
