@@ -533,6 +533,9 @@ class Repository:
         ``remote`` is a :class:`~stcore.config.RemoteConfig`, a URL, or a remote's name (None:
         the only one) from ``settings`` (:func:`stcore.config.load_settings`), which the caller
         passes: a library does not read stcore.toml from its working directory.
+
+        The catalog is brought up to date first (:meth:`refresh`): a long-lived Repository (the
+        in-app scheduler's) must also upload the snapshots other processes made since it opened.
         """
         if not isinstance(remote, RemoteConfig):
             if isinstance(remote, str) and ("://" in remote or os.sep in remote):
@@ -544,6 +547,7 @@ class Repository:
                     "name the remote with a URL or a RemoteConfig, or pass settings= "
                     "(stcore.config.load_settings()) to look its name up"
                 )
+        self.refresh()
         return sync(self.store, self.catalog, remote, snapshots, options=options, progress=progress)
 
     # --- keys -----------------------------------------------------------------------------------

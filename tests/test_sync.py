@@ -120,6 +120,20 @@ def test_full_then_incremental_sync_uploads_only_what_is_new(
     assert _remote_repo(remote, tmp_path).check(read_data=True).ok
 
 
+def test_a_long_lived_repository_syncs_snapshots_other_processes_made(
+    local: Repository, remote: RemoteConfig, tmp_path: Path
+) -> None:
+    """The in-app scheduler keeps one Repository open for hours: each sync must see what
+    another process (here another Repository object) backed up since it opened."""
+    first = _backup(local, tmp_path / "data")
+    assert local.sync(remote).snapshots == (first,)
+    other = stcore.open_repository(local.location, cache_root=tmp_path / "other-cache")
+    second = _backup(other, tmp_path / "data", files=1)
+    other.close()
+    assert local.sync(remote).snapshots == (second,)
+    assert _remote_repo(remote, tmp_path).check(read_data=True).ok
+
+
 def test_opening_the_mirror_as_a_repository_keeps_the_local_sync_state(
     local: Repository, remote: RemoteConfig, tmp_path: Path
 ) -> None:
