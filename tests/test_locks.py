@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -75,3 +76,50 @@ def test_a_lock_not_refreshed_for_too_long_is_stale(repo: Repository) -> None:
     repo.backend.write("locks/cafebabe", json.dumps(document).encode())
     with repository_lock(repo.backend, exclusive=False, purpose="backup", wait=0):
         pass
+
+
+@pytest.mark.parametrize("when", [float("nan"), float("inf"), float("-inf")])
+def test_a_lock_whose_time_is_not_a_number_is_damaged_not_live_forever(
+    repo: Repository, when: float
+) -> None:
+    """NaN makes every age comparison false: it must not pass for a live lock."""
+    document = {"host": "other", "pid": 5, "time": when, "exclusive": True, "purpose": "x"}
+    repo.backend.write("locks/0badc0de", json.dumps(document).encode())  # NaN/Infinity: JSON5-ish
+    assert locks.read_lock(repo.backend, "locks/0badc0de") is None
+    with repository_lock(repo.backend, exclusive=True, purpose="prune", wait=0):
+        pass
+
+
+def test_a_failed_refresh_is_retried_and_the_lock_stays_fresh(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh that fails (a full disk) must not end refreshing: a lock left to go stale lets
+    a prune delete what a running backup writes."""
+    monkeypatch.setattr(locks, "REFRESH", 0.05)
+    monkeypatch.setattr(locks, "REFRESH_RETRY", 0.05)
+    backend = repo.backend
+    original = backend.write
+    failures = {"left": 3}
+
+    def flaky_write(key: str, data: bytes) -> None:
+        if (
+            key.startswith("locks/")
+            and failures["left"]
+            and threading.current_thread().name != ("MainThread")
+        ):
+            failures["left"] -= 1
+            raise OSError(28, "No space left on device")
+        original(key, data)
+
+    monkeypatch.setattr(backend, "write", flaky_write)
+    with repository_lock(backend, exclusive=False, purpose="backup", wait=0) as held:
+        first = _lock_keys(repo)
+        deadline = time.monotonic() + 10
+        while failures["left"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # after the failures, refreshes succeed again
+        assert failures["left"] == 0
+        later = _lock_keys(repo)
+        assert len(later) == 1 and later != first  # refreshed since: a new lock object
+        assert held is not None
+    assert _lock_keys(repo) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import secrets
 import threading
@@ -38,6 +39,8 @@ MAX_LOCK_BYTES = 64 * 1024
 LOCK_PREFIX = "locks/"
 REFRESH = 300.0
 STALE_AFTER = 1800.0
+#: seconds between attempts while refreshing a lock fails
+REFRESH_RETRY = 10.0
 
 
 #: how long a writer waits for a conflicting lock by default, in seconds
@@ -73,7 +76,8 @@ def read_lock(backend: Backend, key: str) -> dict[str, Any] | None:
         document = json.loads(open_checked(key, raw) if is_checked(raw) else raw)
         if not isinstance(document, dict):
             raise ValueError("not a JSON object")
-        float(document.get("time", 0))
+        if not math.isfinite(float(document.get("time", 0))):  # NaN: every age test is false
+            raise ValueError(f"time {document.get('time')!r} is not a finite number")
         int(document.get("pid", 0))
     except (ValueError, TypeError, OverflowError, RecursionError, CorruptObjectError) as exc:
         log.warning("%s is damaged (%s); treating it as stale", key, str(exc)[:200])
@@ -160,9 +164,33 @@ class Lock:
         return []
 
     def _refresh(self) -> None:
-        while not self._stop.wait(REFRESH):
-            old, self.key = self.key, self._write()
-            self._delete(old)
+        """Rewrite the lock every :data:`REFRESH` seconds until released. A refresh that fails
+        (a full disk, a network error) is logged and tried again :data:`REFRESH_RETRY` seconds
+        later, never the end of refreshing: a lock left to go stale lets a prune delete data a
+        running backup is still writing. The old lock object stays until a new one is written."""
+        wait = REFRESH
+        failing_since: float | None = None
+        while not self._stop.wait(wait):
+            try:
+                new = self._write()
+            except Exception as exc:  # the backend's one-line error, or the host's
+                now = time.monotonic()
+                failing_since = failing_since if failing_since is not None else now
+                log.warning(
+                    "could not refresh the %s lock %s for %.0f s (%s); trying again",
+                    "exclusive" if self.exclusive else "shared",
+                    self.key,
+                    now - failing_since,
+                    str(exc)[:200],
+                )
+                wait = REFRESH_RETRY
+                continue
+            old, self.key = self.key, new
+            failing_since, wait = None, REFRESH
+            try:
+                self._delete(old)
+            except Exception as exc:  # ours, and stale once we are gone: harmless
+                log.warning("could not delete the old lock %s (%s)", old, str(exc)[:200])
 
     def _delete(self, key: str) -> None:
         try:
