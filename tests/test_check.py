@@ -50,3 +50,24 @@ def test_corrupt_index_is_reported(repo: Repository, tmp_path: Path) -> None:
     assert not reopened.check().ok
     with pytest.raises(CorruptObjectError, match=index_key):
         reopened.restore("latest", tmp_path / "out")
+
+
+@pytest.mark.parametrize("extra", ["{pack}.bak", ".DS_Store", "zzzz.tmp", "{pack} (conflict)"])
+def test_stray_files_in_data_are_named_not_a_crash_and_never_deleted(
+    repo: Repository, tmp_path: Path, extra: str
+) -> None:
+    """A file no stcore wrote under data/ (a Finder or sync tool leaves them) is warned about
+    by check in every mode, skipped by prune and repair, and left where it is."""
+    backup_small(repo, tmp_path)
+    pack = only_pack(repo)
+    stray = pack.parent / extra.format(pack=pack.name)
+    stray.write_bytes(b"not a pack")
+    for args in ([], ["--read-data"], ["--read-data-subset", "1/2"], ["--read-data-subset", "2/2"]):
+        result = run_cli("--repo", repo.location, "check", *args)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "not a pack stcore wrote" in result.stdout + result.stderr
+    assert run_cli("--repo", repo.location, "prune").returncode == 0
+    assert run_cli("--repo", repo.location, "repair", "index").returncode == 0
+    assert stray.read_bytes() == b"not a pack"
+    assert repo.check(read_data=True).ok

@@ -174,7 +174,11 @@ def check(
         raise ConfigError("read every pack (read_data) or a subset of them, not both")
     progress = progress or no_progress
     found = _Findings()
-    packs = store.object_sizes("data/")
+    packs = store.pack_sizes(
+        on_stray=lambda key: found.warnings.append(
+            f"{key} is not a pack stcore wrote (a stray file?): not checked, and prune leaves it"
+        )
+    )
     if read_data:
         to_read = set(packs)
     elif read_subset is not None:

@@ -157,7 +157,7 @@ def prune(
     started = time.monotonic()
     backend = store.backend
     with repository_lock(backend, exclusive=True, purpose="prune", wait=wait):
-        packs = store.object_sizes("data/")
+        packs = store.pack_sizes()  # a stray file there is not ours: never deleted
         index, used, snapshot_ids = _account_for_everything(store, packs)
         snapshot_count = len(snapshot_ids)
         by_pack: dict[bytes, list[IndexEntry]] = {}

@@ -123,7 +123,7 @@ def _delete(store: Store, key: str) -> None:
 
 
 def _rebuild_index(store: Store, *, dry_run: bool, progress: ProgressCallback) -> RepairIndexResult:
-    packs = store.object_sizes("data/")
+    packs = store.pack_sizes()
     old_keys = store.list_keys("index/")
     old = store.load_index(cached=False, on_damaged=lambda key, exc: None)
     by_pack: dict[bytes, list[IndexEntry]] = {}
@@ -194,7 +194,7 @@ def repair_packs(
     with repository_lock(store.backend, exclusive=True, purpose="repair packs", wait=wait):
         index = store.load_index(cached=False, on_damaged=lambda key, exc: None)
         store.set_index(index)
-        sizes = store.object_sizes("data/")
+        sizes = store.pack_sizes()
         wanted = {p for p in wanted if p.hex() in sizes}
         by_pack: dict[bytes, list[IndexEntry]] = {}
         for entry in index.all_entries():

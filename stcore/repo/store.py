@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,10 @@ from stcore.repo.reader import BlobReader
 
 #: listings of ``index/`` while loading the index, if objects keep being replaced meanwhile
 INDEX_LISTINGS = 5
+
+
+#: the key of a pack: data/<first two hex digits>/<64 hex digits>
+_PACK_KEY = re.compile(r"data/[0-9a-f]{2}/[0-9a-f]{64}")
 
 
 def open_backend(
@@ -330,6 +335,19 @@ class Store:
     def list_ids(self, prefix: str) -> list[str]:
         """The names (last path part) of the objects under ``prefix``, e.g. snapshot ids."""
         return [info.key.rsplit("/", 1)[-1] for info in self.backend.list(prefix)]
+
+    def pack_sizes(self, on_stray: Callable[[str], None] | None = None) -> dict[str, int]:
+        """Pack id hex -> bytes of every pack under ``data/``. Anything else there (a
+        ``.DS_Store``, a sync tool's conflict copy, a temporary file) is no pack of ours: it is
+        left out, never read or deleted, and ``on_stray`` is told its key."""
+        sizes: dict[str, int] = {}
+        for info in self.backend.list("data/"):
+            name = info.key.rsplit("/", 1)[-1]
+            if _PACK_KEY.fullmatch(info.key) and info.key == object_key("data", name):
+                sizes[name] = info.size
+            elif on_stray is not None:
+                on_stray(info.key)
+        return sizes
 
     def object_sizes(self, prefix: str) -> dict[str, int]:
         """Name -> size of every object under ``prefix`` (``data/``: pack id hex -> bytes)."""
