@@ -324,6 +324,29 @@ def test_the_finder_needs_no_recursion_and_refuses_a_folder_that_contains_itself
         Finder(["*"], {loop: [_node("again", loop)]}, fold=False).find(loop)
 
 
+def test_the_finder_keeps_no_copies_of_deep_paths() -> None:
+    """A match at every level of a deep tree: the search keeps each folder's own matches and a
+    reference per subfolder, not every path below every folder (which grew as depth cubed)."""
+    import tracemalloc
+
+    depth = 600
+    trees: dict[bytes, list[TreeNode]] = {}
+    for level in range(depth):
+        below = (level + 1).to_bytes(32, "big")
+        nodes = [_node("m.json")] + ([_node("d", below)] if level < depth - 1 else [])
+        trees[level.to_bytes(32, "big")] = nodes
+    finder = Finder(["*.json"], trees, fold=False)
+    tracemalloc.start()
+    count = 0
+    for path, _ in finder.find((0).to_bytes(32, "big")):
+        assert path == "d/" * count + "m.json"
+        count += 1
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == depth
+    assert peak < 4 * 1024 * 1024, f"{peak} bytes at the peak"
+
+
 def test_find_refuses_snapshots_with_filters(repo: Repository, two: tuple[str, str]) -> None:
     result = invoke(repo, "find", "x", "--snapshot", "latest", "--host", "h")
     assert result.exit_code == 2 and "not both" in result.output

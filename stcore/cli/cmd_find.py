@@ -22,6 +22,9 @@ from stcore.models import SnapshotManifest, TreeNode
 
 #: a match inside a tree: its path below that tree, and its node
 Match = tuple[str, TreeNode]
+#: what a folder's search keeps: ("match", name, node) for an entry of its own that matches,
+#: ("dir", name, key) for a subfolder with matches below it (key: its search's key)
+_Entry = tuple[str, str, TreeNode | tuple[bytes, str]]
 
 
 class Finder:
@@ -39,15 +42,44 @@ class Finder:
         self._fold = fold
         self._trees = trees
         self._by_path = any("/" in p.strip("/") for p in patterns)
-        self._done: dict[tuple[bytes, str], list[Match]] = {}
+        self._done: dict[tuple[bytes, str], list[_Entry]] = {}
 
     def _matches(self, path: str) -> bool:
         return any(match_path(p, path, ignore_case=self._fold) for p in self._patterns)
 
-    def find(self, root: bytes) -> list[Match]:
+    def find(self, root: bytes) -> Iterator[Match]:
         """The matches below tree ``root`` (a source's root), in tree order, with their paths
-        below it. Depth-first without recursion (folders nest without bound); a folder that
-        contains itself is damage, as :meth:`stcore.repo.store.Store.walk` reports it."""
+        below it. Without recursion (folders nest without bound); a folder that contains itself
+        is damage, as :meth:`stcore.repo.store.Store.walk` reports it.
+
+        Each folder's search is kept as its own matches plus references to the subfolders that
+        hold any, never as copies of every path below it: a folder ten thousand levels deep
+        costs memory in proportion to the folders, and each path is joined only when yielded."""
+        return self._paths(self._search(root))  # searched now: damage is raised here
+
+    def _paths(self, top: list[_Entry]) -> Iterator[Match]:
+        # (entries of a folder, position); names: the folders above the one being expanded
+        names: list[str] = []
+        stack: list[tuple[list[_Entry], int]] = [(top, 0)]
+        while stack:
+            entries, position = stack.pop()
+            if position == len(entries):
+                if names:
+                    names.pop()
+                continue
+            stack.append((entries, position + 1))
+            kind, name, value = entries[position]
+            if kind == "match":
+                assert isinstance(value, TreeNode)
+                yield "/".join([*names, name]), value
+            else:
+                assert isinstance(value, tuple)
+                names.append(name)
+                stack.append((self._done[value], 0))
+
+    def _search(self, root: bytes) -> list[_Entry]:
+        """The entries of folder ``root``: its own matches, and (folder name, key) for each
+        subfolder with matches below it, each folder searched once per key."""
 
         def key(tree: bytes, path: str) -> tuple[bytes, str]:
             return (tree, path if self._by_path else "")
@@ -55,38 +87,40 @@ class Finder:
         done = self._done.get(key(root, ""))
         if done is not None:
             return done
-        # a folder being searched: its tree, path, nodes still to see, matches so far, name
-        stack: list[tuple[bytes, str, Iterator[TreeNode], list[Match], str]] = [
-            (root, "", iter(self._trees[root]), [], "")
+        # a folder being searched: its tree, path, nodes still to see, its entries so far
+        stack: list[tuple[bytes, str, Iterator[TreeNode], list[_Entry]]] = [
+            (root, "", iter(self._trees[root]), [])
         ]
         on_path = {root}
         while True:
-            tree, path, nodes, found, name = stack[-1]
+            tree, path, nodes, entries = stack[-1]
             node = next(nodes, None)
-            if node is None:  # the folder is done: keep its matches, give them to its parent
+            if node is None:  # the folder is done: keep its entries, tell its parent
                 stack.pop()
                 on_path.discard(tree)
-                self._done[key(tree, path)] = found
+                self._done[key(tree, path)] = entries
                 if not stack:
-                    return found
-                stack[-1][3].extend((f"{name}/{below}", n) for below, n in found)
+                    return entries
+                if entries:
+                    parent = stack[-1][3]
+                    parent.append(("dir", path.rsplit("/", 1)[-1], key(tree, path)))
                 continue
             child = f"{path}/{node.name}" if path else node.name
             if self._matches(child):
-                found.append((node.name, node))
+                entries.append(("match", node.name, node))
             if node.kind != "dir" or node.subtree is None:
                 continue
             known = self._done.get(key(node.subtree, child))
             if known is not None:
-                found.extend((f"{node.name}/{below}", n) for below, n in known)
+                if known:
+                    entries.append(("dir", node.name, key(node.subtree, child)))
             elif node.subtree in on_path:
                 raise CorruptObjectError(
                     f"tree {tree.hex()}: folder {child!r} contains itself; run `stcore check`"
                 )
             else:
                 on_path.add(node.subtree)
-                subtree = node.subtree
-                stack.append((subtree, child, iter(self._trees[subtree]), [], node.name))
+                stack.append((node.subtree, child, iter(self._trees[node.subtree]), []))
 
 
 def search(
