@@ -685,3 +685,42 @@ def test_a_long_command_draws_a_bar_with_a_total_a_rate_and_an_eta(
     assert re.search(r" 16\.0/16\.0 MiB ", frame), frame  # the total, in binary units
     assert re.search(r" [0-9.]+ (KiB|MiB|GiB)/s ", frame), frame
     assert "ETA " in frame and "?" not in frame, frame
+
+
+@pytest.mark.parametrize("group", [[], ["cache"], ["key"], ["catalog"], ["repair"]])
+def test_a_group_called_bare_prints_its_help_on_its_lines(group: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "stcore.cli", *group], capture_output=True, text=True, timeout=60
+    )
+    shown = done.stdout + done.stderr
+    assert done.returncode == 2
+    assert "\\n" not in shown and shown.startswith("Usage: stcore")
+    assert "\nCommands:\n" in shown and "\nOptions:\n" in shown
+
+
+# outputs larger than a pipe's buffer, so the writer surely meets the closed pipe
+@pytest.mark.parametrize("command", [["show", "latest", "--files"], ["diff", "latest~1", "latest"]])
+def test_a_reader_that_goes_away_ends_any_command_quietly(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """`stcore ... | head -n 1` through rich's console too: no error line, status 141."""
+    (tmp_path / "d").mkdir()
+    for n in range(2000):
+        (tmp_path / "d" / f"file-{n:05d}").write_text(str(n))
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    for _ in range(2):
+        repo.backup(stcore.sources_for_paths([str(tmp_path / "d")]))
+        (tmp_path / "d" / "file-00000").write_text("changed")
+        for n in range(0, 2000, 2):
+            (tmp_path / "d" / f"file-{n:05d}").write_text(f"changed {n}")
+    repo.close()
+    script = (
+        f'"$0" -m stcore.cli --repo {tmp_path / "repo"} {" ".join(command)} | head -n 1 '
+        '>/dev/null; echo "status ${PIPESTATUS[0]}" >&2'
+    )
+    done = subprocess.run(
+        ["bash", "-c", script, sys.executable],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert done.stderr == "status 141\n", done.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from rich.segment import Segment, SegmentLines
 from rich.table import Column, Table
 from rich.text import Text
 
-from stcore.cli.context import EXIT_ERROR
+from stcore.cli.context import EXIT_BROKEN_PIPE, EXIT_ERROR
 from stcore.text import printable
 
 
@@ -33,6 +34,17 @@ class PlainConsole(Console):
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(printable(text), **{**kwargs, "markup": False, "emoji": False})
+
+    def on_broken_pipe(self) -> None:
+        reader_gone()
+
+
+def reader_gone() -> NoReturn:
+    """Standard output's reader closed it (``stcore snapshots | head``): stop quietly, with the
+    status of a program the pipe's SIGPIPE ended, and let nothing more be written there."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 out = PlainConsole(soft_wrap=True, markup=False, emoji=False)

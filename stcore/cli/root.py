@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from stcore.cli.context import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, Context
-from stcore.cli.output import PrintableLogHandler, fail
+from stcore.cli.context import EXIT_INTERRUPTED, Context
+from stcore.cli.output import PrintableLogHandler, fail, reader_gone
 from stcore.errors import StcoreError
 from stcore.text import printable
 from stcore.version import __version__
@@ -20,15 +20,9 @@ from stcore.version import __version__
 def _printable_click_error(exc: click.ClickException) -> None:
     # Click types `message` Final for its own code; rewriting it is the one way its usage errors
     # (which quote the command line) print through printable().
-    exc.message = printable(exc.message)  # type: ignore[misc]
-
-
-def _reader_gone() -> None:
-    """Standard output's reader closed it (``stcore ls | head``): stop quietly, with the status
-    of a program the pipe's SIGPIPE ended, and let nothing more be written there at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(EXIT_BROKEN_PIPE)
+    # Line by line: a group called bare answers with its whole help, which keeps its lines.
+    lines = exc.message.split("\n")
+    exc.message = "\n".join(printable(line) for line in lines)  # type: ignore[misc]
 
 
 class StcoreGroup(click.Group):
@@ -60,7 +54,7 @@ class StcoreGroup(click.Group):
         except StcoreError as exc:
             fail(str(exc), exc.exit_code)
         except BrokenPipeError:
-            _reader_gone()
+            reader_gone()
         except OSError as exc:  # the host refused (a full disk, a path too long): one line
             where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}")
