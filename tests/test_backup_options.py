@@ -443,6 +443,7 @@ def test_stdin_refuses_paths_sources_excludes_and_bad_names(home: Path) -> None:
         (("--stdin-filename", "x", "src"), "--stdin-filename needs --stdin"),
         (("--stdin", "--stdin-filename", "a/b"), "one file name"),
         (("--stdin", "--stdin-filename", ".."), "one file name"),
+        (("--stdin", "--stdin-filename", "x" * 256), "at most 255"),
     ):
         usage_error(stcore_cli(*base, *args, cwd=home, input=b"data"), needle)
     with stcore.open_repository(str(home / "repo")) as repo:
@@ -506,23 +507,29 @@ def test_a_few_hundred_mib_from_a_pipe_keep_memory_low(home: Path) -> None:
         f"for i in range({mib}):\n"
         "    sys.stdout.buffer.write(block[i % 9:] + block[:i % 9])\n"
     )
-    producer = subprocess.Popen([sys.executable, "-c", generator], stdout=subprocess.PIPE)
-    backup = subprocess.Popen(
-        [sys.executable, "-m", "stcore.cli", "--repo", "repo", "backup", "--stdin",
-         "--stdin-filename", "big.bin", "--json"],
-        stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=home,
+    # Measured from a small interpreter of its own: a child's peak RSS counts the pages it
+    # shared with its parent when it was forked, and a pytest worker can hold hundreds of MiB.
+    measure = (
+        "import json, os, subprocess, sys\n"
+        "producer = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.PIPE)\n"
+        "backup = subprocess.Popen([sys.executable, '-m', 'stcore.cli', '--repo', 'repo',\n"
+        "    'backup', '--stdin', '--stdin-filename', 'big.bin', '--json'],\n"
+        "    stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)\n"
+        "producer.stdout.close()\n"
+        "out = backup.stdout.read()\n"
+        "_, status, usage = os.wait4(backup.pid, 0)\n"
+        "print(json.dumps({'producer': producer.wait(), 'status': status,\n"
+        "    'maxrss_kib': usage.ru_maxrss, 'summary': json.loads(out)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", measure, generator],
+        capture_output=True, text=True, cwd=home, timeout=300, check=True,
     )  # fmt: skip
-    assert producer.stdout is not None and backup.stdout is not None
-    producer.stdout.close()
-    _, status, usage = os.wait4(backup.pid, 0)
-    assert producer.wait(timeout=60) == 0
-    assert os.waitstatus_to_exitcode(status) == 0
-    summary = json.loads(backup.stdout.read())
-    backup.stdout.close()
-    assert backup.stderr is not None
-    backup.stderr.close()
+    report = json.loads(done.stdout)
+    assert report["producer"] == 0 and os.waitstatus_to_exitcode(report["status"]) == 0
+    summary = report["summary"]
     assert summary["size"] == mib << 20
-    peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    peak_mib = report["maxrss_kib"] / 1024  # KiB on Linux
     assert peak_mib < mib / 3, f"peak RSS {peak_mib:.0f} MiB for {mib} MiB of input"
     # the dump streams too: hashed as it comes, against the generator's bytes
     dump = subprocess.Popen(

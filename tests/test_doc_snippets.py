@@ -58,7 +58,7 @@ RUN = {"python", "bash", "sh", "toml", "json"}
 #: tables that make a toml block a piece of stcore.toml
 STCORE_TABLES = {"repository", "sources", "remotes", "backup", "daemon", "retention", "cache"}
 #: seconds a long-running command must stay up before it is stopped
-SERVICE_SECONDS = 3.0
+SERVICE_SECONDS = 8.0  # long enough to start on a loaded machine, whose SIGTERM then ends it
 _FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _MARK = re.compile(r"<!--\s*doc-test:\s*covered-by\s+(.+?)\s*-->\s*$")
 

@@ -901,6 +901,8 @@ class StdinSource:
             )
         if "\0" in filename:
             raise ConfigError(f"source {name!r}: `filename` cannot hold a NUL character")
+        if len(os.fsencode(filename)) > 255:  # NAME_MAX: it could not be restored
+            raise ConfigError(f"source {name!r}: `filename` is longer than 255 bytes")
         self.filename = filename
         stream = options.get("stream")
         if stream is None:

@@ -6,6 +6,7 @@ Also its options, as restic's: the filters added to every ``files`` source (``--
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, BinaryIO
 
@@ -48,6 +49,8 @@ def _check_tags(ctx: click.Context, param: click.Parameter, value: tuple[str, ..
 def _check_filename(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is not None and (value in ("", ".", "..") or "/" in value or "\0" in value):
         raise click.BadParameter(f"{value!r}: give one file name, without '/'")
+    if value is not None and len(os.fsencode(value)) > 255:  # NAME_MAX: it could not be restored
+        raise click.BadParameter(f"{len(os.fsencode(value))} bytes: a file name has at most 255")
     return value
 
 
