@@ -449,6 +449,8 @@ def test_tag_without_snapshots_changes_what_the_filters_select(
         ([], "nothing to do"),
         (["latest", "--set", "a", "--add", "b"], "without --add or --remove"),
         (["latest", "--tag", "x", "--add", "y"], "not both"),
+        (["latest", "--add", ""], "cannot be empty"),
+        (["latest", "--add", "x", "--remove", ""], "cannot be empty"),
     ],
 )
 def test_tag_usage_errors(

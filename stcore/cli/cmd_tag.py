@@ -58,6 +58,8 @@ def tag(
         raise click.UsageError("--set replaces every tag: give it without --add or --remove")
     if not (set_tags or add or remove):
         raise click.UsageError("nothing to do: give --add, --remove or --set")
+    if "" in add or "" in remove:
+        raise click.UsageError('a tag cannot be empty (--set "" removes every tag)')
     if snaps and (tags or hostname is not None or source is not None):
         raise click.UsageError("give snapshots or filters (--tag, --host, --source), not both")
     with ctx.open() as repo:
