@@ -402,7 +402,8 @@ def test_restore_announces_the_bytes_it_writes_and_reports_them_per_mib(tmp_path
 
 def test_check_announces_the_packs_it_reads(tmp_path: Path) -> None:
     repo = stcore.init_repository(str(tmp_path / "repo"), pack_size=512 * 1024)
-    repo.backup(stcore.sources_for_paths([str(_fill(tmp_path / "src", {"a": 2 * MiB}))]))
+    # 8 MiB: at least two chunks (4 MiB at most each), so at least two 512 KiB packs
+    repo.backup(stcore.sources_for_paths([str(_fill(tmp_path / "src", {"a": 8 * MiB}))]))
     packs = {info.key: info.size for info in repo.backend.list("data/")}
     events, record = recorder()
     assert repo.check(read_data=True, progress=record).ok
