@@ -1,20 +1,27 @@
 """Measure stcore against restic and borg (when installed) on the same dataset, same run.
 
-    python benchmarks/run.py [--scale 0.25] [--repeat 3] [--work DIR] [--profile DIR]
+    python benchmarks/run.py [--dataset generated|linux] [--scale 0.25] [--repeat 3] [--cold]
+                             [--work DIR] [--profile DIR]
 
 For each tool and repetition: first backup, no-change backup, incremental backup (after
-`dataset.py mutate`), full restore, and check with full data read. Reports medians of wall time,
-CPU time and peak RSS (of the tool's process tree, from wait4), plus repository sizes, as a
-Markdown table with ratios against restic. Tools are interleaved within each repetition so
-machine noise hits all of them alike. ``--profile DIR`` adds one more, unmeasured run of stcore
-alone with every phase under pyinstrument, and writes each phase's profile to ``DIR/<phase>.txt``.
+`dataset.py mutate`, or `linux_tree.py mutate` on a private copy of the Linux source tree),
+full restore, and check with full data read. Reports medians of wall time, CPU time and peak
+RSS (of the tool's process tree, from wait4), plus repository sizes, as a Markdown table with
+ratios against restic, under the command line, the dataset and the page cache state (warm, or
+cold with ``--cold``: dropped before every measured command, where root and /proc allow it).
+Tools are interleaved within each repetition so machine noise hits all of them alike.
+``--profile DIR`` adds one more, unmeasured run of stcore alone with every phase under
+pyinstrument, and writes each phase's profile to ``DIR/<phase>.txt`` (call tree),
+``DIR/<phase>-flat.txt`` (functions by own time) and ``DIR/<phase>.pyisession``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -24,6 +31,8 @@ from collections import defaultdict
 from pathlib import Path
 
 DATASET = Path(__file__).resolve().parent / "dataset.py"
+LINUX_TREE = Path(__file__).resolve().parent / "linux_tree.py"
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
 STCORE = [sys.executable, "-m", "stcore.cli"]
 PHASES = ["first backup", "no-change backup", "incremental backup", "restore", "check --read-data"]
@@ -35,11 +44,59 @@ def dataset(*args: str) -> None:
     subprocess.run([sys.executable, str(DATASET), *args], check=True)
 
 
+def linux_tree(*args: str) -> dict[str, object]:
+    """`linux_tree.py` in a child (same reason: its file list stays out of the runner); exits
+    with its one-line message when the tree cannot be provided here."""
+    done = subprocess.run(
+        [sys.executable, str(LINUX_TREE), *args], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+    result: dict[str, object] = json.loads(done.stdout) if done.stdout.strip() else {}
+    return result
+
+
+def prepare_data(args: argparse.Namespace, data: Path) -> None:
+    """The dataset a repetition starts from, at data (a fresh, private copy)."""
+    if args.dataset == "linux":
+        linux_tree("copy", str(data))
+    else:
+        dataset("generate", str(data), "--scale", str(args.scale))
+
+
+def mutate_data(args: argparse.Namespace, data: Path) -> None:
+    if args.dataset == "linux":
+        args.mutation = linux_tree("mutate", str(data))
+    else:
+        dataset("mutate", str(data))
+
+
+def drop_caches() -> None:
+    DROP_CACHES.write_text("3\n")
+
+
+def cold_unavailable() -> str | None:
+    """Why the page cache cannot be dropped here, or None when it can (it was just dropped)."""
+    if os.geteuid() != 0:
+        return f"writing {DROP_CACHES} needs root"
+    os.sync()
+    try:
+        drop_caches()
+    except OSError as error:
+        return f"cannot write {DROP_CACHES}: {error.strerror or error}"
+    return None
+
+
+COLD = False  # set by main() once dropping the page cache is known to work
+
+
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (bytes) of one command."""
     # Dirty pages left by the dataset generator or the previous tool would otherwise be written
     # back during this command and billed to whichever tool happens to run first.
     os.sync()
+    if COLD:
+        drop_caches()  # after sync: only clean pages can be dropped
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -160,8 +217,22 @@ class Borg(Tool):
 
 
 def main() -> None:
+    global COLD
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="dataset scale (1.0 = ~1 GiB)")
+    parser.add_argument(
+        "--dataset",
+        choices=["generated", "linux"],
+        default="generated",
+        help="generated mix (dataset.py) or the Linux 6.1 source tree (linux_tree.py)",
+    )
+    parser.add_argument(
+        "--scale", type=float, help="generated dataset's scale (default 1.0 = ~1 GiB)"
+    )
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="drop the page cache before every measured command (root, writable /proc)",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("bench-data"))
     parser.add_argument(
@@ -174,6 +245,19 @@ def main() -> None:
         help="after measuring, profile each stcore phase with pyinstrument into DIR",
     )
     args = parser.parse_args()
+    if args.dataset == "linux" and args.scale is not None:
+        parser.error("--scale applies to the generated dataset only")
+    if args.scale is None:
+        args.scale = 1.0
+    args.tree = linux_tree("prepare") if args.dataset == "linux" else {}
+    args.mutation = {}
+    args.cold_skipped = None
+    if args.cold:
+        args.cold_skipped = cold_unavailable()
+        if args.cold_skipped:
+            print(f"cold mode skipped ({args.cold_skipped}): running warm", file=sys.stderr)
+        COLD = args.cold_skipped is None
+    print(f"load average at start: {load_average()}", file=sys.stderr)
     tools: list[type[Tool]] = [Stcore, StcoreEncrypted] if args.encrypt else [Stcore]
     tools += [t for t in (Restic, Borg) if shutil.which(t.name)]
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
@@ -182,13 +266,13 @@ def main() -> None:
         work = args.work.absolute() / f"run-{repetition}"
         shutil.rmtree(work, ignore_errors=True)
         data = work / "data"
-        dataset("generate", str(data), "--scale", str(args.scale))
+        prepare_data(args, data)
         instances = [tool(work) for tool in tools]
         for tool in instances:
             measure(tool.init(), tool.env)
         for phase in PHASES:
             if phase == "incremental backup":
-                dataset("mutate", str(data))
+                mutate_data(args, data)
             for tool in instances:
                 target = work / f"restore-{tool.name}"
                 shutil.rmtree(target, ignore_errors=True)
@@ -202,7 +286,10 @@ def main() -> None:
                     sizes[(tool.name, "incremental growth")].append(growth)
                 if phase == "no-change backup":
                     sizes[(tool.name, "before incremental")].append(tree_size(tool.repo))
-        print(f"repetition {repetition + 1}/{args.repeat} done", file=sys.stderr)
+        print(
+            f"repetition {repetition + 1}/{args.repeat} done; load average {load_average()}",
+            file=sys.stderr,
+        )
         shutil.rmtree(work, ignore_errors=True)
     report(tools, results, sizes, args)
     if args.profile:
@@ -215,27 +302,64 @@ def profile(args: argparse.Namespace) -> None:
     work = args.work.absolute() / "profile"
     shutil.rmtree(work, ignore_errors=True)
     data = work / "data"
-    dataset("generate", str(data), "--scale", str(args.scale))
+    prepare_data(args, data)
     tool = Stcore(work)
     measure(tool.init(), tool.env)
     args.profile.mkdir(parents=True, exist_ok=True)
     for phase in PHASES:
         if phase == "incremental backup":
-            dataset("mutate", str(data))
+            mutate_data(args, data)
         target = work / "restore"
         shutil.rmtree(target, ignore_errors=True)
-        output = args.profile / (re.sub(r"[^a-z]+", "-", phase).strip("-") + ".txt")
+        stem = args.profile / re.sub(r"[^a-z]+", "-", phase).strip("-")
+        session = stem.with_suffix(".pyisession")
         argv = tool.commands(data, target)[phase][len(STCORE) :]
-        profiler = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(output)]
-        measure([*profiler, "-m", "stcore.cli", *argv], tool.env)
-        print(f"profile of {phase}: {output}", file=sys.stderr)
+        pyinstrument = [sys.executable, "-m", "pyinstrument"]
+        measure([*pyinstrument, "-o", str(session), "-m", "stcore.cli", *argv], tool.env)
+        render_profile(session, stem)
+        print(f"profile of {phase}: {stem}.txt, {stem}-flat.txt", file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def render_profile(session: Path, stem: Path) -> None:
+    """The call tree (stem.txt) and the functions by their own time (stem-flat.txt)."""
+    pyinstrument = [sys.executable, "-m", "pyinstrument", "--load", str(session), "-r", "text"]
+    subprocess.run([*pyinstrument, "-o", f"{stem}.txt"], check=True)
+    flat = subprocess.run(
+        [*pyinstrument, "-p", "flat=true"], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout
+    # pyinstrument's flat view counts each function's own time twice: in the function's line and
+    # again, all functions together, in one "[self]" line (named after some file). Drop that one.
+    lines = [line for line in flat.splitlines() if not re.match(r"\s*[\d.]+ \[self\] ", line)]
+    Path(f"{stem}-flat.txt").write_text("\n".join(lines) + "\n")
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def describe_dataset(args: argparse.Namespace) -> str:
+    if args.dataset == "generated":
+        return f"generated, scale {args.scale}"
+    tree, change = args.tree, args.mutation
+    return (
+        f"linux ({tree['package']}: {tree['files']:,} files, {tree['bytes'] / 2**30:.2f} GiB; "
+        f"incremental: {change.get('edited', 0):,} files edited, "
+        f"{change.get('added', 0)} added, {change.get('deleted', 0)} deleted)"
+    )
 
 
 def report(tools, results, sizes, args) -> None:  # type: ignore[no-untyped-def]
     names = [t.name for t in tools]
+    if COLD:
+        cache = "cold page cache (dropped before every command)"
+    elif args.cold_skipped:
+        cache = f"warm page cache (--cold skipped: {args.cold_skipped})"
+    else:
+        cache = "warm page cache"
+    print(f"Command: `{shlex.join(sys.orig_argv)}`\n")
     print(
-        f"Dataset scale {args.scale}, {args.repeat} repetitions, medians; "
+        f"Dataset {describe_dataset(args)}, {cache}, {args.repeat} repetitions, medians; "
         f"{os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}.\n"
     )
     header = "| phase | " + " | ".join(f"{n} wall s | {n} CPU s | {n} peak RSS MiB" for n in names)
