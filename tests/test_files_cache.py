@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import stcore
 from stcore.builtins import sources as builtin_sources
+from stcore.repo.filescache import FilesCache
 from stcore.repository import Repository
 
 
@@ -163,3 +166,41 @@ def test_a_name_that_is_not_utf8_is_cached_and_not_read_again(
     second = repo.backup(stcore.sources_for_paths([str(root)]))
     assert not first.partial and not second.partial
     assert opened == [name]  # the second backup took it from the files cache
+
+
+_keys = st.binary(min_size=32, max_size=32)
+_rows = st.dictionaries(
+    _keys,
+    st.tuples(st.text(max_size=8), st.lists(_keys, max_size=3).map(tuple)),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=_rows, after=_rows, keep=st.integers(0, 12))
+def test_writing_only_the_rows_that_differ_leaves_exactly_the_new_rows(
+    tmp_path_factory: pytest.TempPathFactory,
+    before: dict[bytes, tuple[str, tuple[bytes, ...]]],
+    after: dict[bytes, tuple[str, tuple[bytes, ...]]],
+    keep: int,
+) -> None:
+    """replace(..., previous=) writes only what changed, and leaves the same table as
+    rewriting the source whole: rows kept as they were, changed, new and gone."""
+    after = {**dict(list(before.items())[:keep]), **after}  # some rows carried over as they are
+    cache = FilesCache(tmp_path_factory.mktemp("fc") / "files.sqlite")
+    try:
+        cache.replace("src", [(k, t, c) for k, (t, c) in before.items()])
+        cache.replace("other", [(k, t, c) for k, (t, c) in before.items()])
+        previous = cache.load("src")
+        writes = cache._db.total_changes
+        cache.replace("src", [(k, t, c) for k, (t, c) in after.items()], previous=previous)
+        differ = {k for k in after if before.get(k) != after[k]} | (before.keys() - after.keys())
+        assert cache._db.total_changes - writes == len(differ)
+        loaded = cache.load("src")
+        assert {k: loaded.stored(k) for k in after} == {
+            k: (t, b"".join(c)) for k, (t, c) in after.items()
+        }
+        assert len(loaded) == len(after)
+        assert len(cache.load("other")) == len(before)  # another source is left alone
+    finally:
+        cache.close()

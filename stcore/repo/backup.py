@@ -239,7 +239,7 @@ class _Backup:
         self.store.write_manifest(manifest)
         # Recorded only now: every blob named in the cache is in an index object that exists.
         for name, recorded in session.record.items():
-            files_cache.replace(name, recorded)
+            files_cache.replace(name, recorded, previous=session.cached.get(name))
         try:
             compact_index(self.store)  # the snapshot is safe: this only tidies
         except (StcoreError, OSError) as exc:
