@@ -27,7 +27,7 @@ from stcore.repo import locks
 from stcore.repo import tag as tag_module
 from stcore.repo.locks import repository_lock
 from stcore.repo.store import Store
-from stcore.repo.tag import _load, new_tags
+from stcore.repo.tag import new_tags
 from stcore.repository import Repository
 from stcore.sync import SyncOptions
 from tests.helpers import init_encrypted, open_encrypted
@@ -485,7 +485,7 @@ def test_a_crash_between_writing_and_deleting_is_finished_by_the_next_tag(
     both = fresh.snapshots()
     assert len(both) == 3  # the old and the new side by side: the same data, both complete
     (new,) = [m for m in both if m.tags == ("retagged",)]
-    _, document = _load(fresh.store, new.id)
+    _, document = fresh.store.load_manifest_document(new.id)
     assert document["original"] == second and document["replaces"] == second
     assert fresh.snapshot(new.id).sources["src"].read_text("new.json") == "new"
 
@@ -514,7 +514,7 @@ def test_original_stays_the_first_id_across_changes_and_a_second_crash_is_finish
     fresh = stcore.open_repository(repo.location)
     pair = [m for m in fresh.snapshots() if m.id != first]
     assert len(pair) == 2
-    originals = {_load(fresh.store, m.id)[1]["original"] for m in pair}
+    originals = {fresh.store.load_manifest_document(m.id)[1]["original"] for m in pair}
     assert originals == {second}  # both lines lead back to the first id, as restic's
     result = fresh.tag([once.manifest.id], remove=["nothing"])
     (finished,) = result.finished
@@ -527,10 +527,10 @@ def test_a_snapshot_that_only_looks_like_a_replacement_is_not_deleted(
 ) -> None:
     """``replaces`` is honoured only between snapshots identical apart from id and tags."""
     first, second = two
-    old, document = _load(repo.store, second)  # other data than first's (new.json)
+    old, document = repo.store.load_manifest_document(second)  # other data than first's (new.json)
     fake = first.split("-")[0] + "-0badf00d"  # but first's time: a candidate
     lookalike = attrs.evolve(old, id=fake)
-    tag_module._write(repo.store, {**document, "replaces": first}, lookalike)
+    repo.store.write_manifest(lookalike, {**document, "replaces": first})
     assert tag_module.finish_interrupted(repo.store, repo.store.snapshot_ids()) == []
     assert {first, second, fake} <= set(repo.store.snapshot_ids())
 

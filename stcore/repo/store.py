@@ -572,6 +572,11 @@ class Store:
         return self.config.version >= 2
 
     def load_manifest(self, snapshot_id: str) -> SnapshotManifest:
+        return self.load_manifest_document(snapshot_id)[0]
+
+    def load_manifest_document(self, snapshot_id: str) -> tuple[SnapshotManifest, dict[str, Any]]:
+        """A manifest and the JSON it was stored as, which may hold fields the model leaves
+        out (``stcore tag`` keeps them)."""
         key = object_key("snapshots", snapshot_id)
         try:
             stored = self.backend.read(key)
@@ -582,16 +587,19 @@ class Store:
                 raise CorruptObjectError(f"{len(stored)} bytes is too large for a manifest")
             if self.checked:
                 stored = open_checked(key, stored)
-            payload = self.codec.unseal(stored, manifest_context(snapshot_id))
-            manifest = SnapshotManifest.from_json(json.loads(payload))
+            document = json.loads(self.codec.unseal(stored, manifest_context(snapshot_id)))
+            manifest = SnapshotManifest.from_json(document)
         except (CorruptObjectError, ValueError, RecursionError) as exc:
             raise CorruptObjectError(f"{key} cannot be read: {str(exc)[:300]}") from exc
         if manifest.id != snapshot_id:
             raise CorruptObjectError(f"{key} holds the manifest of {manifest.id}")
-        return manifest
+        return manifest, document
 
-    def write_manifest(self, manifest: SnapshotManifest) -> None:
-        payload = json.dumps(manifest.to_json(), sort_keys=True).encode()
+    def write_manifest(
+        self, manifest: SnapshotManifest, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        """Store ``manifest``; ``extra`` fields it does not set itself are kept beside it."""
+        payload = json.dumps({**(extra or {}), **manifest.to_json()}, sort_keys=True).encode()
         stored = self.codec.seal(payload, manifest_context(manifest.id))
         key = object_key("snapshots", manifest.id)
         self.backend.write(key, seal_checked(key, stored) if self.checked else stored)

@@ -18,7 +18,6 @@ part), so finishing costs the listing plus the manifests of those few ids.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,13 +27,11 @@ import attrs
 from stcore.errors import (
     ConfigError,
     CorruptObjectError,
-    ObjectNotFoundError,
     SnapshotNotFoundError,
 )
 from stcore.models import SNAPSHOT_ID, SnapshotManifest, new_snapshot_id
-from stcore.repo.format import MAX_MANIFEST_BYTES, object_key, open_checked, seal_checked
 from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
-from stcore.repo.store import Store, manifest_context
+from stcore.repo.store import Store
 
 #: told of every snapshot replaced (old id, its replacement), as it happens
 OnReplace = Callable[[str, SnapshotManifest], None]
@@ -99,35 +96,6 @@ def _check_request(
             raise ConfigError(f"tags must be text, got {tag!r}")
 
 
-def _load(store: Store, snapshot_id: str) -> tuple[SnapshotManifest, dict[str, Any]]:
-    """A manifest and its stored JSON, which may hold fields the model leaves out."""
-    key = object_key("snapshots", snapshot_id)
-    try:
-        stored = store.backend.read(key)
-    except ObjectNotFoundError:
-        raise SnapshotNotFoundError(f"snapshot {snapshot_id} does not exist") from None
-    try:
-        if len(stored) > MAX_MANIFEST_BYTES:
-            raise CorruptObjectError(f"{len(stored)} bytes is too large for a manifest")
-        if store.checked:
-            stored = open_checked(key, stored)
-        document = json.loads(store.codec.unseal(stored, manifest_context(snapshot_id)))
-        manifest = SnapshotManifest.from_json(document)
-    except (CorruptObjectError, ValueError, RecursionError) as exc:
-        raise CorruptObjectError(f"{key} cannot be read: {str(exc)[:300]}") from exc
-    if manifest.id != snapshot_id:
-        raise CorruptObjectError(f"{key} holds the manifest of {manifest.id}")
-    return manifest, document
-
-
-def _write(store: Store, document: dict[str, Any], manifest: SnapshotManifest) -> None:
-    """Store ``manifest`` with the fields of ``document`` it does not set itself kept."""
-    payload = json.dumps({**document, **manifest.to_json()}, sort_keys=True).encode()
-    stored = store.codec.seal(payload, manifest_context(manifest.id))
-    key = object_key("snapshots", manifest.id)
-    store.backend.write(key, seal_checked(key, stored) if store.checked else stored)
-
-
 def _time_part(snapshot_id: str) -> str:
     return snapshot_id.rsplit("-", 1)[0]
 
@@ -161,7 +129,7 @@ def finish_interrupted(store: Store, stored_ids: Iterable[str]) -> list[Retag]:
         loaded: dict[str, tuple[SnapshotManifest, dict[str, Any]]] = {}
         for snapshot_id in members:
             try:
-                loaded[snapshot_id] = _load(store, snapshot_id)
+                loaded[snapshot_id] = store.load_manifest_document(snapshot_id)
             except (SnapshotNotFoundError, CorruptObjectError):
                 continue  # gone, or damaged (check names it): not a half-done change
         for snapshot_id in sorted(loaded):
@@ -215,7 +183,7 @@ def tag(
                 continue
             seen.add(snapshot_id)
             try:
-                old, document = _load(store, snapshot_id)
+                old, document = store.load_manifest_document(snapshot_id)
             except SnapshotNotFoundError:
                 missing.append(snapshot_id)
                 continue
@@ -230,7 +198,7 @@ def tag(
                 "original": original if isinstance(original, str) else old.id,
                 "replaces": old.id,
             }
-            _write(store, document, new)  # first the new manifest ...
+            store.write_manifest(new, document)  # first the new manifest ...
             taken.add(new.id)
             store.delete_manifest(old.id)  # ... then the old one goes
             taken.discard(old.id)
