@@ -12,7 +12,6 @@ together with the :class:`~stcore.config.Settings` that define it.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -471,18 +470,13 @@ class Repository:
         ``ignore_snapshots`` (with ``dry_run`` only) reports what a prune would free once those
         snapshots are forgotten, as ``forget --prune --dry-run`` shows it.
         """
-        store = self.store
-        ignored = set(ignore_snapshots)
-        if ignored:
-            if not dry_run:
-                raise ConfigError("ignore_snapshots is for a dry run: forget them, then prune")
-            store = _without_snapshots(store, ignored)
         return _prune.prune(
-            store,
+            self.store,
             repack_threshold=repack_threshold,
             dry_run=dry_run,
             wait=wait,
             progress=progress,
+            ignore_snapshots=set(ignore_snapshots),
         )
 
     def repair_index(
@@ -581,15 +575,6 @@ class Repository:
             remove_key(self.store.backend, self.store.key_id)
         self.store.key_id = new_id
         return new_id
-
-
-def _without_snapshots(store: Store, ignored: set[str]) -> Store:
-    """``store`` as if the ``ignored`` snapshots were forgotten, for a dry-run prune: a shallow
-    copy whose listing leaves them out (a dry run writes nothing, so it shares everything else)."""
-    view = copy.copy(store)
-    listed = store.snapshot_ids
-    view.snapshot_ids = lambda: [i for i in listed() if i not in ignored]  # type: ignore[method-assign]
-    return view
 
 
 # --- opening ---------------------------------------------------------------------------------

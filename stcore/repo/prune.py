@@ -19,12 +19,13 @@ deleting redundant objects in any order never breaks a snapshot.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from stcore.errors import (
+    ConfigError,
     CorruptObjectError,
     ObjectNotFoundError,
     PruneRefusedError,
@@ -46,7 +47,7 @@ REPAIR_HINT = "nothing was deleted; `stcore repair index` rebuilds the index fro
 
 
 def _account_for_everything(
-    store: Store, packs: dict[str, int]
+    store: Store, packs: dict[str, int], ignored: Collection[str] = ()
 ) -> tuple[BlobIndex, set[bytes], list[str]]:
     """The index, every blob a snapshot references, and the snapshot ids, once prune has
     proved that the index accounts for every pack and every referenced blob.
@@ -62,7 +63,7 @@ def _account_for_everything(
     except (CorruptObjectError, ObjectNotFoundError) as exc:
         raise PruneRefusedError(f"prune stopped: {exc}; {REPAIR_HINT}") from exc
     store.set_index(index)
-    snapshot_ids = store.snapshot_ids()
+    snapshot_ids = [i for i in store.snapshot_ids() if i not in ignored]
     try:
         used = store.referenced_blobs(snapshot_ids)
     except (CorruptObjectError, ObjectNotFoundError, SnapshotNotFoundError) as exc:
@@ -151,14 +152,20 @@ def prune(
     dry_run: bool = False,
     wait: float = EXCLUSIVE_LOCK_WAIT,
     progress: Callable[[str, int], None] | None = None,
+    ignore_snapshots: Collection[str] = (),
 ) -> PruneResult:
-    """Reclaim the space of data no snapshot references; see the module docstring."""
+    """Reclaim the space of data no snapshot references; see the module docstring.
+
+    ``ignore_snapshots`` (a dry run only) counts as if those snapshots were forgotten already:
+    what ``forget --prune --dry-run`` would free."""
+    if ignore_snapshots and not dry_run:
+        raise ConfigError("ignore_snapshots is for a dry run: forget them, then prune")
     progress = progress or (lambda event, amount: None)
     started = time.monotonic()
     backend = store.backend
     with repository_lock(backend, exclusive=True, purpose="prune", wait=wait):
         packs = store.pack_sizes()  # a stray file there is not ours: never deleted
-        index, used, snapshot_ids = _account_for_everything(store, packs)
+        index, used, snapshot_ids = _account_for_everything(store, packs, set(ignore_snapshots))
         snapshot_count = len(snapshot_ids)
         by_pack: dict[bytes, list[IndexEntry]] = {}
         for entry in index.values():
