@@ -7,7 +7,7 @@ behaves as these docstrings say.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 import attrs
@@ -152,6 +152,18 @@ class Compressor(Protocol):
     def decompress(self, data: bytes, raw_size: int) -> bytes:
         """Decode ``data``; ``raw_size`` is the expected decoded length (a bound for buffers)."""
         ...
+
+
+@runtime_checkable
+class BatchCompressor(Compressor, Protocol):
+    """A compressor that can also compress many inputs in one call (optional).
+
+    ``compress_many(items)`` must return exactly ``[compress(x) for x in items]``. The packer
+    uses it for its batches of small blobs: one call that releases the GIL once, not once per
+    blob, keeps the sealing threads from queueing for the GIL behind the reading thread.
+    """
+
+    def compress_many(self, items: Sequence[bytes]) -> list[bytes]: ...
 
 
 class CompressorFactory(Protocol):

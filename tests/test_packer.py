@@ -8,11 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import stcore
-from stcore.errors import BackendError
+from stcore.builtins.compressors import NoCompressor, ZstdCompressor
+from stcore.builtins.crypto import AesGcmEncryptor
+from stcore.errors import BackendError, CorruptObjectError
 from stcore.interfaces import BytesLike, ObjectInfo, StreamingBackend
-from stcore.repo.format import hash_id, object_key
+from stcore.repo.format import Codec, hash_id, object_key
 from stcore.repo.packer import Packer
 from stcore.repository import Repository
 
@@ -126,3 +130,48 @@ def test_an_interrupted_backup_leaves_no_temporary(repo: Repository, tmp_path: P
     assert [p for p in root.rglob("*") if p.name.startswith(".tmp-")] == []
     assert list(repo.backend.list("snapshots/")) == []
     assert repo.check(read_data=True).ok
+
+
+_blob_bodies = st.lists(
+    st.one_of(
+        st.binary(max_size=3000),  # random: stored as is, behind a zero frame code
+        st.builds(
+            lambda text, n: text * n, st.binary(min_size=1, max_size=20), st.integers(1, 500)
+        ),
+    ),
+    max_size=12,
+)
+
+
+@given(bodies=_blob_bodies)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_sealing_a_batch_is_sealing_each_blob(repo: Repository, bodies: list[bytes]) -> None:
+    codec = repo.codec
+    batch = [(codec.blob_id(body), body) for body in bodies]
+    sealed = codec.seal_blobs(batch)
+    assert sealed == [codec.seal_blob(blob_id, body) for blob_id, body in batch]
+    for (blob_id, body), stored in zip(batch, sealed, strict=True):
+        assert codec.unseal_blob(blob_id, stored, len(body)) == body
+
+
+def _encrypted_codec() -> Codec:
+    zstd, none = ZstdCompressor(), NoCompressor()
+    return Codec(
+        compressors={zstd.code: zstd, none.code: none},
+        compressor=zstd,
+        encryptor=AesGcmEncryptor(os.urandom(32)),
+        id_key=os.urandom(32),
+    )
+
+
+@given(bodies=_blob_bodies)
+@settings(max_examples=30, deadline=None)
+def test_an_encrypted_batch_unseals_blob_by_blob(bodies: list[bytes]) -> None:
+    codec = _encrypted_codec()
+    batch = [(codec.blob_id(body), body) for body in bodies]
+    for (blob_id, body), stored in zip(batch, codec.seal_blobs(batch), strict=True):
+        assert codec.unseal_blob(blob_id, stored, len(body)) == body
+        with pytest.raises(CorruptObjectError):  # bound to its own id, as one sealed alone
+            codec.unseal_blob(bytes(32), stored, len(body))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -139,6 +139,20 @@ class Codec:
 
     def seal_blob(self, blob_id: bytes, data: bytes | memoryview) -> bytes:
         return self.seal(data, b"blob:" + blob_id)
+
+    def seal_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """``[seal_blob(id, data) for id, data in blobs]``, compressed in one call when the
+        compressor can (:class:`~stcore.interfaces.BatchCompressor`)."""
+        many = getattr(self.compressor, "compress_many", None)
+        if many is None:
+            return [self.seal_blob(blob_id, data) for blob_id, data in blobs]
+        code = bytes((self.compressor.code,))
+        encrypt = self.encryptor.encrypt
+        sealed = []
+        for (blob_id, raw), compressed in zip(blobs, many([d for _, d in blobs]), strict=True):
+            frame = code + compressed if len(compressed) < len(raw) else b"\x00" + raw
+            sealed.append(encrypt(frame, b"blob:" + blob_id))
+        return sealed
 
     def unseal_blob(self, blob_id: bytes, stored: bytes, raw_length: int) -> bytes:
         """Decode a blob and verify it hashes to its id."""

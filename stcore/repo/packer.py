@@ -162,14 +162,32 @@ class Packer:
     def _seal_and_pack(self, batch: list[tuple[bytes, BlobType, bytes]], size: int) -> None:
         """On a sealing thread: seal a batch, append it to the pack, start writing full packs."""
         try:
-            seal = self._codec.seal_blob
-            sealed = [seal(blob_id, data) for blob_id, _, data in batch]
+            sealed = self._codec.seal_blobs([(blob_id, data) for blob_id, _, data in batch])
             full: list[tuple[ObjectWriter, bytes, list[PackedBlob], int]] = []
             with self._pack_lock:
+                parts: list[bytes] = []  # written in one call: a system call per blob is slow
+                end = self._length  # where the next blob starts, parts included
                 for (blob_id, blob_type, data), stored in zip(batch, sealed, strict=True):
-                    self._append_blob(blob_id, blob_type, len(data), stored)
-                    if self._length >= self._pack_size:
+                    if self._pack is None:
+                        self._open_pack()
+                        end = 0
+                    self._blobs.append(
+                        PackedBlob(
+                            blob_id=blob_id,
+                            blob_type=blob_type,
+                            offset=end,
+                            stored_length=len(stored),
+                            raw_length=len(data),
+                        )
+                    )
+                    parts.append(stored)
+                    end += len(stored)
+                    if end >= self._pack_size:
+                        self._append(b"".join(parts))
+                        parts = []
                         full.append(self._detach_pack())
+                if parts:
+                    self._append(b"".join(parts))
             for pack in full:
                 self._start_commit(*pack)
         except BaseException as exc:
@@ -181,23 +199,10 @@ class Packer:
                 self._inflight -= size
                 self._flow.notify_all()
 
-    def _append_blob(
-        self, blob_id: bytes, blob_type: BlobType, raw_length: int, stored: bytes
-    ) -> None:
-        if self._pack is None:
-            self._pack = self._open_writer()
-            self._hash = blake3.blake3()
-            self._length = 0
-        self._blobs.append(
-            PackedBlob(
-                blob_id=blob_id,
-                blob_type=blob_type,
-                offset=self._length,
-                stored_length=len(stored),
-                raw_length=raw_length,
-            )
-        )
-        self._append(stored)
+    def _open_pack(self) -> None:
+        self._pack = self._open_writer()
+        self._hash = blake3.blake3()
+        self._length = 0
 
     def _append(self, data: bytes) -> None:
         assert self._pack is not None

@@ -207,6 +207,16 @@ class CompressorContract:
         else:
             assert len(packed) < len(payload) // 10
 
+    def test_compress_many_is_compress_of_each_when_offered(self, compressor: Compressor) -> None:
+        """``compress_many`` is optional (:class:`~stcore.interfaces.BatchCompressor`); when a
+        compressor has it, it returns the same frames as ``compress`` one at a time."""
+        many = getattr(compressor, "compress_many", None)
+        if many is None:
+            pytest.skip("no compress_many: the packer compresses one blob at a time")
+        items = [b"", b"a", b"abc" * 1000, os.urandom(5000), b"", b"stcore " * 300]
+        for batch in (items, items[2:4], items[:1], [], [items[2]] * 3):
+            assert many(batch) == [compressor.compress(item) for item in batch]
+
     def test_has_a_name_and_a_frame_code(self, compressor: Compressor) -> None:
         assert isinstance(compressor.name, str) and compressor.name
         assert isinstance(compressor.code, int) and 0 <= compressor.code <= 255
