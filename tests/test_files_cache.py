@@ -22,9 +22,9 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     paths: list[str] = []
     real = builtin_sources.open_scanned
 
-    def counting(path: str, scanned: os.stat_result, dir_fd: int | None = None):  # type: ignore[no-untyped-def]
+    def counting(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
         paths.append(os.path.basename(path))
-        return real(path, scanned, dir_fd)
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(builtin_sources, "open_scanned", counting)
     return paths
@@ -100,57 +100,85 @@ def test_cached_content_missing_from_the_index_is_read_again(
 
 
 @pytest.fixture
-def advised(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every file the files source asks the kernel to read ahead, in order."""
-    paths: list[str] = []
-    real = builtin_sources._advise_willneed
+def advised(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every file the files source asks the kernel to read ahead, with how many files had
+    been read (``open_scanned``) at that moment."""
+    calls: list[tuple[str, int]] = []
+    real = builtin_sources._FileOpener.prefetch
 
-    def recording(path: str, size: int, dir_fd: int | None = None) -> None:
-        paths.append(os.path.basename(path))
-        real(path, size, dir_fd)
+    def recording(self: builtin_sources._FileOpener) -> None:
+        calls.append((self.name, len(calls_opened)))
+        real(self)
 
-    monkeypatch.setattr(builtin_sources, "_advise_willneed", recording)
-    return paths
+    calls_opened: list[str] = []
+    real_open = builtin_sources.open_scanned
+
+    def counting(path: str, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls_opened.append(path)
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtin_sources._FileOpener, "prefetch", recording)
+    monkeypatch.setattr(builtin_sources, "open_scanned", counting)
+    return calls
 
 
 def test_files_are_read_ahead_before_they_are_read_unless_the_cache_knows_them(
-    repo: Repository,
-    tmp_path: Path,
-    opened: list[str],
-    advised: list[str],
-    monkeypatch: pytest.MonkeyPatch,
+    repo: Repository, tmp_path: Path, advised: list[tuple[str, int]]
 ) -> None:
     root = _old_tree(tmp_path / "src")
-    opened_when_advised: list[int] = []
-    real = builtin_sources._advise_willneed
-
-    def noting(path: str, size: int, dir_fd: int | None = None) -> None:
-        opened_when_advised.append(len(opened))
-        real(path, size, dir_fd)
-
-    monkeypatch.setattr(builtin_sources, "_advise_willneed", noting)
     _backup(repo, root)
-    # every file was advised before any was opened: the loop looks 32 entries ahead
-    assert opened_when_advised == [0] * 5
-    assert sorted(opened) == [f"f{i}" for i in range(5)]
-    monkeypatch.undo()
+    # every file was advised before any was read: the loop looks 32 entries ahead
+    assert advised == [(f"f{i}", 0) for i in range(5)]
     advised.clear()
-    monkeypatch.setattr(
-        builtin_sources,
-        "_advise_willneed",
-        lambda path, size, dir_fd=None: advised.append(Path(path).name),
-    )
     (root / "f2").write_bytes(os.urandom(50_000))
     old = time.time_ns() - 10 * 1_000_000_000
     os.utime(root / "f2", ns=(old, old))
     _backup(repo, root)
-    assert advised == ["f2"]
+    assert [name for name, _ in advised] == ["f2"]
 
 
-def test_reading_ahead_a_file_that_vanished_is_harmless(tmp_path: Path) -> None:
-    builtin_sources._advise_willneed(str(tmp_path / "missing"), 100)
-    (tmp_path / "link").symlink_to(tmp_path / "missing")
-    builtin_sources._advise_willneed(str(tmp_path / "link"), 100)
+def _opener(path: Path) -> builtin_sources._FileOpener:
+    st = os.lstat(path)
+    return builtin_sources._FileOpener(None, str(path), str(path), st, None)
+
+
+def test_a_read_ahead_file_is_read_through_the_descriptor_opened_early(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"early")
+    opener = _opener(path)
+    opener.prefetch()
+    path.rename(tmp_path / "moved")  # the early descriptor is the scanned file: still read
+    with opener() as stream:
+        assert stream.read() == b"early"
+
+
+def test_reading_ahead_a_file_that_vanished_or_became_a_link_is_harmless(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    gone = _opener(path)
+    path.unlink()
+    gone.prefetch()  # nothing to open: the read reports it
+    with pytest.raises(FileNotFoundError):
+        gone()
+    path.write_bytes(b"x")
+    link = _opener(path)
+    path.unlink()
+    path.symlink_to(tmp_path / "elsewhere")
+    link.prefetch()
+    with pytest.raises(OSError, match="replaced by a symlink"):
+        link()
+
+
+def test_a_read_ahead_file_that_is_never_read_closes_its_descriptor(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    before = len(os.listdir("/proc/self/fd"))
+    openers = [_opener(path) for _ in range(50)]
+    for opener in openers:
+        opener.prefetch()
+    assert len(os.listdir("/proc/self/fd")) >= before + 50
+    del openers, opener
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 def test_a_name_that_is_not_utf8_is_cached_and_not_read_again(

@@ -39,6 +39,13 @@ def _open_binary(path: str) -> BinaryIO:
 READ_BUFFER = 1024 * 1024
 
 
+def _shrank(scanned: int, read: int) -> OSError:
+    return OSError(
+        errno.EIO,
+        f"shrank while being read ({scanned} bytes when scanned, {read} read); not stored",
+    )
+
+
 class _ScannedFile(io.RawIOBase):
     """The bytes of a file exactly as scanned: at most its scanned size, and an OSError when it
     shrank, grew or was modified while being read (the backup lists it, exit 3)."""
@@ -60,20 +67,14 @@ class _ScannedFile(io.RawIOBase):
         with memoryview(buffer) as view:  # read straight into the caller's buffer: no copy
             count = os.readv(self._fd, [view[: min(len(view), self._left)]])
         if not count:
-            raise OSError(
-                errno.EIO,
-                f"shrank while being read ({self._scanned.st_size} bytes when scanned, "
-                f"{self._scanned.st_size - self._left} read); not stored",
-            )
+            raise _shrank(self._scanned.st_size, self._scanned.st_size - self._left)
         self._left -= count
         return count
 
     def _check_unchanged(self) -> None:
         if os.read(self._fd, 1):
             raise OSError(errno.EIO, "grew while being read; not stored")
-        now = os.fstat(self._fd)
-        if now.st_size != self._scanned.st_size or now.st_mtime_ns != self._scanned.st_mtime_ns:
-            raise OSError(errno.EIO, "was modified while being read; not stored")
+        _check_unmodified(self._fd, self._scanned)
 
     #: called once the descriptor is closed (a database's read transaction ends there)
     after_close: Callable[[], None] | None = None
@@ -86,23 +87,73 @@ class _ScannedFile(io.RawIOBase):
         super().close()
 
 
-def open_scanned(
-    path: str, scanned: os.stat_result, dir_fd: int | None = None
-) -> io.BufferedReader:
-    """Open the regular file that was scanned at ``path`` (relative to ``dir_fd`` when given)
-    and nothing else: no link is followed, a FIFO or device never blocks the open, and the
-    descriptor must be the scanned file (same device and inode, still regular). A swapped path
-    raises OSError before a byte is read."""
+def _check_unmodified(fd: int, scanned: os.stat_result) -> None:
+    now = os.fstat(fd)
+    if now.st_size != scanned.st_size or now.st_mtime_ns != scanned.st_mtime_ns:
+        raise OSError(errno.EIO, "was modified while being read; not stored")
+
+
+class _WholeFile(io.BytesIO):
+    """A small file's bytes, read whole when it was opened (see :func:`open_scanned`)."""
+
+    def peek(self, size: int = 0) -> bytes:
+        at = self.tell()
+        return self.getvalue()[at : at + max(size, 1)]
+
+
+def _read_whole(fd: int, scanned: os.stat_result) -> bytes:
+    """The file's bytes in one read (a loop only after a short read, as some network file
+    systems give), checked against the scan as :class:`_ScannedFile` checks them."""
+    size = scanned.st_size
+    data = os.read(fd, size + 1)  # one byte more: a file that grew says so here
+    while len(data) < size:
+        more = os.read(fd, size + 1 - len(data))
+        if not more:
+            raise _shrank(size, len(data))
+        data += more
+    if len(data) > size:
+        raise OSError(errno.EIO, "grew while being read; not stored")
+    _check_unmodified(fd, scanned)  # grew after the read, or changed in place
+    return data
+
+
+#: files up to this size are read whole as they are opened: one read, no buffered reader (the
+#: per-file cost of a tree of small files is mostly system calls and Python objects)
+WHOLE_FILE_BYTES = READ_BUFFER
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _open_file(path: str, dir_fd: int | None) -> int:
+    """A descriptor for ``path``, no link followed, never blocking on a FIFO or device."""
     try:
-        fd = os.open(
-            path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
-        )
+        return os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise OSError(
                 errno.ELOOP, "was replaced by a symlink after the scan; not read"
             ) from None
         raise
+
+
+def open_scanned(
+    path: str,
+    scanned: os.stat_result,
+    dir_fd: int | None = None,
+    *,
+    fd: int | None = None,
+    whole: bool = True,
+) -> io.BufferedReader | _WholeFile:
+    """Open the regular file that was scanned at ``path`` (relative to ``dir_fd`` when given)
+    and nothing else: no link is followed, a FIFO or device never blocks the open, and the
+    descriptor must be the scanned file (same device and inode, still regular). A swapped path
+    raises OSError before a byte is read. ``fd``: the file opened already (by a prefetch), which
+    is then checked the same way and owned by the stream.
+
+    A file of at most :data:`WHOLE_FILE_BYTES` is read whole here and closed (unless
+    ``whole`` is False: a caller that needs the descriptor open while it reads)."""
+    if fd is None:
+        fd = _open_file(path, dir_fd)
     try:
         now = os.fstat(fd)
         if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (
@@ -110,11 +161,15 @@ def open_scanned(
             scanned.st_ino,
         ):
             raise OSError(errno.ESTALE, "was replaced after the scan; not read")
-        os.set_blocking(fd, True)
+        if not whole or scanned.st_size > WHOLE_FILE_BYTES:
+            os.set_blocking(fd, True)
+            return io.BufferedReader(_ScannedFile(fd, path, scanned), buffer_size=READ_BUFFER)
+        data = _read_whole(fd, scanned)  # O_NONBLOCK means nothing to a regular file's read
     except BaseException:
         os.close(fd)
         raise
-    return io.BufferedReader(_ScannedFile(fd, path, scanned), buffer_size=READ_BUFFER)
+    os.close(fd)
+    return _WholeFile(data)
 
 
 #: how much of a file to ask the kernel to read ahead of the backup loop
@@ -122,18 +177,62 @@ ADVISE_BYTES = 4 * 1024 * 1024
 _CAN_ADVISE = hasattr(os, "posix_fadvise")  # not on macOS or Windows
 
 
-def _advise_willneed(path: str, size: int, dir_fd: int | None = None) -> None:
-    """Ask the kernel to start reading ``path`` now (``POSIX_FADV_WILLNEED``); best effort."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
-    except OSError:
-        return  # the real read reports the problem
-    try:
-        os.posix_fadvise(fd, 0, min(size, ADVISE_BYTES), os.POSIX_FADV_WILLNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+class _FileOpener:
+    """A scanned regular file's ``opener`` and ``prefetch`` (:class:`SourceEntry`).
+
+    ``prefetch`` opens the file a few entries early and asks the kernel to start reading it
+    (``POSIX_FADV_WILLNEED``); the open then only checks and reads that descriptor, so reading
+    ahead costs one system call per file, not an open and a close more. Best effort: a file
+    that cannot be opened early is opened (and its error reported) when it is read.
+    """
+
+    __slots__ = ("_fd", "before_open", "directory", "name", "scanned", "shown")
+
+    def __init__(
+        self,
+        directory: _Dir | None,
+        name: str,
+        shown: str,
+        scanned: os.stat_result,
+        before_open: Callable[[str], None] | None,
+    ) -> None:
+        self.directory = directory  # held: its descriptor stays open until the file is read
+        self.name = name
+        self.shown = shown
+        self.scanned = scanned
+        self.before_open = before_open
+        self._fd = -1
+
+    def prefetch(self) -> None:
+        if self._fd >= 0:
+            return
+        if self.before_open is not None:
+            self.before_open(self.shown)  # tests: a change between scan and read
+            self.before_open = None
+        try:
+            self._fd = _open_file(self.name, None if self.directory is None else self.directory.fd)
+        except OSError:
+            return  # the open that reads reports it
+        try:
+            size = min(self.scanned.st_size, ADVISE_BYTES)
+            os.posix_fadvise(self._fd, 0, size, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+
+    def __call__(self) -> BinaryIO:
+        fd, self._fd = self._fd, -1
+        return _open_checked(
+            self.directory,
+            self.name,
+            self.shown,
+            self.scanned,
+            self.before_open,
+            None if fd < 0 else fd,
+        )
+
+    def __del__(self) -> None:
+        if self._fd >= 0:  # prefetched, never read (the backup stopped)
+            os.close(self._fd)
 
 
 class _Dir:
@@ -239,15 +338,15 @@ def _entry_for(
             target=os.readlink(name, dir_fd=dir_fd),
         )
     if stat.S_ISREG(st.st_mode):
-        # the partials hold ``directory``, so its descriptor stays open until the file is read
+        opener = _FileOpener(directory, name, shown, st, before_open)
         return SourceEntry(
             path=parts,
             kind="file",
             mode=mode,
             mtime_ns=st.st_mtime_ns,
             size=st.st_size,
-            opener=partial(_open_checked, directory, name, shown, st, before_open),
-            prefetch=(partial(_advise_willneed, name, st.st_size, dir_fd) if _CAN_ADVISE else None),
+            opener=opener,
+            prefetch=opener.prefetch if _CAN_ADVISE else None,
             change_token=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
         )
     raise OSError(
@@ -273,13 +372,15 @@ def _open_checked(
     shown: str,
     scanned: os.stat_result,
     before_open: Callable[[str], None] | None,
+    fd: int | None = None,
 ) -> BinaryIO:
-    """The scanned file's bytes. A SQLite database (its header is in the first buffer read
-    anyway) is read in one consistent state: see :func:`_open_database_bytes`."""
+    """The scanned file's bytes (``fd``: opened already). A SQLite database (its header is in
+    the first bytes read anyway) is read in one consistent state: see
+    :func:`_open_database_bytes`."""
     if before_open is not None:
         before_open(shown)  # tests: change the file between scan and read, deterministically
     dir_fd = None if directory is None else directory.fd
-    stream = open_scanned(name, scanned, dir_fd)
+    stream = open_scanned(name, scanned, dir_fd, fd=fd)
     try:
         header = stream.peek(SQLITE_HEADER_SIZE)[:SQLITE_HEADER_SIZE]
     except BaseException:
@@ -322,7 +423,7 @@ def _open_database_bytes(
         now = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         if (now.st_dev, now.st_ino) != (scanned.st_dev, scanned.st_ino):
             raise OSError(errno.ESTALE, "was replaced after the scan; not read")
-        stream = open_scanned(name, now, dir_fd)
+        stream = open_scanned(name, now, dir_fd, whole=False)
     except sqlite3.Error:
         reading.close()
         return _open_database(directory, name, shown, scanned, None)
@@ -331,7 +432,8 @@ def _open_database_bytes(
         raise
     # closing the stream's descriptor drops this process's locks on the file (POSIX), so the
     # read transaction ends with it
-    stream.raw.after_close = reading.close  # type: ignore[attr-defined]
+    assert isinstance(stream, io.BufferedReader) and isinstance(stream.raw, _ScannedFile)
+    stream.raw.after_close = reading.close
     return stream
 
 
@@ -428,7 +530,7 @@ def _open_database(
     if before_open is not None:
         before_open(shown)
     path = _database_path(directory, name, shown)
-    with open_scanned(name, scanned, None if directory is None else directory.fd):
+    with open_scanned(name, scanned, None if directory is None else directory.fd, whole=False):
         pass  # still the regular file that was scanned: no link followed, nothing swapped
     tempdir = tempfile.mkdtemp(prefix="stcore-sqlite-")
     try:
