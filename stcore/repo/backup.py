@@ -20,7 +20,7 @@ import collections
 import datetime as dt
 import logging
 import time as _time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import attrs
 
@@ -39,6 +39,7 @@ from stcore.repo.compact import compact_index
 from stcore.repo.damage import load_damage
 from stcore.repo.filescache import SAFETY_NS, FilesCache, RecordedFiles, files_cache_key
 from stcore.repo.format import encode_index, encode_tree
+from stcore.repo.index import BlobIndex
 from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
 from stcore.repo.packer import Packer
 from stcore.repo.store import Store
@@ -116,18 +117,19 @@ READ_AHEAD_ENTRIES = 32
 
 def _read_ahead(
     entries: Iterable[SourceEntry], session: _BackupSession, source_name: str
-) -> Iterator[SourceEntry]:
-    """``entries`` in order, each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the
-    loop reaches it, unless the files cache will spare reading it."""
-    window: collections.deque[SourceEntry] = collections.deque()
+) -> Iterator[tuple[SourceEntry, tuple[bytes, ...] | None]]:
+    """``entries`` in order, each with what the files cache recorded for it (looked up once),
+    and each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the loop reaches it,
+    unless the files cache will spare reading it."""
+    window: collections.deque[tuple[SourceEntry, tuple[bytes, ...] | None]] = collections.deque()
+    recorded = session.recorded_content
     for entry in entries:
-        if (
-            entry.prefetch is not None
-            and entry.kind == "file"
-            and session.recorded_content(source_name, entry) is None
-        ):
-            entry.prefetch()
-        window.append(entry)
+        known = None
+        if entry.kind == "file":
+            known = recorded(source_name, entry)
+            if known is None and entry.prefetch is not None:
+                entry.prefetch()
+        window.append((entry, known))
         if len(window) > READ_AHEAD_ENTRIES:
             yield window.popleft()
     yield from window
@@ -180,6 +182,13 @@ class _Backup:
 
     store: Store
     progress: ProgressCallback
+    # looked up once: they are used for every blob
+    _index: BlobIndex = attrs.field(init=False)
+    _blob_id: Callable[[bytes], bytes] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._index = self.store.index
+        self._blob_id = self.store.codec.blob_id
 
     def run(
         self,
@@ -248,8 +257,8 @@ class _Backup:
         return BackupResult(manifest=manifest, errors=tuple(session.errors))
 
     def _store_blob(self, session: _BackupSession, blob_type: BlobType, data: bytes) -> bytes:
-        blob_id = self.store.codec.blob_id(data)
-        if blob_id not in self.store.index and not session.packer.is_known(blob_id):
+        blob_id = self._blob_id(data)
+        if blob_id not in self._index and not session.packer.is_known(blob_id):
             session.packer.add(blob_id, blob_type, data)
         return blob_id
 
@@ -274,7 +283,7 @@ class _Backup:
                 )
             )
 
-        for entry in _read_ahead(source.scan(session.report), session, source.name):
+        for entry, known in _read_ahead(source.scan(session.report), session, source.name):
             parent = entry.path[:-1]
             while len(names) > len(parent):
                 close_top()
@@ -301,7 +310,7 @@ class _Backup:
                     )
                 )
             else:
-                node = self._backup_file(entry, chunker, session, source.name)
+                node = self._backup_file(entry, known, chunker, session, source.name)
                 if node is not None:
                     stack[-1].nodes.append(node)
         while len(stack) > 1:
@@ -319,13 +328,19 @@ class _Backup:
         )
 
     def _backup_file(
-        self, entry: SourceEntry, chunker: Chunker, session: _BackupSession, source_name: str
+        self,
+        entry: SourceEntry,
+        known: tuple[bytes, ...] | None,
+        chunker: Chunker,
+        session: _BackupSession,
+        source_name: str,
     ) -> TreeNode | None:
+        """Back up one file: from ``known`` (what the files cache recorded for it) when every
+        blob of it is still stored, else by reading it."""
         assert entry.opener is not None
-        display = f"{source_name}:{'/'.join(entry.path)}"
         token = entry.change_token
-        known = session.recorded_content(source_name, entry)
-        if known is not None and all(b in self.store.index for b in known):
+        index = self._index
+        if known is not None and all(b in index for b in known):
             session.progress("bytes", entry.size)  # done, unread: a bar's total counts it too
             return self._file_node(entry, known, entry.size, session, source_name, token)
         content: list[bytes] = []
@@ -341,7 +356,7 @@ class _Backup:
                         session.progress("bytes", unreported)
                         unreported = 0
         except OSError as exc:
-            session.report(display, exc)
+            session.report(f"{source_name}:{'/'.join(entry.path)}", exc)
             return None
         except LeftOut:
             return None
