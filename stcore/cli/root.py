@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -97,6 +98,10 @@ def cli(
 SWITCH_INTERVAL = 0.001
 
 
+#: the collector's thresholds for the command-line tool (Python's defaults: 700, 10, 10)
+GC_THRESHOLDS = (10_000, 50, 50)
+
+
 def main() -> None:
     # A backup's main thread makes many short calls that release the GIL (hashing a page,
     # cutting a chunk) while sealing threads run Python between their zstd calls; after each
@@ -104,6 +109,13 @@ def main() -> None:
     # benchmark's first backup from 3.27 s to 3.03 s (mean of six). The command-line tool owns
     # its process, so it sets this; embedders choose for themselves (docs/architecture.md).
     sys.setswitchinterval(SWITCH_INTERVAL)
+    # A backup makes a few Python objects per file (entries, tree nodes) and keeps almost none,
+    # and stcore makes few reference cycles; with the default thresholds the collector ran
+    # every 700 of them and rescanned every imported module's objects at each full pass.
+    # Freezing what is loaded now and collecting the young generation less often took the
+    # Linux tree's first backup from 9.09 s to 8.19 s (no-change 3.22 s to 2.95 s).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     handler = PrintableLogHandler()
     handler.setLevel(logging.WARNING)
     logging.getLogger("stcore").addHandler(handler)
