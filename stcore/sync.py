@@ -36,15 +36,9 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from stcore.access.catalog import Catalog
 from stcore.config import RemoteConfig
@@ -67,6 +61,9 @@ from stcore.repo.keys import KEY_PREFIX, key_ids
 from stcore.repo.locks import repository_lock
 from stcore.repo.prune import PruneResult, prune
 from stcore.repo.store import Store, open_backend
+
+if TYPE_CHECKING:
+    from tenacity import Retrying
 
 log = logging.getLogger("stcore.sync")
 
@@ -189,6 +186,15 @@ class Syncer:
     # --- plumbing -------------------------------------------------------------------------------
 
     def _retrying(self) -> Retrying:
+        # imported here: tenacity loads asyncio (and tornado, when installed) at import, 14 MiB
+        # that a backup, which never syncs, should not carry
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_random_exponential,
+        )
+
         return Retrying(
             retry=retry_if_exception_type(RETRYABLE),
             wait=wait_random_exponential(multiplier=0.2, max=self.options.max_backoff),

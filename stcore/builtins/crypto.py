@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-
 from stcore.errors import ConfigError, CorruptObjectError
 
 NONCE_SIZE = 12
@@ -50,6 +47,8 @@ class AeadEncryptor:
     def decrypt(self, ciphertext: bytes, associated_data: bytes) -> bytes:
         if len(ciphertext) < self.overhead:
             raise CorruptObjectError("encrypted frame is shorter than its nonce and tag")
+        from cryptography.exceptions import InvalidTag  # loaded with the cipher, see _make
+
         try:
             return self._aead.decrypt(
                 bytes(ciphertext[:NONCE_SIZE]), bytes(ciphertext[NONCE_SIZE:]), associated_data
@@ -64,6 +63,10 @@ class AesGcmEncryptor(AeadEncryptor):
     name = "aes-256-gcm"
 
     def _make(self, key: bytes) -> _Aead:
+        # imported here: cryptography's OpenSSL bindings cost 9 MiB that an unencrypted
+        # repository never needs
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         return AESGCM(key)
 
 
@@ -71,4 +74,6 @@ class ChaChaEncryptor(AeadEncryptor):
     name = "chacha20-poly1305"
 
     def _make(self, key: bytes) -> _Aead:
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
         return ChaCha20Poly1305(key)

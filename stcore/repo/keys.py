@@ -6,6 +6,9 @@ The master key is 64 random bytes: 32 for the encryptor, 32 for keyed BLAKE3 blo
 Argon2id, whose parameters and salt are stored beside it, so parameters can be raised for new keys
 without touching old ones. Several keys open one repository; changing a password adds a key and
 removes the old one. Key objects are never modified, only created and deleted.
+
+cryptography is imported by the functions that use it: its OpenSSL bindings cost about 9 MiB of
+memory, which a process using only unencrypted repositories never needs.
 """
 
 from __future__ import annotations
@@ -18,11 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from stcore.errors import CorruptObjectError, ObjectNotFoundError, PasswordError, RepositoryError
 from stcore.interfaces import Backend
@@ -64,6 +62,8 @@ class KdfParams:
                 raise ValueError(f"{field} {value!r} is outside {low}..{high}")
 
     def derive(self, password: str, salt: bytes) -> bytes:
+        from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
         return Argon2id(
             salt=salt,
             length=32,
@@ -90,6 +90,9 @@ class MasterKey:
         """A 32-byte key for one local use (``files cache``, ``catalog``): HKDF-SHA256 of the
         master key with ``stcore-local:<purpose>`` as info, so no use can learn another's key
         or the master key, and a cache on this machine needs no key of its own."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         return HKDF(
             algorithm=hashes.SHA256(),
             length=32,
@@ -104,6 +107,8 @@ def _associated(key_id: str) -> bytes:
 
 def wrap(master: MasterKey, password: str, kdf: KdfParams, key_id: str) -> bytes:
     """The JSON of a ``keys/<key_id>`` object."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(12)
     sealed = AESGCM(kdf.derive(password, salt)).encrypt(nonce, master.raw(), _associated(key_id))
@@ -121,6 +126,9 @@ def wrap(master: MasterKey, password: str, kdf: KdfParams, key_id: str) -> bytes
 def unwrap(raw: bytes, password: str, key_id: str, *, checked: bool = False) -> MasterKey | None:
     """The master key if ``password`` opens this key object, else None; CorruptObjectError if
     the object is damaged (so one damaged key never locks out the others)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     name = KEY_PREFIX + key_id
     try:
         if len(raw) > MAX_KEY_BYTES:
