@@ -242,6 +242,17 @@ def test_stcore_serve_answers_on_loopback_and_stops_on_sigterm(project: Path) ->
         assert server.wait(timeout=60) == 0  # generous: a loaded machine is slow, not wrong
 
 
+def test_stcore_serve_exits_0_when_stop_signals_keep_coming(project: Path) -> None:
+    """`timeout` sends SIGTERM to the process and again to its group: a signal that lands
+    while the server shuts down must not end it with 143."""
+    with stcore_serve(project) as (server, _):
+        deadline = time.monotonic() + 60
+        while server.poll() is None and time.monotonic() < deadline:
+            server.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+        assert server.wait(timeout=60) == 0
+
+
 def test_facade_status_counts_synced_backups_and_lists_remotes(project: Path) -> None:
     storage = CloudStorageManager(config=str(project / "stcore.toml"))
     storage.init_repository()  # the facade never creates one itself

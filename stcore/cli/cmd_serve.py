@@ -111,7 +111,8 @@ def serve(
     def stop(signum: int, frame: object) -> None:
         raise Stop
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, stop)
     shown = f"[{bind_host}]" if ":" in bind_host else bind_host
     guarded = " (bearer token required)" if token is not None else ""
     click.echo(f"stcore: serving on http://{shown}:{server.server_port}{guarded}", err=True)
@@ -122,6 +123,9 @@ def serve(
     except Stop:
         pass
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        # Not the previous handlers back: a second stop signal during shutdown asks the same
+        # (`timeout` sends SIGTERM to the process and to its group, so it often comes twice),
+        # and under the default handler it would end the process with 143 instead of 0.
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_IGN)
         server.server_close()
