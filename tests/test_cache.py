@@ -125,6 +125,7 @@ def test_a_damaged_cache_entry_is_fetched_again(remote_repo: tuple[str, Path]) -
     repo = stcore.open_repository(url, host=counting_host(reads))
     repo.snapshot("latest").sources["src"].read_bytes("one.bin")
     assert repo.object_cache is not None
+    repo.object_cache.flush()  # blobs are written behind the read: all of them, before damage
     for path in (repo.object_cache.root / "blob").rglob("*"):
         if path.is_file():
             path.write_bytes(b"garbage")
