@@ -114,17 +114,17 @@ def test_a_reader_that_listed_what_a_compaction_deleted_gets_every_entry(
 ) -> None:
     before = entries(uncompacted)
     store = uncompacted.store
-    read = store.read_index_rows
+    read = store.read_index_object
     compacted: list[object] = []
 
     def racing(key: str, *, cached: bool = True) -> object:
         if not compacted:  # the reader listed everything; now a backup compacts
             compacted.append(None)
-            monkeypatch.setattr(store, "read_index_rows", read)
+            monkeypatch.setattr(store, "read_index_object", read)
             compacted.append(compact_index(store, at=3))
         return read(key, cached=cached)
 
-    monkeypatch.setattr(store, "read_index_rows", racing)
+    monkeypatch.setattr(store, "read_index_object", racing)
     index = store.load_index()
     assert compacted[1] is not None
     assert set(index.locations()) == before

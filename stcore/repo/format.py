@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -259,8 +259,27 @@ def encode_index(codec: Codec, entries: Iterable[IndexEntry]) -> bytes:
 IndexRow = tuple[bytes, int, bytes, int, int, int]
 
 
-def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
-    """The rows of an index object, checked; cheaper than ``IndexEntry`` objects in bulk."""
+@attrs.frozen
+class IndexObject:
+    """A decoded, checked index object, its rows still packed: :meth:`rows` makes them one at a
+    time (a list of row tuples costs about 250 bytes per blob while it is held)."""
+
+    packs: list[bytes]
+    body: bytes
+    count: int
+
+    def rows(self) -> Iterator[IndexRow]:
+        packs = self.packs
+        for blob_id, code, number, offset, stored, raw in INDEX_ENTRY.iter_unpack(self.body):
+            yield blob_id, code, packs[number], offset, stored, raw
+
+
+#: an index object with no rows (one skipped as damaged)
+EMPTY_INDEX = IndexObject(packs=[], body=b"", count=0)
+
+
+def decode_index(codec: Codec, stored: bytes) -> IndexObject:
+    """An index object, checked whole (magic, layout, lengths, type codes, pack numbers)."""
     # An index's entries (random ids) barely compress: four times its stored size is ample.
     payload = codec.unseal(stored, b"index", limit=max(MAX_MANIFEST_BYTES, 4 * len(stored)))
     try:
@@ -282,20 +301,28 @@ def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
         (entry_count,) = struct.unpack_from("<I", payload, position)
         position += 4
         body = payload[position:]
-        if len(body) != entry_count * INDEX_ENTRY.size:
-            raise CorruptObjectError("index object is truncated")
-        rows = [
-            (blob_id, code, packs[number], offset, stored_length, raw_length)
-            for blob_id, code, number, offset, stored_length, raw_length in INDEX_ENTRY.iter_unpack(
-                body
-            )
-        ]
-    except (struct.error, IndexError) as exc:
+    except struct.error as exc:
         raise CorruptObjectError(f"index object cannot be parsed: {exc}") from exc
-    unknown = {row[1] for row in rows} - set(BLOB_TYPES_BY_CODE)
+    if len(body) != entry_count * INDEX_ENTRY.size:
+        raise CorruptObjectError("index object is truncated")
+    codes: set[int] = set()
+    top = -1
+    for _, code, number, _, _, _ in INDEX_ENTRY.iter_unpack(body):
+        codes.add(code)
+        top = max(top, number)
+    unknown = codes - set(BLOB_TYPES_BY_CODE)
     if unknown:
         raise CorruptObjectError(f"index object names unknown blob type codes {sorted(unknown)}")
-    return rows
+    if top >= pack_count:
+        raise CorruptObjectError(
+            f"index object cannot be parsed: pack number {top} of {pack_count} packs"
+        )
+    return IndexObject(packs=packs, body=body, count=entry_count)
+
+
+def decode_index_rows(codec: Codec, stored: bytes) -> list[IndexRow]:
+    """The rows of an index object, checked; cheaper than ``IndexEntry`` objects in bulk."""
+    return list(decode_index(codec, stored).rows())
 
 
 def index_entries(rows: Iterable[IndexRow]) -> list[IndexEntry]:

@@ -37,14 +37,16 @@ from stcore.repo.chunkcache import ChunkCache
 from stcore.repo.chunker import ChunkerParams
 from stcore.repo.damage import load_damage
 from stcore.repo.format import (
+    EMPTY_INDEX,
     MAX_MANIFEST_BYTES,
     MAX_SMALL_OBJECT_BYTES,
     PACK_FOOTER,
     Codec,
+    IndexObject,
     IndexRow,
     PackedBlob,
     RepositoryConfig,
-    decode_index_rows,
+    decode_index,
     decode_pack_footer,
     decode_pack_trailer,
     decode_tree,
@@ -263,10 +265,10 @@ class Store:
         done: set[str] = set()  # read, or reported as damaged
         vanished: set[str] = set()  # gone once: listed again and gone again is damage
 
-        def read(key: str) -> list[IndexRow] | None:
-            """The object's rows; None if it is gone for the first time."""
+        def read(key: str) -> IndexObject | None:
+            """The object, its rows still packed; None if it is gone for the first time."""
             try:
-                return self.read_index_rows(key, cached=cached)
+                return self.read_index_object(key, cached=cached)
             except ObjectNotFoundError as exc:
                 if key not in vanished:
                     vanished.add(key)
@@ -278,19 +280,21 @@ class Store:
                 if on_damaged is None:
                     raise
                 on_damaged(key, exc)
-            return []
+            return EMPTY_INDEX
 
         for _ in range(INDEX_LISTINGS):
             keys = [key for key in self.list_keys("index/") if key not in done]
             gone = False
             with ThreadPoolExecutor(max_workers=8) as pool:
-                for key, rows in zip(keys, pool.map(read, keys), strict=True):
-                    if rows is None:
+                for key, found in zip(keys, pool.map(read, keys), strict=True):
+                    if found is None:
                         gone = True
                         continue
                     done.add(key)
-                    for row in rows:
-                        index.add_fields(*row)
+                    index.reserve(len(index) + found.count)
+                    add = index.add_fields
+                    for row in found.rows():
+                        add(*row)
             if not gone:
                 break
         else:
@@ -308,9 +312,13 @@ class Store:
 
     def read_index_rows(self, key: str, *, cached: bool = True) -> list[IndexRow]:
         """The rows of one index object; damage is reported with the object's key."""
+        return list(self.read_index_object(key, cached=cached).rows())
+
+    def read_index_object(self, key: str, *, cached: bool = True) -> IndexObject:
+        """One index object, checked, its rows still packed; damage is reported with its key."""
         stored = self._read_index_stored(key, cached)
         try:
-            return decode_index_rows(self.codec, stored)
+            return decode_index(self.codec, stored)
         except CorruptObjectError as exc:
             raise CorruptObjectError(f"{key}: {exc}") from exc
 
