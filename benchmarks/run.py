@@ -234,6 +234,11 @@ def main() -> None:
         help="drop the page cache before every measured command (root, writable /proc)",
     )
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--peers",
+        default="restic,borg",
+        help="comma-separated peers to measure when installed (default: restic,borg)",
+    )
     parser.add_argument("--work", type=Path, default=Path("bench-data"))
     parser.add_argument(
         "--encrypt", action="store_true", help="also measure stcore with AES-256-GCM"
@@ -259,7 +264,11 @@ def main() -> None:
         COLD = args.cold_skipped is None
     print(f"load average at start: {load_average()}", file=sys.stderr)
     tools: list[type[Tool]] = [Stcore, StcoreEncrypted] if args.encrypt else [Stcore]
-    tools += [t for t in (Restic, Borg) if shutil.which(t.name)]
+    wanted = {name.strip() for name in args.peers.split(",") if name.strip()}
+    unknown = wanted - {"restic", "borg"}
+    if unknown:
+        parser.error(f"--peers: unknown peer {', '.join(sorted(unknown))} (restic, borg)")
+    tools += [t for t in (Restic, Borg) if t.name in wanted and shutil.which(t.name)]
     results: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
     sizes: dict[tuple[str, str], list[int]] = defaultdict(list)
     for repetition in range(args.repeat):
