@@ -2,18 +2,11 @@
 
 A repository's index answers one question millions of times per backup: is this blob already
 stored, and if so in which pack, at which offset, how long. Holding an ``IndexEntry`` object per
-blob costs about 270 bytes, and even a dict from id to row number about 160 (the dict slot, a
-32-byte ``bytes`` object and an ``int``). So the rows live in typed arrays: the ids side by side in
-one ``bytearray`` (32 bytes each), the fields in columns (pack number, offset, stored and raw
-length, type: 17 bytes), and an open-addressing hash table of row numbers (4 bytes a slot, kept
-at most two-thirds full: 6 to 12 bytes a row). ``IndexEntry`` objects are made only for the blobs
-a caller asks about. Measured with ``benchmarks/index_memory.py``.
-
-Why by hand: no maintained library offers a compact bytes-to-row table for CPython (numpy has no
-hash table, and a dict's per-entry objects are what this avoids). The table is small: linear
-probing over ``array("I")``, slots hashed with Python's own salted ``hash`` of the id, so ids
-chosen by whoever wrote an index object cannot pile into one chain; a discarded row leaves a
-tombstone slot and a dead row, both rare (healing damage), and the table is rebuilt as it grows.
+blob costs about 270 bytes, and even a dict from id to row number about 150. Here the ids are an
+:class:`~stcore.repo.idtable.IdTable` (32 bytes and a slot each) and the rows' fields typed arrays
+(pack number, offset, stored and raw length, type: 17 bytes), 61 bytes a blob in all
+(``benchmarks/index_memory.py``). ``IndexEntry`` objects are made only for the blobs a caller
+asks about.
 
 Offsets and lengths are 32-bit, as in the index objects on storage (packs are far smaller).
 """
@@ -24,13 +17,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 
 from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEntry
-from stcore.repo.format import ID_LENGTH
-
-#: a slot that never held a row (0) or held one that was discarded
-_EMPTY = 0
-_GONE = 0xFFFFFFFF
-#: the type code of a discarded row
-_DEAD = 255
+from stcore.repo.idtable import IdTable
 
 
 class BlobIndex(Mapping[bytes, IndexEntry]):
@@ -42,25 +29,17 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
     __slots__ = (
         "_copies",
         "_ids",
-        "_live",
-        "_mask",
         "_offset",
         "_pack",
         "_pack_numbers",
         "_packs",
         "_raw",
         "_stored",
-        "_table",
         "_type",
-        "_used",
     )
 
     def __init__(self, entries: Iterable[IndexEntry] = ()) -> None:
-        self._ids = bytearray()
-        self._table = array("I", bytes(4 * 8))
-        self._mask = 7
-        self._used = 0  # slots that are not empty: live rows and tombstones
-        self._live = 0
+        self._ids = IdTable()
         self._packs: list[bytes] = []
         self._pack_numbers: dict[bytes, int] = {}
         self._pack = array("I")
@@ -73,58 +52,9 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         for entry in entries:
             self.add(entry)
 
-    # --- the hash table -----------------------------------------------------------------------
-
-    def _row(self, blob_id: bytes) -> int:
-        """``blob_id``'s row, or -1."""
-        table, ids, mask = self._table, self._ids, self._mask
-        slot = hash(blob_id) & mask
-        while value := table[slot]:
-            if value != _GONE:
-                start = (value - 1) * ID_LENGTH
-                if ids[start : start + ID_LENGTH] == blob_id:
-                    return value - 1
-            slot = (slot + 1) & mask
-        return -1
-
-    def _slot(self, blob_id: bytes) -> int:
-        """The slot holding ``blob_id``'s row (it must be there)."""
-        table, ids, mask = self._table, self._ids, self._mask
-        slot = hash(blob_id) & mask
-        while True:
-            value = table[slot]
-            if value not in (_EMPTY, _GONE):
-                start = (value - 1) * ID_LENGTH
-                if ids[start : start + ID_LENGTH] == blob_id:
-                    return slot
-            slot = (slot + 1) & mask
-
-    def _place(self, blob_id: bytes, row: int) -> None:
-        """Put ``row`` (of ``blob_id``, not in the table) in the first free slot of its chain."""
-        table, mask = self._table, self._mask
-        slot = hash(blob_id) & mask
-        while (value := table[slot]) not in (_EMPTY, _GONE):
-            slot = (slot + 1) & mask
-        if value == _EMPTY:
-            self._used += 1
-        table[slot] = row + 1
-
     def reserve(self, rows: int) -> None:
-        """Size the table for ``rows`` live rows (a bulk load then never rebuilds it)."""
-        slots = self._mask + 1
-        while rows * 3 >= slots * 2:
-            slots *= 2
-        if slots != self._mask + 1:
-            self._rebuild(slots)
-
-    def _rebuild(self, slots: int) -> None:
-        self._table = array("I", bytes(4 * slots))
-        self._mask = slots - 1
-        self._used = 0
-        ids, types = self._ids, self._type
-        for row in range(len(types)):
-            if types[row] != _DEAD:
-                self._place(bytes(ids[row * ID_LENGTH : (row + 1) * ID_LENGTH]), row)
+        """Make room for ``rows`` blobs (a bulk load then never rebuilds the table)."""
+        self._ids.reserve(rows)
 
     # --- rows ---------------------------------------------------------------------------------
 
@@ -149,44 +79,19 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         raw_length: int,
     ) -> bool:
         """:meth:`add` without building an ``IndexEntry`` (reading index objects)."""
-        if len(blob_id) != ID_LENGTH:
-            raise ValueError(f"a blob id is {ID_LENGTH} bytes, not {len(blob_id)}")
-        # one walk along the chain: find the id, or the slot it would go in
-        table, ids, mask = self._table, self._ids, self._mask
-        slot = hash(blob_id) & mask
-        free = -1
-        while value := table[slot]:
-            if value == _GONE:
-                if free < 0:
-                    free = slot
-            else:
-                start = (value - 1) * ID_LENGTH
-                if ids[start : start + ID_LENGTH] == blob_id:
-                    self._add_copy(
-                        value - 1, blob_id, type_code, pack_id, offset, stored_length, raw_length
-                    )
-                    return False
-            slot = (slot + 1) & mask
+        row = self._ids.insert(blob_id)
+        if row < 0:
+            self._add_copy(-1 - row, blob_id, type_code, pack_id, offset, stored_length, raw_length)
+            return False
         number = self._pack_numbers.get(pack_id)
         if number is None:
             number = self._pack_numbers[pack_id] = len(self._packs)
             self._packs.append(pack_id)
-        row = len(self._type)
-        ids += blob_id
         self._pack.append(number)
         self._offset.append(offset)
         self._stored.append(stored_length)
         self._raw.append(raw_length)
         self._type.append(type_code)
-        self._live += 1
-        if free >= 0:
-            table[free] = row + 1
-        else:
-            table[slot] = row + 1
-            self._used += 1
-            if self._used * 3 >= (mask + 1) * 2:
-                # double when live rows fill it; same size when tombstones do
-                self._rebuild((mask + 1) * (2 if self._live * 3 >= mask + 1 else 1))
         return True
 
     def _add_copy(
@@ -213,22 +118,10 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
             )
 
     def _remove(self, blob_id: bytes) -> None:
-        """Drop ``blob_id``'s row (present): a tombstone in the table, a dead row."""
-        slot = self._slot(blob_id)
-        row = self._table[slot] - 1
-        self._table[slot] = _GONE
-        self._type[row] = _DEAD
-        self._raw[row] = 0
-        self._live -= 1
-
-    def _live_rows(self) -> Iterator[int]:
-        types = self._type
-        if self._live == len(types):
-            return iter(range(len(types)))
-        return (row for row in range(len(types)) if types[row] != _DEAD)
-
-    def _id(self, row: int) -> bytes:
-        return bytes(self._ids[row * ID_LENGTH : (row + 1) * ID_LENGTH])
+        """Drop ``blob_id``'s row: a dead row, not counted."""
+        row = self._ids.remove(blob_id)
+        if row >= 0:
+            self._raw[row] = 0
 
     def copies(self, blob_id: bytes) -> list[IndexEntry]:
         """The other known locations of ``blob_id`` (not the one ``index[blob_id]`` gives)."""
@@ -238,8 +131,9 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         """``(blob id, pack id, offset, stored length)`` of every known copy of every blob,
         without building an ``IndexEntry`` per blob (check walks millions of them)."""
         packs, pack, offset, stored = self._packs, self._pack, self._offset, self._stored
-        for row in self._live_rows():
-            yield self._id(row), packs[pack[row]], offset[row], stored[row]
+        ids = self._ids
+        for row in ids.live_rows():
+            yield ids.key(row), packs[pack[row]], offset[row], stored[row]
         for copies in self._copies.values():
             for copy in copies:
                 yield copy.blob_id, copy.pack_id, copy.offset, copy.stored_length
@@ -277,7 +171,7 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
             self.add(entry)
 
     def __getitem__(self, blob_id: bytes) -> IndexEntry:
-        row = self._row(blob_id) if isinstance(blob_id, bytes) else -1
+        row = self._ids.find(blob_id) if isinstance(blob_id, bytes) else -1
         if row < 0:
             raise KeyError(blob_id)
         return IndexEntry(
@@ -290,18 +184,19 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         )
 
     def __contains__(self, blob_id: object) -> bool:
-        return isinstance(blob_id, bytes) and self._row(blob_id) >= 0
+        return isinstance(blob_id, bytes) and self._ids.find(blob_id) >= 0
 
     def __iter__(self) -> Iterator[bytes]:
-        return (self._id(row) for row in self._live_rows())
+        ids = self._ids
+        return (ids.key(row) for row in ids.live_rows())
 
     def __len__(self) -> int:
-        return self._live
+        return len(self._ids)
 
     def memory(self) -> int:
         """Bytes held by the rows and the table (not the pack ids, one per pack)."""
-        columns = (self._pack, self._offset, self._stored, self._raw, self._type, self._table)
-        return len(self._ids) + sum(c.itemsize * len(c) for c in columns)
+        columns = (self._pack, self._offset, self._stored, self._raw, self._type)
+        return self._ids.memory() + sum(c.itemsize * len(c) for c in columns)
 
     def raw_bytes(self, blob_type: BlobType | None = None) -> int:
         """The sum of the blobs' plaintext lengths, of one type or of all."""
