@@ -205,23 +205,36 @@ _rows = st.dictionaries(
 
 
 @settings(max_examples=60, deadline=None)
-@given(before=_rows, after=_rows, keep=st.integers(0, 12))
+@given(before=_rows, after=_rows, keep=st.integers(0, 12), marked=st.integers(0, 12))
 def test_writing_only_the_rows_that_differ_leaves_exactly_the_new_rows(
     tmp_path_factory: pytest.TempPathFactory,
     before: dict[bytes, tuple[str, tuple[bytes, ...]]],
     after: dict[bytes, tuple[str, tuple[bytes, ...]]],
     keep: int,
+    marked: int,
 ) -> None:
     """replace(..., previous=) writes only what changed, and leaves the same table as
-    rewriting the source whole: rows kept as they were, changed, new and gone."""
-    after = {**dict(list(before.items())[:keep]), **after}  # some rows carried over as they are
+    rewriting the source whole: rows kept as they were (given again, or only marked with
+    ``keep`` as a backup does for unchanged files), changed, new and gone."""
+    carried = dict(list(before.items())[:keep])
+    after = {**carried, **after}  # some rows carried over as they are
     cache = FilesCache(tmp_path_factory.mktemp("fc") / "files.sqlite")
     try:
         cache.replace("src", [(k, t, c) for k, (t, c) in before.items()])
         cache.replace("other", [(k, t, c) for k, (t, c) in before.items()])
         previous = cache.load("src")
+        assert {k: previous.stored(k) for k in before} == {
+            k: (t, b"".join(c)) for k, (t, c) in before.items()
+        }
+        only_marked = {k for k in list(carried)[:marked] if after[k] == before[k]}
+        for k in only_marked:
+            row = previous._rows.find(k)
+            assert previous.token(row) == before[k][0]
+            assert previous.content(row) == before[k][1]
+            previous.keep(row)
         writes = cache._db.total_changes
-        cache.replace("src", [(k, t, c) for k, (t, c) in after.items()], previous=previous)
+        given = [(k, t, c) for k, (t, c) in after.items() if k not in only_marked]
+        cache.replace("src", given, previous=previous)
         differ = {k for k in after if before.get(k) != after[k]} | (before.keys() - after.keys())
         assert cache._db.total_changes - writes == len(differ)
         loaded = cache.load("src")
@@ -230,5 +243,30 @@ def test_writing_only_the_rows_that_differ_leaves_exactly_the_new_rows(
         }
         assert len(loaded) == len(after)
         assert len(cache.load("other")) == len(before)  # another source is left alone
+    finally:
+        cache.close()
+
+
+def test_damaged_rows_in_the_files_cache_are_ignored(tmp_path: Path) -> None:
+    cache = FilesCache(tmp_path / "files.sqlite")
+    try:
+        good = (b"k" * 32, "1:2:3:4", (b"b" * 32,))
+        cache.replace("src", [good])
+        source = cache.source_key("src")
+        with cache._db:
+            for path, token, content in [
+                ("text, not a key", "t", b"c" * 32),  # a path stored as TEXT
+                (b"short", "t", b"c" * 32),  # a key of the wrong length
+                (b"x" * 32, b"\xff", b"c" * 32),  # a token that is not text
+                (b"y" * 32, "t", b"c" * 31),  # blob ids cut short
+                (b"z" * 32, "t", "not bytes"),
+            ]:
+                cache._db.execute(
+                    "INSERT INTO file_states VALUES (?, ?, ?, ?)", (source, path, token, content)
+                )
+        loaded = cache.load("src")
+        assert len(loaded) == 1
+        assert loaded.stored(good[0]) == ("1:2:3:4", b"b" * 32)
+        assert loaded.stored(b"x" * 32) is None and loaded.stored(b"y" * 32) is None
     finally:
         cache.close()

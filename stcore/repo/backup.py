@@ -97,15 +97,24 @@ class _BackupSession:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self.errors.append((path, message))
 
-    def recorded_content(self, source_name: str, entry: SourceEntry) -> tuple[bytes, ...] | None:
-        """The content the files cache recorded for ``entry`` at the last backup, if its change
-        token still matches (whether those blobs are all still stored is the caller's check)."""
+    def recorded_content(self, source_name: str, entry: SourceEntry) -> Known | None:
+        """The files-cache row recorded for ``entry`` at the last backup and its content, if
+        its change token still matches (whether those blobs are all still stored is the
+        caller's check)."""
         token = entry.change_token
         if token is None:
             return None
         cached = self.cached.get(source_name)
-        known = cached.get("/".join(entry.path)) if cached is not None else None
-        return known[1] if known is not None and known[0] == token else None
+        if cached is None:
+            return None
+        row = cached.find("/".join(entry.path))
+        if row < 0 or cached.token(row) != token:
+            return None
+        return row, cached.content(row)
+
+
+#: a file's files-cache row and the blob ids it records
+Known = tuple[int, tuple[bytes, ...]]
 
 
 #: bytes read between two "bytes" progress events of one file
@@ -117,11 +126,11 @@ READ_AHEAD_ENTRIES = 32
 
 def _read_ahead(
     entries: Iterable[SourceEntry], session: _BackupSession, source_name: str
-) -> Iterator[tuple[SourceEntry, tuple[bytes, ...] | None]]:
+) -> Iterator[tuple[SourceEntry, Known | None]]:
     """``entries`` in order, each with what the files cache recorded for it (looked up once),
     and each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the loop reaches it,
     unless the files cache will spare reading it."""
-    window: collections.deque[tuple[SourceEntry, tuple[bytes, ...] | None]] = collections.deque()
+    window: collections.deque[tuple[SourceEntry, Known | None]] = collections.deque()
     recorded = session.recorded_content
     for entry in entries:
         known = None
@@ -330,7 +339,7 @@ class _Backup:
     def _backup_file(
         self,
         entry: SourceEntry,
-        known: tuple[bytes, ...] | None,
+        known: Known | None,
         chunker: Chunker,
         session: _BackupSession,
         source_name: str,
@@ -340,9 +349,11 @@ class _Backup:
         assert entry.opener is not None
         token = entry.change_token
         index = self._index
-        if known is not None and all(b in index for b in known):
+        if known is not None and all(b in index for b in known[1]):
             session.progress("bytes", entry.size)  # done, unread: a bar's total counts it too
-            return self._file_node(entry, known, entry.size, session, source_name, token)
+            return self._file_node(
+                entry, known[1], entry.size, session, source_name, token, kept=known[0]
+            )
         content: list[bytes] = []
         size = unreported = 0
         try:
@@ -373,13 +384,20 @@ class _Backup:
         session: _BackupSession,
         source_name: str,
         token: str | None,
+        kept: int = -1,
     ) -> TreeNode:
+        """The file's tree node; its files-cache row is recorded (or, when ``kept`` names the
+        row it was found unchanged in, kept as it is) unless it changed too recently."""
         session.files += 1
         session.size += size
         session.progress("file", 1)
         if token is not None and entry.mtime_ns < session.started_ns - SAFETY_NS:
-            key = session.cached[source_name].key("/".join(entry.path))
-            session.record.setdefault(source_name, []).append((key, token, content))
+            cached = session.cached[source_name]
+            if kept >= 0:
+                cached.keep(kept)
+            else:
+                key = cached.key("/".join(entry.path))
+                session.record.setdefault(source_name, []).append((key, token, content))
         return TreeNode(
             name=entry.path[-1],
             kind="file",
