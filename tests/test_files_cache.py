@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import stcore
 from stcore.builtins import sources as builtin_sources
-from stcore.repo.filescache import FilesCache
+from stcore.repo.filescache import FilesCache, NewRows
 from stcore.repository import Repository
 
 
@@ -270,3 +270,20 @@ def test_damaged_rows_in_the_files_cache_are_ignored(tmp_path: Path) -> None:
         assert loaded.stored(b"x" * 32) is None and loaded.stored(b"y" * 32) is None
     finally:
         cache.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(_keys, st.text(max_size=20), st.lists(_keys, max_size=4).map(tuple)),
+        max_size=20,
+    )
+)
+def test_new_rows_give_back_what_was_added(
+    rows: list[tuple[bytes, str, tuple[bytes, ...]]],
+) -> None:
+    recorded = NewRows()
+    for row in rows:
+        recorded.add(*row)
+    assert len(recorded) == len(rows)
+    assert list(recorded) == rows

@@ -37,7 +37,13 @@ from stcore.models import (
 from stcore.repo.chunker import Chunker, ChunkerParams
 from stcore.repo.compact import compact_index
 from stcore.repo.damage import load_damage
-from stcore.repo.filescache import SAFETY_NS, FilesCache, RecordedFiles, files_cache_key
+from stcore.repo.filescache import (
+    SAFETY_NS,
+    FilesCache,
+    NewRows,
+    RecordedFiles,
+    files_cache_key,
+)
 from stcore.repo.format import encode_index, encode_tree
 from stcore.repo.index import BlobIndex
 from stcore.repo.locks import DEFAULT_LOCK_WAIT, repository_lock
@@ -90,7 +96,7 @@ class _BackupSession:
     size: int = 0
     #: files-cache state: what the last backup recorded, what this one will, and the cut-off
     cached: dict[str, RecordedFiles] = attrs.field(factory=dict)
-    record: dict[str, list[tuple[bytes, str, tuple[bytes, ...]]]] = attrs.field(factory=dict)
+    record: dict[str, NewRows] = attrs.field(factory=dict)
     started_ns: int = 0
 
     def report(self, path: str, exc: BaseException) -> None:
@@ -224,7 +230,7 @@ class _Backup:
         )
         for source in sources:
             session.cached[source.name] = files_cache.load(source.name)
-            session.record[source.name] = []
+            session.record[source.name] = NewRows()
         summaries: dict[str, SourceSummary] = {}
         try:
             for source in sources:
@@ -397,7 +403,7 @@ class _Backup:
                 cached.keep(kept)
             else:
                 key = cached.key("/".join(entry.path))
-                session.record.setdefault(source_name, []).append((key, token, content))
+                session.record[source_name].add(key, token, content)
         return TreeNode(
             name=entry.path[-1],
             kind="file",

@@ -59,6 +59,56 @@ def files_cache_key(master: MasterKey | None) -> bytes:
     return master.derive("files cache") if master is not None else PLAIN_KEY
 
 
+class _PackedBytes:
+    """A list of byte strings held in one ``bytearray`` with their end offsets: 8 bytes of
+    overhead each, where a ``bytes`` object costs 33 and a list slot 8 more."""
+
+    __slots__ = ("_data", "_ends")
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._ends = array("Q")
+
+    def append(self, item: bytes) -> None:
+        self._data += item
+        self._ends.append(len(self._data))
+
+    def __getitem__(self, row: int) -> bytes:
+        start = self._ends[row - 1] if row else 0
+        return bytes(self._data[start : self._ends[row]])
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+
+class NewRows:
+    """The rows a backup records for one source, held packed until its snapshot is written
+    (then :meth:`FilesCache.replace` writes them): about 110 bytes for a file of one blob, where
+    a list of tuples cost about 250."""
+
+    def __init__(self) -> None:
+        self._keys = _PackedBytes()
+        self._tokens = _PackedBytes()
+        self._content = _PackedBytes()
+
+    def add(self, key: bytes, token: str, content: tuple[bytes, ...]) -> None:
+        self._keys.append(key)
+        self._tokens.append(token.encode("utf-8", "surrogatepass"))  # any str, both ways
+        self._content.append(b"".join(content))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self) -> Iterator[tuple[bytes, str, tuple[bytes, ...]]]:
+        for row in range(len(self._keys)):
+            joined = self._content[row]
+            yield (
+                self._keys[row],
+                self._tokens[row].decode("utf-8", "surrogatepass"),
+                tuple(joined[i : i + 32] for i in range(0, len(joined), 32)),
+            )
+
+
 class RecordedFiles:
     """What the last backup of one source recorded, looked up by path (hashed on lookup).
 
@@ -80,19 +130,15 @@ class RecordedFiles:
         self._cache = cache
         self._source = source
         self._rows = IdTable()
-        self._tokens = bytearray()
-        self._token_ends = array("Q")
-        self._content = bytearray()
-        self._content_ends = array("Q")
+        self._tokens = _PackedBytes()
+        self._content = _PackedBytes()
         self._rows.reserve(count)  # ``count`` rows expected: the table is not rebuilt
         insert = self._rows.insert
         for key, token, content in rows:  # checked by the query (FilesCache.load)
             if insert(key) < 0:
                 continue
-            self._tokens += token.encode("utf-8", "surrogateescape")
-            self._token_ends.append(len(self._tokens))
-            self._content += content
-            self._content_ends.append(len(self._content))
+            self._tokens.append(token.encode("utf-8", "surrogateescape"))
+            self._content.append(content)
         self._kept = bytearray(self._rows.rows)
         self._keys: dict[str, bytes] = {}
 
@@ -111,13 +157,11 @@ class RecordedFiles:
         return self._rows.find(self.key(path)) if len(self._rows) else -1
 
     def token(self, row: int) -> str:
-        start = self._token_ends[row - 1] if row else 0
-        return self._tokens[start : self._token_ends[row]].decode("utf-8", "surrogateescape")
+        return self._tokens[row].decode("utf-8", "surrogateescape")
 
     def joined(self, row: int) -> bytes:
         """The row's blob ids, joined as stored."""
-        start = self._content_ends[row - 1] if row else 0
-        return bytes(self._content[start : self._content_ends[row]])
+        return self._content[row]
 
     def content(self, row: int) -> tuple[bytes, ...]:
         joined = self.joined(row)
