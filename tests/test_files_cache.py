@@ -287,3 +287,22 @@ def test_new_rows_give_back_what_was_added(
         recorded.add(*row)
     assert len(recorded) == len(rows)
     assert list(recorded) == rows
+
+
+def test_a_small_source_beside_a_large_one_loads_its_own_rows_only(tmp_path: Path) -> None:
+    """A source with most of the table is read by a scan, one with little of it through the
+    index: both give exactly their own rows."""
+    cache = FilesCache(tmp_path / "files.sqlite")
+    try:
+        big = [(bytes([n]) * 32, f"big-{n}", (b"b" * 32,)) for n in range(40)]
+        small = [(bytes([n]) * 32, f"small-{n}", (b"s" * 32, b"t" * 32)) for n in range(3)]
+        cache.replace("big", big)
+        cache.replace("small", small)
+        for name, rows in (("big", big), ("small", small)):
+            loaded = cache.load(name)
+            assert len(loaded) == len(rows)
+            assert {k: loaded.stored(k) for k, _, _ in rows} == {
+                k: (t, b"".join(c)) for k, t, c in rows
+            }
+    finally:
+        cache.close()

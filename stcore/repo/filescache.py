@@ -233,7 +233,7 @@ class FilesCache:
             return
         with self._db:
             self._db.execute("DROP TABLE IF EXISTS files")
-            self._db.execute("DELETE FROM file_states")
+            self._db.execute("DELETE FROM file_states NOT INDEXED")
             self._db.execute(
                 "INSERT OR REPLACE INTO files_cache_meta VALUES ('key_check', ?)", (check,)
             )
@@ -241,18 +241,26 @@ class FilesCache:
             _wipe_free_pages(self._db)
 
     def load(self, source: str) -> RecordedFiles:
+        source_key = (self.source_key(source),)
+        # an upper bound, from the primary key's index alone, to size the table once
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM file_states WHERE source = ?", source_key
+        ).fetchone()
+        (total,) = self._db.execute("SELECT count(*) FROM file_states").fetchone()
+        # Through the (source, path) index, each row costs a read of its table page, in hash
+        # order: 78k reads of 4 KiB for the Linux tree, 0.25 s warm and 1.5 s more from a cold
+        # disk. A scan of the table in its own order reads each page once (0.09 s), so it is
+        # used unless the source holds only a small part of the table (one of many sources).
+        scan = "NOT INDEXED" if count * 4 >= total else ""
         # rows this version did not write (damage) are left out here, in C, not per row in
         # Python: their files are read again
-        where = (
-            "WHERE source = ? AND typeof(path) = 'blob' AND length(path) = 32"
+        rows = self._db.execute(
+            f"SELECT path, token, content FROM file_states {scan}"
+            " WHERE source = ? AND typeof(path) = 'blob' AND length(path) = 32"
             " AND typeof(token) = 'text' AND typeof(content) = 'blob'"
-            " AND length(content) % 32 = 0"
+            " AND length(content) % 32 = 0",
+            source_key,
         )
-        source_key = (self.source_key(source),)
-        (count,) = self._db.execute(
-            f"SELECT count(*) FROM file_states {where}", source_key
-        ).fetchone()
-        rows = self._db.execute(f"SELECT path, token, content FROM file_states {where}", source_key)
         return RecordedFiles(self, source, rows, count=count)
 
     def replace(
