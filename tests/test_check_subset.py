@@ -55,6 +55,17 @@ def pack_names(root: Path) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in (root / "data").rglob("*") if p.is_file()}
 
 
+def data_only_packs(url: str) -> list[str]:
+    """The packs holding no tree blob, sorted. Which blobs share a pack depends on when each
+    sealing batch finished, so the last pack may hold the trees with data: damage there is
+    found by any check, since every check reads the trees."""
+    with open_counting(url, []) as repo:
+        index = repo.store.index
+        trees = {index[b].pack_id.hex() for b in index if index[b].blob_type == "tree"}
+        packs = {index[b].pack_id.hex() for b in index}
+    return sorted(packs - trees)
+
+
 def whole_pack_reads(reads: Reads) -> list[str]:
     """The packs read whole (a structural check reads tree blobs: ranges of some packs)."""
     return [
@@ -219,7 +230,7 @@ def test_damage_in_a_chosen_pack_is_found_and_outside_it_is_not_read(
     many_packs: tuple[str, Path],
 ) -> None:
     url, root = many_packs
-    packs = sorted(pack_names(root))
+    packs = data_only_packs(url)
     inside = next(name for name in packs if in_part(name, 1, 2))
     outside = next(name for name in packs if in_part(name, 2, 2))
     flip_in_pack(root, outside)
@@ -242,14 +253,15 @@ def test_what_a_full_check_recorded_about_unread_packs_is_kept(
     many_packs: tuple[str, Path],
 ) -> None:
     url, root = many_packs
-    packs = sorted(pack_names(root))
+    packs = data_only_packs(url)
     outside = next(name for name in packs if in_part(name, 2, 2))
     flip_in_pack(root, outside)
     with open_counting(url, []) as repo:
         assert not repo.check(read_data=True).ok
         recorded = load_damage(repo.cache_dir)
         assert bytes.fromhex(outside) in set().union(*recorded.values())
-        assert repo.check(read_subset="1/2").ok  # did not look at the damaged pack ...
+        subset = repo.check(read_subset="1/2")
+        assert subset.ok, subset.errors  # did not look at the damaged pack ...
         assert load_damage(repo.cache_dir) == recorded  # ... so what is known of it stays
 
 
