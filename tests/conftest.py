@@ -20,12 +20,34 @@ if str(ROOT) not in sys.path:
 from tests.trees import make_sample_tree  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No test reads the developer's stcore.toml, cache, repository or cloud settings."""
-    home = tmp_path_factory.mktemp("home")
+def _listing(folder: Path) -> set[str]:
+    try:
+        return set(os.listdir(folder))
+    except OSError:
+        return set()
+
+
+#: the developer's real stcore cache and data folders, as they were before the run
+_REAL_FOLDERS = [
+    Path(os.environ.get("STCORE_CACHE_DIR") or Path.home() / ".cache" / "stcore"),
+    Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "stcore",
+]
+_REAL_BEFORE = {folder: _listing(folder) for folder in _REAL_FOLDERS}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if anything was written to the developer's own stcore folders."""
+    written = sorted(
+        str(folder / name)
+        for folder, before in _REAL_BEFORE.items()
+        for name in _listing(folder) - before
+    )
+    if written:
+        print(f"\ntests wrote outside their temporary folders: {written}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("STCORE_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HOME", str(home))
@@ -34,6 +56,24 @@ def isolated_environment(
         "STCORE_BACKUP_INTERVAL", "AWS_S3_BUCKET", "GCP_BUCKET", "AZURE_CONTAINER",
     ):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same for module- and session-scoped fixtures, which are set up before any test's
+    own isolation: without it their backups wrote files caches into the real ~/.cache."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _isolate(monkeypatch, tmp_path_factory.mktemp("session-home"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads the developer's stcore.toml, cache, repository or cloud settings."""
+    home = tmp_path_factory.mktemp("home")
+    _isolate(monkeypatch, home)
     monkeypatch.chdir(home)
 
 
