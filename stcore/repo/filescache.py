@@ -233,7 +233,7 @@ class FilesCache:
             return
         with self._db:
             self._db.execute("DROP TABLE IF EXISTS files")
-            self._db.execute("DELETE FROM file_states NOT INDEXED")
+            self._db.execute("DELETE FROM file_states")
             self._db.execute(
                 "INSERT OR REPLACE INTO files_cache_meta VALUES ('key_check', ?)", (check,)
             )
