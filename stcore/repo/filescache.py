@@ -59,6 +59,15 @@ def files_cache_key(master: MasterKey | None) -> bytes:
     return master.derive("files cache") if master is not None else PLAIN_KEY
 
 
+#: how tokens are held as bytes: any ``str`` round-trips, lone surrogates included
+_TOKEN_ERRORS = "surrogatepass"
+
+
+def _split_ids(joined: bytes) -> tuple[bytes, ...]:
+    """Blob ids stored joined, one 32-byte id each again."""
+    return tuple(joined[i : i + 32] for i in range(0, len(joined), 32))
+
+
 class _PackedBytes:
     """A list of byte strings held in one ``bytearray`` with their end offsets: 8 bytes of
     overhead each, where a ``bytes`` object costs 33 and a list slot 8 more."""
@@ -93,7 +102,7 @@ class NewRows:
 
     def add(self, key: bytes, token: str, content: tuple[bytes, ...]) -> None:
         self._keys.append(key)
-        self._tokens.append(token.encode("utf-8", "surrogatepass"))  # any str, both ways
+        self._tokens.append(token.encode("utf-8", _TOKEN_ERRORS))
         self._content.append(b"".join(content))
 
     def __len__(self) -> int:
@@ -101,11 +110,10 @@ class NewRows:
 
     def __iter__(self) -> Iterator[tuple[bytes, str, tuple[bytes, ...]]]:
         for row in range(len(self._keys)):
-            joined = self._content[row]
             yield (
                 self._keys[row],
-                self._tokens[row].decode("utf-8", "surrogatepass"),
-                tuple(joined[i : i + 32] for i in range(0, len(joined), 32)),
+                self._tokens[row].decode("utf-8", _TOKEN_ERRORS),
+                _split_ids(self._content[row]),
             )
 
 
@@ -137,7 +145,7 @@ class RecordedFiles:
         for key, token, content in rows:  # checked by the query (FilesCache.load)
             if insert(key) < 0:
                 continue
-            self._tokens.append(token.encode("utf-8", "surrogateescape"))
+            self._tokens.append(token.encode("utf-8", _TOKEN_ERRORS))
             self._content.append(content)
         self._kept = bytearray(self._rows.rows)
         self._keys: dict[str, bytes] = {}
@@ -157,15 +165,14 @@ class RecordedFiles:
         return self._rows.find(self.key(path)) if len(self._rows) else -1
 
     def token(self, row: int) -> str:
-        return self._tokens[row].decode("utf-8", "surrogateescape")
+        return self._tokens[row].decode("utf-8", _TOKEN_ERRORS)
 
     def joined(self, row: int) -> bytes:
         """The row's blob ids, joined as stored."""
         return self._content[row]
 
     def content(self, row: int) -> tuple[bytes, ...]:
-        joined = self.joined(row)
-        return tuple(joined[i : i + 32] for i in range(0, len(joined), 32))
+        return _split_ids(self._content[row])
 
     def get(self, path: str) -> Recorded | None:
         row = self.find(path)
@@ -182,10 +189,6 @@ class RecordedFiles:
 
     def __len__(self) -> int:
         return len(self._rows)
-
-    def path_keys(self) -> Iterator[bytes]:
-        rows = self._rows
-        return (rows.key(row) for row in rows.live_rows())
 
     def dropped_keys(self, recorded: set[bytes]) -> Iterator[bytes]:
         """Path keys neither kept nor in ``recorded``: files gone, or no longer cacheable."""
