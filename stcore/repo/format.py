@@ -105,12 +105,15 @@ class Codec:
     def seal(self, data: bytes | memoryview, associated_data: bytes) -> bytes:
         """Compress (unless that does not shrink it), frame, encrypt."""
         raw = bytes(data)
-        compressed = self.compressor.compress(raw)
+        return self.encryptor.encrypt(
+            self._frame(raw, self.compressor.compress(raw)), associated_data
+        )
+
+    def _frame(self, raw: bytes, compressed: bytes) -> bytes:
+        """The compressed frame, or the raw one (code 0) when compressing did not shrink it."""
         if len(compressed) < len(raw):
-            frame = bytes((self.compressor.code,)) + compressed
-        else:
-            frame = b"\x00" + raw
-        return self.encryptor.encrypt(frame, associated_data)
+            return bytes((self.compressor.code,)) + compressed
+        return b"\x00" + raw
 
     def unseal(
         self,
@@ -146,13 +149,12 @@ class Codec:
         many = getattr(self.compressor, "compress_many", None)
         if many is None:
             return [self.seal_blob(blob_id, data) for blob_id, data in blobs]
-        code = bytes((self.compressor.code,))
-        encrypt = self.encryptor.encrypt
-        sealed = []
-        for (blob_id, raw), compressed in zip(blobs, many([d for _, d in blobs]), strict=True):
-            frame = code + compressed if len(compressed) < len(raw) else b"\x00" + raw
-            sealed.append(encrypt(frame, b"blob:" + blob_id))
-        return sealed
+        encrypt, frame = self.encryptor.encrypt, self._frame
+        compressed = many([data for _, data in blobs])
+        return [
+            encrypt(frame(raw, packed), b"blob:" + blob_id)
+            for (blob_id, raw), packed in zip(blobs, compressed, strict=True)
+        ]
 
     def unseal_blob(self, blob_id: bytes, stored: bytes, raw_length: int) -> bytes:
         """Decode a blob and verify it hashes to its id."""
