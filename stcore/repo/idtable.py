@@ -91,23 +91,19 @@ class IdTable:
 
     def remove(self, key: bytes) -> int:
         """Remove ``key``; its row (now dead), or -1 if it was not there."""
-        table, ids, mask = self._table, self._ids, self._mask
+        row = self.find(key)
+        if row < 0:
+            return -1
+        table, mask = self._table, self._mask
         slot = hash(key) & mask
-        while value := table[slot]:
-            if value != _GONE:
-                start = (value - 1) * ID_BYTES
-                if ids[start : start + ID_BYTES] == key:
-                    table[slot] = _GONE
-                    self._dead.add(value - 1)
-                    return value - 1
+        while table[slot] != row + 1:  # the slot find() stopped at, along the same chain
             slot = (slot + 1) & mask
-        return -1
+        table[slot] = _GONE
+        self._dead.add(row)
+        return row
 
     def key(self, row: int) -> bytes:
         return bytes(self._ids[row * ID_BYTES : (row + 1) * ID_BYTES])
-
-    def is_live(self, row: int) -> bool:
-        return row not in self._dead
 
     def live_rows(self) -> Iterator[int]:
         """Rows not removed, in the order they were added."""

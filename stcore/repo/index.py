@@ -146,8 +146,7 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
 
     def discard(self, blob_id: bytes) -> None:
         """Forget ``blob_id`` (every location): a backup then stores it again."""
-        if blob_id in self:
-            self._remove(blob_id)
+        self._remove(blob_id)
         self._copies.pop(blob_id, None)
 
     def avoid_packs(self, blob_id: bytes, packs: set[bytes]) -> bool:
