@@ -46,6 +46,10 @@ def _shrank(scanned: int, read: int) -> OSError:
     )
 
 
+def _grew() -> OSError:
+    return OSError(errno.EIO, "grew while being read; not stored")
+
+
 class _ScannedFile(io.RawIOBase):
     """The bytes of a file exactly as scanned: at most its scanned size, and an OSError when it
     shrank, grew or was modified while being read (the backup lists it, exit 3)."""
@@ -73,7 +77,7 @@ class _ScannedFile(io.RawIOBase):
 
     def _check_unchanged(self) -> None:
         if os.read(self._fd, 1):
-            raise OSError(errno.EIO, "grew while being read; not stored")
+            raise _grew()
         _check_unmodified(self._fd, self._scanned)
 
     #: called once the descriptor is closed (a database's read transaction ends there)
@@ -112,7 +116,7 @@ def _read_whole(fd: int, scanned: os.stat_result) -> bytes:
             raise _shrank(size, len(data))
         data += more
     if len(data) > size:
-        raise OSError(errno.EIO, "grew while being read; not stored")
+        raise _grew()
     _check_unmodified(fd, scanned)  # grew after the read, or changed in place
     return data
 
