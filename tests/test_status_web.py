@@ -202,7 +202,18 @@ def stcore_serve(
     environment = {k: v for k, v in os.environ.items() if k != "STCORE_STATUS_TOKEN"}
     with open(log, "w") as stderr:
         server = subprocess.Popen(
-            [sys.executable, "-m", "stcore.cli", "serve", "--port", "0", *args],
+            # faulthandler: a server that does not stop dumps its threads on SIGABRT (below)
+            [
+                sys.executable,
+                "-X",
+                "faulthandler",
+                "-m",
+                "stcore.cli",
+                "serve",
+                "--port",
+                "0",
+                *args,
+            ],
             cwd=project,
             env={**environment, **(env or {})},
             stdout=subprocess.DEVNULL,
@@ -216,9 +227,14 @@ def stcore_serve(
             time.sleep(0.05)
         yield server, log.read_text().split("serving on ", 1)[1].split()[0]
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        if server.poll() is None:  # still running: show where each of its threads stands
+            server.send_signal(signal.SIGABRT)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+            print(f"stcore serve was still running at the end; its log:\n{log.read_text()[-6000:]}")
 
 
 def test_stcore_serve_answers_on_loopback_and_stops_on_sigterm(project: Path) -> None:
