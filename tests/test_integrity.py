@@ -277,6 +277,9 @@ def _tree_bytes(*nodes: dict[str, object]) -> bytes:
         _tree_bytes(_node("f", mode=-1)),
         _tree_bytes(_node("f", content=["zz"])),
         _tree_bytes(_node("f", size="big")),
+        _tree_bytes(_node("f", kind="fifo")),
+        _tree_bytes(_node("f", kind=["file"])),  # type: ignore[arg-type]
+        _tree_bytes(_node("f", kind=7)),  # type: ignore[arg-type]
         _tree_bytes(_node("..")),
         _tree_bytes(_node("a/b")),
         b'{"nodes": {"not": "a list"}}',
@@ -291,6 +294,9 @@ def _tree_bytes(*nodes: dict[str, object]) -> bytes:
         "negative-mode",
         "bad-id",
         "str-size",
+        "unknown-type",
+        "list-type",
+        "int-type",
         "dotdot",
         "slash",
         "nodes-dict",

@@ -1,18 +1,23 @@
-"""Restore reads each pack once and writes blobs where they go, keeping every safety property."""
+"""Restore reads each byte of a pack once and writes blobs where they go, safely."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import stcore
 from stcore.errors import CorruptObjectError, RestoreError
 from stcore.models import TreeNode
 from stcore.repo import restore as restore_module
 from stcore.repo.format import object_key
+from stcore.repo.reader import LOCAL_RANGE_BYTES
 from stcore.repository import Repository
 from tests.test_bad_input import _forge
 from tests.test_reader import (
@@ -109,15 +114,28 @@ def test_restoring_again_over_an_earlier_restore_truncates_and_rewrites(
     assert (out / "a").read_bytes() == b"short"
 
 
-def test_the_sample_tree_round_trips_with_a_pack_per_read(
+def test_the_sample_tree_round_trips_reading_each_byte_once_in_bounded_reads(
     sample_tree: Path, tmp_path: Path
 ) -> None:
+    """A local restore reads a pack in ranges of at most LOCAL_RANGE_BYTES (one blob longer
+    than that gets a read of its own): each range is held in memory whole. No byte is read
+    twice."""
     repo = stcore.init_repository(str(tmp_path / "repo"), pack_size=4 * 1024 * 1024)
     repo.backup(stcore.sources_for_paths([str(sample_tree)]))
+    trees = _tree_ranges(repo)
     reads = count_reads(repo)
     repo.restore("latest", tmp_path / "out")
-    keys = _data_phase_reads(repo, reads)
-    assert len(keys) == len(set(keys))
+    by_pack: dict[str, list[tuple[int, int]]] = {}
+    for key, offset, length in data_reads(reads):
+        if (key, offset, length) not in trees:
+            assert length is not None
+            by_pack.setdefault(key, []).append((offset, offset + length))
+    longest_blob = max(e.stored_length for e in data_entries(repo))
+    for spans in by_pack.values():
+        spans.sort()
+        assert all(end <= start for (_, end), (start, _) in pairwise(spans))
+        assert all(end - start <= max(LOCAL_RANGE_BYTES, longest_blob) for start, end in spans)
+    assert len(by_pack) > 1
     assert snapshot_of_tree(tmp_path / "out" / "sample") == snapshot_of_tree(sample_tree)
     repo.close()
 
@@ -213,3 +231,33 @@ def test_a_file_replaced_by_a_symlink_mid_restore_is_not_written_through(
         repo.restore("latest", tmp_path / "out")
     assert outside.read_bytes() == b"untouched"
     repo.close()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(min_size=1, max_size=2), st.integers(0, 2**32 - 1), st.integers(0, 2**63 - 1)
+        ),
+        unique_by=lambda p: (p[1], p[2]),  # one blob at a place in a file
+    )
+)
+def test_placements_give_back_every_place_each_blob_goes(
+    places: list[tuple[bytes, int, int]],
+) -> None:
+    placements = restore_module._Placements()
+    for blob_id, number, offset in places:
+        placements.add(blob_id, number, offset)
+    for blob_id in {b for b, _, _ in places}:
+        want = sorted((n, o) for b, n, o in places if b == blob_id)
+        assert sorted(placements.of(blob_id)) == want
+
+
+def test_parsed_tree_entries_share_their_type_and_mode_objects() -> None:
+    """A restore holds every entry of a snapshot: the JSON decoder's fresh string per type and
+    int per mode would cost each of them two objects."""
+    a, b = (
+        TreeNode.from_json(json.loads(f'{{"name": "{n}", "type": "file", "mode": 33188, '
+                                      '"mtime_ns": 1, "size": 0, "content": []}'))
+        for n in "ab"
+    )  # fmt: skip
+    assert a.kind is b.kind == "file" and a.mode is b.mode == 33188

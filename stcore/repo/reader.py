@@ -65,6 +65,9 @@ MiB = 1024 * 1024
 MAX_GAP = MiB
 #: the longest single read; a default pack's blobs (16 MiB plus at most one 4 MiB chunk) fit in one
 MAX_RANGE_BYTES = 32 * MiB
+#: the longest single read of a local repository: a disk serves a pack in 4 MiB reads as fast
+#: as in one, and each range is held in memory whole (a restore held two 16 MiB packs)
+LOCAL_RANGE_BYTES = 4 * MiB
 #: stored bytes of ranges being fetched or waiting to be consumed at once (at least one range)
 READ_AHEAD_BYTES = 64 * MiB
 #: plaintext bytes :func:`read_in_order` gathers before yielding them in request order

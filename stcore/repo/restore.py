@@ -234,15 +234,37 @@ class _RemoveFrame:
     emptied: bool = True
 
 
+#: a placement is one int: the offset in the file above, the file's number in these low bits
+_NUMBER_BITS = 32
+_NUMBER_MASK = (1 << _NUMBER_BITS) - 1
+
+
 @attrs.define
 class _Placements:
-    """Where every blob goes: blob id -> [(file number, offset in the file)], each blob's index
-    entry, and how many placements each file (a number into ``Restorer._files``) still waits
-    for."""
+    """Where every blob goes, each blob's index entry, and how many placements each file (a
+    number into ``Restorer._files``) still waits for.
 
-    targets: dict[bytes, list[tuple[int, int]]] = attrs.field(factory=dict)
+    A placement (file number, offset in that file) is packed into one int, and a blob's first
+    placement is kept apart from its rare others: a list of tuples per blob cost a restore of
+    78,000 small files 13 MiB, where these ints cost 2.
+    """
+
+    first: dict[bytes, int] = attrs.field(factory=dict)
+    more: dict[bytes, list[int]] = attrs.field(factory=dict)
     entries: dict[bytes, IndexEntry] = attrs.field(factory=dict)
     remaining: list[int] = attrs.field(factory=list)
+
+    def add(self, blob_id: bytes, number: int, offset: int) -> None:
+        placement = offset << _NUMBER_BITS | number
+        if self.first.setdefault(blob_id, placement) != placement:
+            self.more.setdefault(blob_id, []).append(placement)
+
+    def of(self, blob_id: bytes) -> Iterator[tuple[int, int]]:
+        """``(file number, offset)`` of every placement of ``blob_id``."""
+        first = self.first[blob_id]
+        yield first & _NUMBER_MASK, first >> _NUMBER_BITS
+        for placement in self.more.get(blob_id, ()):
+            yield placement & _NUMBER_MASK, placement >> _NUMBER_BITS
 
 
 class _Walker:
@@ -418,6 +440,9 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 
 #: buffers gathered into one ``pwritev`` at most (Linux accepts 1024)
 MAX_IOV = 256
+#: plaintext bytes a run holds before it is written: a pack range of one large file's chunks
+#: decompresses to several times its stored size, and each worker holds its run
+MAX_RUN_BYTES = 1024 * 1024
 
 
 class _WriteRun:
@@ -438,6 +463,7 @@ class _WriteRun:
             number == self.number
             and offset == self.offset + self.length
             and len(self.buffers) < MAX_IOV
+            and self.length < MAX_RUN_BYTES
         )
 
     def start(self, number: int, fd: int, offset: int) -> None:
@@ -660,15 +686,23 @@ class Restorer:
                 )
 
     def _plan_placements(self, numbers: list[int]) -> _Placements:
+        """Where each blob of the files to write goes. The index entries move here from
+        ``_entries`` (inspecting the target was their last other use), so they are held once."""
         placements = _Placements(remaining=[0] * len(self._files))
+        entries = self._entries
         for number in numbers:
             node = self._files[number][1]
             offset = 0
             for blob_id in node.content:
-                placements.targets.setdefault(blob_id, []).append((number, offset))
-                offset += self._entries[blob_id].raw_length
+                placements.add(blob_id, number, offset)
+                offset += entries[blob_id].raw_length
             placements.remaining[number] = len(node.content)
-        placements.entries = {blob_id: self._entries[blob_id] for blob_id in placements.targets}
+        first = placements.first
+        if len(first) == len(entries):
+            placements.entries = entries
+        else:
+            placements.entries = {blob_id: entries[blob_id] for blob_id in first}
+        self._entries = {}
         return placements
 
     # --- paths, for messages and actions --------------------------------------------------------
@@ -1081,6 +1115,7 @@ class Restorer:
         node = self._files[number][1]
         os.fchmod(fd, stat.S_IMODE(node.mode))
         os.utime(fd, ns=(node.mtime_ns, node.mtime_ns))
+        self._file_ids.pop(number, None)  # never opened again: 10 MiB over 78,000 files
         self.progress("file", 1)
 
     def _open_for_write(self, number: int) -> int:
@@ -1127,7 +1162,7 @@ class Restorer:
         written = unreported = 0
         try:
             for entry, data in self._reader.blobs(rng):
-                for number, offset in self._placements.targets[entry.blob_id]:
+                for number, offset in self._placements.of(entry.blob_id):
                     if not run.extends(number, offset):
                         self._flush(run)  # before get(): it may close the run's descriptor
                         run.start(number, open_files.get(number), offset)

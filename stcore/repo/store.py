@@ -60,7 +60,7 @@ from stcore.repo.index import BlobIndex
 from stcore.repo.keys import MasterKey, PasswordSource, key_ids, open_master_key
 from stcore.repo.objectcache import DEFAULT_CACHE_BYTES, ObjectCache
 from stcore.repo.plaincache import PlainCache
-from stcore.repo.reader import BlobReader
+from stcore.repo.reader import LOCAL_RANGE_BYTES, MAX_RANGE_BYTES, BlobReader
 
 #: listings of ``index/`` while loading the index, if objects keep being replaced meanwhile
 INDEX_LISTINGS = 5
@@ -440,7 +440,8 @@ class Store:
     def blob_reader(self, *, workers: int | None = None, cached: bool = True) -> BlobReader:
         if workers is None and self.remote:
             workers = max(self.workers, REMOTE_READERS)  # waiting on latency, not a disk
-        return BlobReader(self, workers=workers, cached=cached)
+        max_range = MAX_RANGE_BYTES if self.remote else LOCAL_RANGE_BYTES
+        return BlobReader(self, workers=workers, cached=cached, max_range=max_range)
 
     def read_entry(self, entry: IndexEntry) -> bytes:
         """The plaintext of the blob ``entry`` locates, verified (through the object cache); if
