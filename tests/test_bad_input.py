@@ -109,7 +109,7 @@ def _forge(repo: Repository, tmp_path: Path, nodes: list[TreeNode], source: str 
     tree = encode_tree(fixed)
     tree_id = repo.codec.blob_id(tree)
     packer.add(tree_id, "tree", tree)
-    entries = packer.finish()
+    entries = packer.finish().values()
     repo.store.write_content_addressed("index", encode_index(repo.codec, entries))
     snapshot_id = new_snapshot_id()
     manifest = SnapshotManifest(

@@ -240,7 +240,7 @@ def _hostile(
         blob_id = codec.blob_id(data)
         if blob_id not in repo.index and not packer.is_known(blob_id):
             packer.add(blob_id, "tree", data)
-    entries = packer.finish()
+    entries = packer.finish().values()
     if entries:
         repo.store.write_content_addressed("index", encode_index(codec, entries))
         repo.index.update(entries)

@@ -53,7 +53,7 @@ def _pack_blobs(repo: Repository, backend: object, blobs: list[bytes]) -> list[o
     packer = Packer(backend, repo.codec, pack_size=64 * 1024, workers=2)  # type: ignore[arg-type]
     for data in blobs:
         packer.add(repo.codec.blob_id(data), "data", data)
-    return packer.finish()  # type: ignore[return-value]
+    return list(packer.finish().values())
 
 
 @pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "in-memory"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -231,7 +231,9 @@ def decode_pack_trailer(codec: Codec, sealed: bytes) -> list[PackedBlob]:
 
 
 def encode_index(codec: Codec, entries: Iterable[IndexEntry]) -> bytes:
-    items = list(entries)
+    """An index object of ``entries``. A collection (a ``BlobIndex``'s ``values()``) is
+    read twice rather than copied: its entries are made one at a time as they are encoded."""
+    items = entries if isinstance(entries, Collection) else list(entries)
     packs = sorted({e.pack_id for e in items})
     numbers = {pack_id: n for n, pack_id in enumerate(packs)}
     payload = b"".join(

@@ -25,8 +25,10 @@ import blake3
 
 from stcore.errors import ObjectExistsError
 from stcore.interfaces import Backend, BytesLike, ObjectWriter, StreamingBackend
-from stcore.models import BlobType, IndexEntry
+from stcore.models import BLOB_TYPE_CODES, BlobType
 from stcore.repo.format import Codec, PackedBlob, encode_pack_trailer, object_key
+from stcore.repo.idtable import IdTable
+from stcore.repo.index import BlobIndex
 from stcore.repo.memory import release_free_memory
 
 #: raw bytes gathered before a batch goes to a sealing thread (one or a few large chunks, or
@@ -125,18 +127,20 @@ class Packer:
         self._hash = blake3.blake3()
         self._length = 0
         self._blobs: list[PackedBlob] = []
-        self._added: set[bytes] = set()
-        self._entries: list[IndexEntry] = []
+        # the ids added, and where each stored one went: compact tables, not a set and an
+        # IndexEntry per blob (15 MiB over a first backup of 78,000 files)
+        self._added = IdTable()
+        self._entries = BlobIndex()
         self._lock = threading.Lock()
         self._on_pack_written = on_pack_written
         self.stored_bytes = 0
 
     def is_known(self, blob_id: bytes) -> bool:
-        return blob_id in self._added
+        return self._added.find(blob_id) >= 0
 
     def add(self, blob_id: bytes, blob_type: BlobType, data: bytes) -> None:
         """Queue a new blob; returns quickly unless the bounded queues are full."""
-        self._added.add(blob_id)
+        self._added.insert(blob_id)
         self._pending.append((blob_id, blob_type, data))
         self._pending_bytes += len(data)
         if self._pending_bytes >= BATCH_BYTES:
@@ -244,26 +248,24 @@ class Packer:
             pack.commit(object_key("data", pack_id))
         except ObjectExistsError:
             pass  # identical bytes -> identical id: another writer stored this exact pack
-        entries = [
-            IndexEntry(
-                blob_id=b.blob_id,
-                blob_type=b.blob_type,
-                pack_id=pack_id,
-                offset=b.offset,
-                stored_length=b.stored_length,
-                raw_length=b.raw_length,
-            )
-            for b in blobs
-        ]
         with self._lock:
-            self._entries.extend(entries)
+            for b in blobs:
+                self._entries.add_fields(
+                    b.blob_id,
+                    BLOB_TYPE_CODES[b.blob_type],
+                    pack_id,
+                    b.offset,
+                    b.stored_length,
+                    b.raw_length,
+                )
             self.stored_bytes += size
         release_free_memory()
         if self._on_pack_written is not None:
             self._on_pack_written(size)
 
-    def finish(self) -> list[IndexEntry]:
-        """Seal what is queued, write the last pack, wait for every write; return the entries."""
+    def finish(self) -> BlobIndex:
+        """Seal what is queued, write the last pack, wait for every write; return where the
+        new blobs went (its ``values()`` are their index entries)."""
         try:
             self._submit()
             while self._tasks:

@@ -219,7 +219,7 @@ def prune(
                 for blob_id, data in store.read_blobs(types):
                     packer.add(blob_id, types[blob_id], data)
                     progress("bytes", len(data))
-                new_entries = packer.finish()
+                new_entries = list(packer.finish().values())
             except BaseException:
                 packer.close()
                 raise

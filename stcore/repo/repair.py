@@ -225,7 +225,7 @@ def repair_packs(
                         packer.add(entry.blob_id, entry.blob_type, data)
                         salvaged += 1
                 progress("bytes", len(body))
-            new_entries = packer.finish()
+            new_entries = list(packer.finish().values())
         except BaseException:
             packer.close()
             raise
@@ -362,7 +362,7 @@ def repair_snapshots(
                 changes = tuple(rewriter.changes[before:])
                 if changes:
                     plans.append((manifest, sources, changes))
-            entries = packer.finish() if not dry_run else []
+            entries = list(packer.finish().values()) if not dry_run else []
         except BaseException:
             packer.close()
             raise
