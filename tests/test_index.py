@@ -90,7 +90,9 @@ def test_the_index_agrees_with_a_dict_after_every_step(ops: list[tuple]) -> None
         for blob_id, entry in model.first.items():
             assert blob_id in index
             assert index[blob_id] == entry
+            assert index.location(blob_id) == (entry.pack_id, entry.offset)
             assert index.copies(blob_id) == model.copies.get(blob_id, [])
+        assert index.location(b"\xff" * 32) is None or b"\xff" * 32 in model.first
     assert index.raw_bytes() == sum(e.raw_length for e in model.first.values())
     assert index.raw_bytes("tree") == sum(
         e.raw_length for e in model.first.values() if e.blob_type == "tree"

@@ -182,6 +182,13 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
             raw_length=self._raw[row],
         )
 
+    def location(self, blob_id: bytes) -> tuple[bytes, int] | None:
+        """``(pack id, offset)`` of ``blob_id``'s first copy, without an ``IndexEntry``."""
+        row = self._ids.find(blob_id)
+        if row < 0:
+            return None
+        return self._packs[self._pack[row]], self._offset[row]
+
     def __contains__(self, blob_id: object) -> bool:
         return isinstance(blob_id, bytes) and self._ids.find(blob_id) >= 0
 
