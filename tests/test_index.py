@@ -14,7 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stcore.builtins.compressors import NoCompressor
+from stcore.builtins.encryptors import NoEncryptor
 from stcore.models import IndexEntry
+from stcore.repo.format import Codec, decode_index, encode_index
 from stcore.repo.index import BlobIndex
 
 _ids = st.builds(
@@ -105,6 +108,14 @@ def test_the_index_agrees_with_a_dict_after_every_step(ops: list[tuple]) -> None
         for e in copies
     }
     assert located == expected
+    merged = BlobIndex()
+    merged.merge(index)
+    assert list(merged.fields()) == list(index.fields())
+    codec = Codec(compressors={0: NoCompressor()}, compressor=NoCompressor(),
+                  encryptor=NoEncryptor())  # fmt: skip
+    encoded = encode_index(codec, index)
+    assert encoded == encode_index(codec, list(index.all_entries()))
+    assert list(decode_index(codec, encoded).rows()) == list(index.fields())
 
 
 def test_many_ids_survive_rebuilds_and_tombstones() -> None:

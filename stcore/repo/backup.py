@@ -244,10 +244,10 @@ class _Backup:
                 source.close()
         added = sum(written)
         if entries:
-            body = encode_index(self.store.codec, entries.values())
+            body = encode_index(self.store.codec, entries)
             self.store.write_content_addressed("index", body)
             added += len(body)
-            self.store.index.update(entries.values())
+            self.store.index.merge(entries)
         manifest = SnapshotManifest(
             id=snapshot_id,
             time=now,

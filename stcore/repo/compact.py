@@ -25,7 +25,8 @@ from __future__ import annotations
 import attrs
 
 from stcore.errors import CorruptObjectError, ObjectNotFoundError
-from stcore.repo.format import IndexRow, encode_index, index_entries, object_key
+from stcore.repo.format import encode_index, index_entries, object_key
+from stcore.repo.index import IndexRow
 from stcore.repo.store import Store
 
 #: merge once more than this many small index objects exist

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -20,6 +20,7 @@ import blake3
 from stcore.errors import CorruptObjectError, FormatVersionError
 from stcore.interfaces import Compressor, Encryptor
 from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEntry, TreeNode
+from stcore.repo.index import BlobIndex, IndexRow
 
 #: the repository format (``config``'s ``version``). 2 added checksums on every object that is
 #: not named by its hash (config, manifests, keys, locks) and binds an encrypted repository's
@@ -230,37 +231,47 @@ def decode_pack_trailer(codec: Codec, sealed: bytes) -> list[PackedBlob]:
 # --- index objects ---------------------------------------------------------------------------
 
 
-def encode_index(codec: Codec, entries: Iterable[IndexEntry]) -> bytes:
-    """An index object of ``entries``. A collection (a ``BlobIndex``'s ``values()``) is
-    read twice rather than copied: its entries are made one at a time as they are encoded."""
-    items = entries if isinstance(entries, Collection) else list(entries)
-    packs = sorted({e.pack_id for e in items})
+def encode_index(codec: Codec, entries: Iterable[IndexEntry] | BlobIndex) -> bytes:
+    """An index object of ``entries``: index entries, or every location a :class:`BlobIndex`
+    knows (read twice, as plain fields, rather than copied into objects)."""
+    rows: Callable[[], Iterable[IndexRow]]
+    if isinstance(entries, BlobIndex):
+        rows = entries.fields
+    else:
+        items = list(entries)
+
+        def rows() -> Iterator[IndexRow]:
+            for e in items:
+                yield (
+                    e.blob_id,
+                    BLOB_TYPE_CODES[e.blob_type],
+                    e.pack_id,
+                    e.offset,
+                    e.stored_length,
+                    e.raw_length,
+                )
+
+    count, pack_ids = 0, set()
+    for row in rows():
+        count += 1
+        pack_ids.add(row[2])
+    packs = sorted(pack_ids)
     numbers = {pack_id: n for n, pack_id in enumerate(packs)}
+    pack_row = INDEX_ENTRY.pack
     payload = b"".join(
         [
             INDEX_MAGIC,
             bytes((LAYOUT_VERSION,)),
             struct.pack("<I", len(packs)),
             *packs,
-            struct.pack("<I", len(items)),
+            struct.pack("<I", count),
             *(
-                INDEX_ENTRY.pack(
-                    e.blob_id,
-                    BLOB_TYPE_CODES[e.blob_type],
-                    numbers[e.pack_id],
-                    e.offset,
-                    e.stored_length,
-                    e.raw_length,
-                )
-                for e in items
+                pack_row(blob_id, kind, numbers[pack_id], offset, stored, raw)
+                for blob_id, kind, pack_id, offset, stored, raw in rows()
             ),
         ]
     )
     return codec.seal(payload, b"index")
-
-
-#: one row of an index object: blob id, type code, pack id, offset, stored length, raw length
-IndexRow = tuple[bytes, int, bytes, int, int, int]
 
 
 @attrs.frozen

@@ -43,7 +43,6 @@ from stcore.repo.format import (
     PACK_FOOTER,
     Codec,
     IndexObject,
-    IndexRow,
     PackedBlob,
     RepositoryConfig,
     decode_index,
@@ -56,7 +55,7 @@ from stcore.repo.format import (
     open_checked,
     seal_checked,
 )
-from stcore.repo.index import BlobIndex
+from stcore.repo.index import BlobIndex, IndexRow
 from stcore.repo.keys import MasterKey, PasswordSource, key_ids, open_master_key
 from stcore.repo.objectcache import DEFAULT_CACHE_BYTES, ObjectCache
 from stcore.repo.plaincache import PlainCache
