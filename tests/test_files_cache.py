@@ -205,13 +205,20 @@ _rows = st.dictionaries(
 
 
 @settings(max_examples=60, deadline=None)
-@given(before=_rows, after=_rows, keep=st.integers(0, 12), marked=st.integers(0, 12))
+@given(
+    before=_rows,
+    after=_rows,
+    keep=st.integers(0, 12),
+    marked=st.integers(0, 12),
+    packed=st.booleans(),
+)
 def test_writing_only_the_rows_that_differ_leaves_exactly_the_new_rows(
     tmp_path_factory: pytest.TempPathFactory,
     before: dict[bytes, tuple[str, tuple[bytes, ...]]],
     after: dict[bytes, tuple[str, tuple[bytes, ...]]],
     keep: int,
     marked: int,
+    packed: bool,
 ) -> None:
     """replace(..., previous=) writes only what changed, and leaves the same table as
     rewriting the source whole: rows kept as they were (given again, or only marked with
@@ -234,7 +241,14 @@ def test_writing_only_the_rows_that_differ_leaves_exactly_the_new_rows(
             previous.keep(row)
         writes = cache._db.total_changes
         given = [(k, t, c) for k, (t, c) in after.items() if k not in only_marked]
-        cache.replace("src", given, previous=previous)
+        if packed:  # as a backup gives them
+            rows = NewRows()
+            for k, t, c in given:
+                rows.add(k, t, c)
+            assert list(rows) == given
+            cache.replace("src", rows, previous=previous)
+        else:
+            cache.replace("src", given, previous=previous)
         differ = {k for k in after if before.get(k) != after[k]} | (before.keys() - after.keys())
         assert cache._db.total_changes - writes == len(differ)
         loaded = cache.load("src")
@@ -306,3 +320,21 @@ def test_a_small_source_beside_a_large_one_loads_its_own_rows_only(tmp_path: Pat
             }
     finally:
         cache.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    source=st.text(max_size=10),
+    path=st.text(max_size=30) | st.binary(max_size=30).map(lambda b: os.fsdecode(b)),
+)
+def test_a_path_key_is_the_keyed_hash_of_source_and_path(source: str, path: str) -> None:
+    """path_key hashes from a state kept per source: the same key as hashing it all at once,
+    names that are not UTF-8 included."""
+    cache = FilesCache.__new__(FilesCache)
+    cache._key = b"k" * 32
+    cache._path_prefixes = {}
+    for _ in range(2):  # the second from the kept state
+        assert cache.path_key(source, path) == cache._mac(
+            b"path", source.encode("utf-8", "surrogateescape"),
+            path.encode("utf-8", "surrogateescape"),
+        )  # fmt: skip

@@ -64,7 +64,7 @@ def test_every_pack_is_named_by_its_hash_and_holds_its_index_entries(
     blobs = [rng.randbytes(rng.choice([100, 4096, 40_000])) for _ in range(300)]
     backend = repo.backend if streaming else PlainBackend(repo.backend)
     assert isinstance(backend, StreamingBackend) == streaming
-    entries = _pack_blobs(repo, backend, blobs)
+    entries = _pack_blobs(repo, backend, blobs + blobs[::7])  # a blob added again is stored once
     assert len(entries) == len(blobs)
     packs = {info.key for info in repo.backend.list("data/")}
     assert len(packs) > 10

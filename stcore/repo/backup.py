@@ -273,8 +273,8 @@ class _Backup:
 
     def _store_blob(self, session: _BackupSession, blob_type: BlobType, data: bytes) -> bytes:
         blob_id = self._blob_id(data)
-        if blob_id not in self._index and not session.packer.is_known(blob_id):
-            session.packer.add(blob_id, blob_type, data)
+        if blob_id not in self._index:
+            session.packer.add(blob_id, blob_type, data)  # once: it skips one added already
         return blob_id
 
     def _backup_source(self, source: Source, session: _BackupSession) -> SourceSummary:

@@ -109,12 +109,15 @@ class NewRows:
         return len(self._keys)
 
     def __iter__(self) -> Iterator[tuple[bytes, str, tuple[bytes, ...]]]:
-        for row in range(len(self._keys)):
-            yield (
-                self._keys[row],
-                self._tokens[row].decode("utf-8", _TOKEN_ERRORS),
-                _split_ids(self._content[row]),
-            )
+        for key, token, joined in self.joined_rows():
+            yield key, token, _split_ids(joined)
+
+    def joined_rows(self) -> Iterator[tuple[bytes, str, bytes]]:
+        """``(key, token, blob ids joined)``: the rows as :meth:`FilesCache.replace` stores
+        them, without splitting the ids to join them again."""
+        keys, tokens, content = self._keys, self._tokens, self._content
+        for row in range(len(keys)):
+            yield keys[row], tokens[row].decode("utf-8", _TOKEN_ERRORS), content[row]
 
 
 class RecordedFiles:
@@ -203,6 +206,7 @@ class RecordedFiles:
 class FilesCache:
     def __init__(self, path: Path, key: bytes = PLAIN_KEY) -> None:
         self._key = key
+        self._path_prefixes: dict[str, hashlib.blake2b] = {}
         self._db = open_local_database(path, SCHEMA)
         try:
             # no secure_delete: the rows hold keyed hashes only, and zeroing every page that a
@@ -220,7 +224,16 @@ class FilesCache:
         return self._mac(b"source", _path_bytes(source))
 
     def path_key(self, source: str, path: str) -> bytes:
-        return self._mac(b"path", _path_bytes(source), _path_bytes(path))
+        """``_mac(b"path", source, path)``, from a hash state that has taken in all but the
+        path already (one per source): a backup asks for a key per file."""
+        prefix = self._path_prefixes.get(source)
+        if prefix is None:
+            prefix = hashlib.blake2b(key=self._key, digest_size=32)
+            prefix.update(b"path\0" + _path_bytes(source) + b"\0")
+            self._path_prefixes[source] = prefix
+        state = prefix.copy()
+        state.update(_path_bytes(path))
+        return state.digest()
 
     def _settle(self) -> None:
         """Drop what cannot be used: an earlier version's table of plaintext paths, rows hashed
@@ -281,9 +294,13 @@ class FilesCache:
         source_key = self.source_key(source)
         recorded: set[bytes] = set()
         changed: list[tuple[bytes, bytes, str, bytes]] = []
-        for key, token, content in entries:
+        rows = (
+            entries.joined_rows()
+            if isinstance(entries, NewRows)
+            else ((key, token, b"".join(content)) for key, token, content in entries)
+        )
+        for key, token, joined in rows:
             recorded.add(key)
-            joined = b"".join(content)
             if previous is None or previous.stored(key) != (token, joined):
                 changed.append((source_key, key, token, joined))
         with self._db:

@@ -139,8 +139,10 @@ class Packer:
         return self._added.find(blob_id) >= 0
 
     def add(self, blob_id: bytes, blob_type: BlobType, data: bytes) -> None:
-        """Queue a new blob; returns quickly unless the bounded queues are full."""
-        self._added.insert(blob_id)
+        """Queue a new blob, unless it was added already; returns quickly unless the bounded
+        queues are full."""
+        if self._added.insert(blob_id) < 0:
+            return
         self._pending.append((blob_id, blob_type, data))
         self._pending_bytes += len(data)
         if self._pending_bytes >= BATCH_BYTES:
