@@ -13,6 +13,7 @@ from stcore.errors import (
 from stcore.repository import Repository
 from tests.conftest import run_cli
 from tests.helpers import backup_small, only_pack
+from tests.test_reader import count_reads, data_reads, small_blob_repository
 
 
 def test_flipped_byte_is_named_by_check_read_data(repo: Repository, tmp_path: Path) -> None:
@@ -71,3 +72,22 @@ def test_stray_files_in_data_are_named_not_a_crash_and_never_deleted(
     assert run_cli("--repo", repo.location, "repair", "index").returncode == 0
     assert stray.read_bytes() == b"not a pack"
     assert repo.check(read_data=True).ok
+
+
+def test_a_check_stopped_midway_reads_no_more_packs(tmp_path: Path) -> None:
+    """Packs are read on another thread, queued all at once: a check stopped by its caller
+    (Ctrl-C raises in the progress callback's thread) must not go on reading them."""
+    repo = small_blob_repository(tmp_path / "repo", tmp_path / "src", files=120)
+    packs = len(list(repo.backend.list("data/")))
+    assert packs > 10
+    reads = count_reads(repo)
+
+    def progress(event: str, amount: int) -> None:
+        if event == "pack":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        repo.check(read_data=True, progress=progress)
+    whole_packs = [key for key, offset, length in data_reads(reads) if length is None]
+    assert len(whole_packs) <= 3  # the one reported, and what was under way beside it
+    repo.close()

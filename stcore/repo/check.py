@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -226,11 +227,11 @@ def check(
     if reading:  # the bytes the "bytes" events below add up to
         progress("total", sum(packs[name] for name in reading))
     reports: list[_PackReport] = []
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="stcore-check-trees") as walker,
-        ThreadPoolExecutor(readers, thread_name_prefix="stcore-check-packs") as reader,
-    ):
-        walked = walker.submit(_check_snapshots, store, snapshot_ids, index)
+    stop = threading.Event()  # set when this thread stops early: the others stop soon after
+    walker = ThreadPoolExecutor(1, thread_name_prefix="stcore-check-trees")
+    reader = ThreadPoolExecutor(readers, thread_name_prefix="stcore-check-packs")
+    try:
+        walked = walker.submit(_check_snapshots, store, snapshot_ids, index, stop)
         verified = reader.map(
             lambda name: _check_pack(store, index, bytes.fromhex(name), indexed), reading
         )
@@ -240,6 +241,10 @@ def check(
             progress("bytes", packs[name])
             progress("pack", 1)
         found.errors.extend(walked.result())
+    finally:  # an error or Ctrl-C here: no pack is read and no tree walked after it
+        stop.set()
+        reader.shutdown(wait=True, cancel_futures=True)
+        walker.shutdown(wait=True, cancel_futures=True)
     for pack_hex in sorted(p for p in packs if bytes.fromhex(p) not in indexed):
         found.warnings.append(
             f"pack {object_key('data', pack_hex)} is not in the index (left by an interrupted "
@@ -295,12 +300,18 @@ def _classify(found: _Findings) -> None:
 
 
 def _check_snapshots(
-    store: Store, snapshot_ids: list[str], index: Mapping[bytes, IndexEntry]
+    store: Store,
+    snapshot_ids: list[str],
+    index: Mapping[bytes, IndexEntry],
+    stop: threading.Event,
 ) -> list[str]:
-    """Problems with the snapshots: unreadable manifests, and their trees' (each tree once)."""
+    """Problems with the snapshots: unreadable manifests, and their trees' (each tree once);
+    what was found so far once ``stop`` is set."""
     errors: list[str] = []
     seen_trees: set[bytes] = set()
     for snapshot_id in snapshot_ids:
+        if stop.is_set():
+            break
         try:
             manifest = store.load_manifest(snapshot_id)
         except (CorruptObjectError, SnapshotNotFoundError) as exc:
@@ -312,18 +323,23 @@ def _check_snapshots(
         for summary in manifest.sources.values():
             errors.extend(
                 f"snapshot {snapshot_id}, source {summary.name}: {problem}"
-                for problem in _check_tree(store, summary.root, index, seen_trees)
+                for problem in _check_tree(store, summary.root, index, seen_trees, stop)
             )
     return errors
 
 
 def _check_tree(
-    store: Store, root: bytes, index: Mapping[bytes, IndexEntry], seen: set[bytes]
+    store: Store,
+    root: bytes,
+    index: Mapping[bytes, IndexEntry],
+    seen: set[bytes],
+    stop: threading.Event | None = None,
 ) -> Iterator[str]:
     """Problems below ``root``: trees and data blobs missing from the index, unreadable trees.
-    Iterative (depth is unbounded); trees already checked (``seen``) are not read again."""
+    Iterative (depth is unbounded); trees already checked (``seen``) are not read again. Ends
+    early once ``stop`` is set."""
     pending = [root]
-    while pending:
+    while pending and not (stop is not None and stop.is_set()):
         tree_id = pending.pop()
         if tree_id in seen:
             continue
