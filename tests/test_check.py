@@ -10,6 +10,7 @@ import stcore
 from stcore.errors import (
     CorruptObjectError,
 )
+from stcore.repo.format import object_key
 from stcore.repository import Repository
 from tests.conftest import run_cli
 from tests.helpers import backup_small, only_pack
@@ -91,3 +92,33 @@ def test_a_check_stopped_midway_reads_no_more_packs(tmp_path: Path) -> None:
     whole_packs = [key for key, offset, length in data_reads(reads) if length is None]
     assert len(whole_packs) <= 3  # the one reported, and what was under way beside it
     repo.close()
+
+
+def test_a_damaged_tree_is_named_and_the_walk_goes_on(tmp_path: Path) -> None:
+    """A damaged tree is named, and the trees beside and below the others are still checked
+    (a second damaged tree, deeper in a sibling, is named too)."""
+    source = tmp_path / "src"
+    for name in ("a", "b", "c"):
+        (source / name / "deeper").mkdir(parents=True)
+        (source / name / "f.txt").write_text(f"file in {name}\n")
+        (source / name / "deeper" / "g.txt").write_text(f"deeper in {name}\n")
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    repo.backup(stcore.sources_for_paths([str(source)]))
+    root = repo.snapshot("latest").manifest.sources["src"].root
+    subtrees = {n.name: n.subtree for n in repo.store.read_tree(root)}
+    deeper_c = next(n.subtree for n in repo.store.read_tree(subtrees["c"]) if n.kind == "dir")
+    damaged = [subtrees["b"], deeper_c]
+    for tree_id in damaged:
+        assert tree_id is not None
+        entry = repo.index[tree_id]
+        path = Path(repo.location) / object_key("data", entry.pack_id)
+        body = bytearray(path.read_bytes())
+        body[entry.offset + entry.stored_length // 2] ^= 0xFF
+        path.write_bytes(bytes(body))
+    repo.close()
+    result = stcore.open_repository(str(tmp_path / "repo")).check()
+    unreadable = [e for e in result.errors if "cannot be read" in e]
+    assert len(unreadable) == 2, result.errors
+    for tree_id in damaged:
+        assert tree_id is not None
+        assert sum(tree_id.hex() in e for e in unreadable) == 1
