@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -217,22 +216,20 @@ def check(
         elif pack_id not in read_ids:
             found.good.insert(blob_id)
     snapshot_ids = store.snapshot_ids()
-    # The snapshots' trees are walked on one thread while packs are read and verified on
-    # another (decompressing and hashing release the GIL); this thread reports progress as each
-    # pack's report arrives, in pack order. Findings keep the serial order. A local disk gets
-    # one reader: each holds a whole pack, and a second one bought no time on two cores (both
-    # wait on the GIL for the per-blob work); a remote one gets ``store.workers``, to overlap
-    # their waits on the network.
+    found.errors.extend(_check_snapshots(store, snapshot_ids, index))
+    # Packs are read and verified on a reader thread while this one merges each pack's report
+    # (in pack order) and reports progress. A local disk gets one reader: each holds a whole
+    # pack, and a second one bought no time on two cores; a remote one gets ``store.workers``,
+    # to overlap their waits on the network. The trees are walked first, not beside the
+    # reads: with a cold page cache their scattered reads and the packs' long ones competed
+    # for the disk (check 5.2 s -> 7.1 s on the Linux tree, where restic took 5.3 s).
     readers = store.workers if store.remote else 1
     reading = sorted(name for name in packs if name in to_read)
     if reading:  # the bytes the "bytes" events below add up to
         progress("total", sum(packs[name] for name in reading))
     reports: list[_PackReport] = []
-    stop = threading.Event()  # set when this thread stops early: the others stop soon after
-    walker = ThreadPoolExecutor(1, thread_name_prefix="stcore-check-trees")
     reader = ThreadPoolExecutor(readers, thread_name_prefix="stcore-check-packs")
     try:
-        walked = walker.submit(_check_snapshots, store, snapshot_ids, index, stop)
         verified = reader.map(
             lambda name: _check_pack(store, index, bytes.fromhex(name), indexed), reading
         )
@@ -242,11 +239,8 @@ def check(
             release_free_memory()  # the pack just verified, freed on another thread's arena
             progress("bytes", packs[name])
             progress("pack", 1)
-        found.errors.extend(walked.result())
-    finally:  # an error or Ctrl-C here: no pack is read and no tree walked after it
-        stop.set()
+    finally:  # an error or Ctrl-C here: no queued pack is read after it
         reader.shutdown(wait=True, cancel_futures=True)
-        walker.shutdown(wait=True, cancel_futures=True)
     for pack_hex in sorted(p for p in packs if bytes.fromhex(p) not in indexed):
         found.warnings.append(
             f"pack {object_key('data', pack_hex)} is not in the index (left by an interrupted "
@@ -302,18 +296,12 @@ def _classify(found: _Findings) -> None:
 
 
 def _check_snapshots(
-    store: Store,
-    snapshot_ids: list[str],
-    index: Mapping[bytes, IndexEntry],
-    stop: threading.Event,
+    store: Store, snapshot_ids: list[str], index: Mapping[bytes, IndexEntry]
 ) -> list[str]:
-    """Problems with the snapshots: unreadable manifests, and their trees' (each tree once);
-    what was found so far once ``stop`` is set."""
+    """Problems with the snapshots: unreadable manifests, and their trees' (each tree once)."""
     errors: list[str] = []
     seen_trees: set[bytes] = set()
     for snapshot_id in snapshot_ids:
-        if stop.is_set():
-            break
         try:
             manifest = store.load_manifest(snapshot_id)
         except (CorruptObjectError, SnapshotNotFoundError) as exc:
@@ -325,7 +313,7 @@ def _check_snapshots(
         for summary in manifest.sources.values():
             errors.extend(
                 f"snapshot {snapshot_id}, source {summary.name}: {problem}"
-                for problem in _check_tree(store, summary.root, index, seen_trees, stop)
+                for problem in _check_tree(store, summary.root, index, seen_trees)
             )
     return errors
 
@@ -335,17 +323,15 @@ def _check_tree(
     root: bytes,
     index: Mapping[bytes, IndexEntry],
     seen: set[bytes],
-    stop: threading.Event | None = None,
 ) -> Iterator[str]:
     """Problems below ``root``: trees and data blobs missing from the index, unreadable trees.
-    Iterative (depth is unbounded); trees already checked (``seen``) are not read again. Ends
-    early once ``stop`` is set.
+    Iterative (depth is unbounded); trees already checked (``seen``) are not read again.
 
     Trees are read one by one: reading them a level (up to 256) at a time with
     ``Store.read_blobs`` held 9 MiB more for the Linux tree and saved no time, since a tree's
     neighbours in its pack are data blobs that a coalesced range reads too."""
     pending = [root]
-    while pending and not (stop is not None and stop.is_set()):
+    while pending:
         tree_id = pending.pop()
         if tree_id in seen:
             continue
