@@ -20,7 +20,7 @@ import blake3
 from stcore.errors import CorruptObjectError, FormatVersionError
 from stcore.interfaces import Compressor, Encryptor
 from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEntry, TreeNode
-from stcore.repo.index import BlobIndex, IndexRow
+from stcore.repo.index import BlobIndex, IndexRow, entry_row
 
 #: the repository format (``config``'s ``version``). 2 added checksums on every object that is
 #: not named by its hash (config, manifests, keys, locks) and binds an encrypted repository's
@@ -241,15 +241,7 @@ def encode_index(codec: Codec, entries: Iterable[IndexEntry] | BlobIndex) -> byt
         items = list(entries)
 
         def rows() -> Iterator[IndexRow]:
-            for e in items:
-                yield (
-                    e.blob_id,
-                    BLOB_TYPE_CODES[e.blob_type],
-                    e.pack_id,
-                    e.offset,
-                    e.stored_length,
-                    e.raw_length,
-                )
+            return map(entry_row, items)
 
     count, pack_ids = 0, set()
     for row in rows():

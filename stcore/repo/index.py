@@ -24,6 +24,18 @@ from stcore.repo.idtable import IdTable
 IndexRow = tuple[bytes, int, bytes, int, int, int]
 
 
+def entry_row(entry: IndexEntry) -> IndexRow:
+    """``entry`` as an :data:`IndexRow`."""
+    return (
+        entry.blob_id,
+        BLOB_TYPE_CODES[entry.blob_type],
+        entry.pack_id,
+        entry.offset,
+        entry.stored_length,
+        entry.raw_length,
+    )
+
+
 class BlobIndex(Mapping[bytes, IndexEntry]):
     """blob id -> :class:`IndexEntry`; the first location added for an id wins, and any other
     location of the same blob (a copy stored again to heal damage, or written by two backups at
@@ -64,14 +76,7 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
 
     def add(self, entry: IndexEntry) -> bool:
         """Record ``entry`` unless its blob is already known; return whether it was added."""
-        return self.add_fields(
-            entry.blob_id,
-            BLOB_TYPE_CODES[entry.blob_type],
-            entry.pack_id,
-            entry.offset,
-            entry.stored_length,
-            entry.raw_length,
-        )
+        return self.add_fields(*entry_row(entry))
 
     def add_fields(
         self,
@@ -151,15 +156,7 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         for row in ids.live_rows():
             yield ids.key(row), kind[row], packs[pack[row]], offset[row], stored[row], raw[row]
         for copies in self._copies.values():
-            for copy in copies:
-                yield (
-                    copy.blob_id,
-                    BLOB_TYPE_CODES[copy.blob_type],
-                    copy.pack_id,
-                    copy.offset,
-                    copy.stored_length,
-                    copy.raw_length,
-                )
+            yield from map(entry_row, copies)
 
     def merge(self, other: BlobIndex) -> None:
         """Add every location ``other`` knows, as :meth:`add` would one by one."""
