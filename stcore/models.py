@@ -49,20 +49,33 @@ class TreeNode:
     target: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "name": self.name,
-            "type": self.kind,
+        """The entry as a JSON object, its keys in sorted order (so a tree is written in its
+        canonical form without sorting every entry's keys again)."""
+        kind = self.kind
+        if kind == "file":
+            return {
+                "content": [blob.hex() for blob in self.content],
+                "mode": self.mode,
+                "mtime_ns": self.mtime_ns,
+                "name": self.name,
+                "size": self.size,
+                "type": kind,
+            }
+        if kind == "dir":
+            return {
+                "mode": self.mode,
+                "mtime_ns": self.mtime_ns,
+                "name": self.name,
+                "subtree": self.subtree.hex() if self.subtree else None,
+                "type": kind,
+            }
+        return {
             "mode": self.mode,
             "mtime_ns": self.mtime_ns,
+            "name": self.name,
+            "target": self.target,
+            "type": kind,
         }
-        if self.kind == "file":
-            data["size"] = self.size
-            data["content"] = [blob.hex() for blob in self.content]
-        elif self.kind == "dir":
-            data["subtree"] = self.subtree.hex() if self.subtree else None
-        else:
-            data["target"] = self.target
-        return data
 
     @classmethod
     def from_json(cls, data: object) -> TreeNode:

@@ -452,6 +452,22 @@ def test_a_backup_counts_unchanged_files_in_its_bytes(tmp_path: Path) -> None:
     repo.close()
 
 
+def test_a_backup_reports_files_in_batches_and_every_one_by_the_end(tmp_path: Path) -> None:
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    source = _fill(tmp_path / "src", {f"f{i:03}": 10 for i in range(300)})
+    for file in source.iterdir():
+        os.utime(file, ns=(0, 0))  # old enough for the files cache
+    for again in (False, True):  # read, then unchanged (from the files cache)
+        events, record = recorder()
+        manifest = repo.backup(stcore.sources_for_paths([str(source)]), progress=record).manifest
+        assert (manifest.added_bytes < 3000) is again
+        counted = [n for e, n in events if e == "file"]
+        assert sum(counted) == manifest.files == 300
+        assert len(counted) <= 300 // 64 + 1  # a callback per batch, not per file
+        assert _bytes(events) == manifest.size == 3000
+    repo.close()
+
+
 def _drawn(total: int | None = None) -> ProgressReport:
     report = ProgressReport(total)
     report.drawn = True  # as progress_bar sets it when a bar shows the report

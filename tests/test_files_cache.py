@@ -139,7 +139,7 @@ def test_files_are_read_ahead_before_they_are_read_unless_the_cache_knows_them(
 
 def _opener(path: Path) -> builtin_sources._FileOpener:
     st = os.lstat(path)
-    return builtin_sources._FileOpener(None, str(path), str(path), st, None)
+    return builtin_sources._FileOpener(None, str(path), lambda _: str(path), (path.name,), st, None)
 
 
 def test_a_read_ahead_file_is_read_through_the_descriptor_opened_early(tmp_path: Path) -> None:

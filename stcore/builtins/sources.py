@@ -190,22 +190,30 @@ class _FileOpener:
     that cannot be opened early is opened (and its error reported) when it is read.
     """
 
-    __slots__ = ("_fd", "before_open", "directory", "name", "scanned", "shown")
+    __slots__ = ("_fd", "_parts", "_show", "before_open", "directory", "name", "scanned")
 
     def __init__(
         self,
         directory: _Dir | None,
         name: str,
-        shown: str,
+        show: Callable[[tuple[str, ...]], str],
+        parts: tuple[str, ...],
         scanned: os.stat_result,
         before_open: Callable[[str], None] | None,
     ) -> None:
         self.directory = directory  # held: its descriptor stays open until the file is read
         self.name = name
-        self.shown = shown
+        self._show = show
+        self._parts = parts
         self.scanned = scanned
         self.before_open = before_open
         self._fd = -1
+
+    @property
+    def shown(self) -> str:
+        """The path messages and the test hook see; made when asked (rarely: an error), not
+        for each of the files of a walk."""
+        return self._show(self._parts)
 
     def prefetch(self) -> None:
         if self._fd >= 0:
@@ -324,11 +332,11 @@ def _entry_for(
     parts: tuple[str, ...],
     st: os.stat_result,
     directory: _Dir | None,
-    shown: str,
+    show: Callable[[tuple[str, ...]], str],
     before_open: Callable[[str], None] | None = None,
 ) -> SourceEntry | None:
-    """The entry for ``name`` in ``directory`` (None: ``name`` is a path); ``shown`` is the
-    path that messages and the test hook see."""
+    """The entry for ``name`` in ``directory`` (None: ``name`` is a path); ``show(parts)``
+    makes the path that messages and the test hook see."""
     mode = stat.S_IMODE(st.st_mode)
     dir_fd = None if directory is None else directory.fd
     if stat.S_ISDIR(st.st_mode):
@@ -342,7 +350,7 @@ def _entry_for(
             target=os.readlink(name, dir_fd=dir_fd),
         )
     if stat.S_ISREG(st.st_mode):
-        opener = _FileOpener(directory, name, shown, st, before_open)
+        opener = _FileOpener(directory, name, show, parts, st, before_open)
         return SourceEntry(
             path=parts,
             kind="file",
@@ -660,8 +668,9 @@ class FilesSource:
             raise SourceError(f"source {self.name!r}: cannot read {self.root}: {exc}") from exc
         if not stat.S_ISDIR(st.st_mode):
             try:
+                shown = str(self.root)
                 entry = _entry_for(
-                    str(self.root), (self.root.name,), st, None, str(self.root), self.before_open
+                    shown, (self.root.name,), st, None, lambda _parts: shown, self.before_open
                 )
             except OSError as exc:
                 raise SourceError(f"source {self.name!r}: {self.root} {exc.strerror}") from exc
@@ -696,6 +705,7 @@ class FilesSource:
         """
         stack = [_Level(listing=names, identity=(st.st_dev, st.st_ino), directory=root)]
         root_device = st.st_dev
+        show = self._shown  # looked up once: every file's opener keeps it
         path: list[str] = []  # the names from the root to the top of the stack
         while stack:
             level = stack[-1]
@@ -738,7 +748,7 @@ class FilesSource:
             if crossing and not is_dir:
                 continue
             try:
-                entry = _entry_for(name, parts, st, directory, self._shown(parts), self.before_open)
+                entry = _entry_for(name, parts, st, directory, show, self.before_open)
             except OSError as exc:
                 report_error(self._shown(parts), exc)
                 continue

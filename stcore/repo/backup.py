@@ -98,6 +98,27 @@ class _BackupSession:
     cached: dict[str, RecordedFiles] = attrs.field(factory=dict)
     record: dict[str, NewRows] = attrs.field(factory=dict)
     started_ns: int = 0
+    #: progress not yet reported: files done, and bytes of files done without reading them
+    pending_files: int = 0
+    pending_bytes: int = 0
+
+    def file_done(self, unread: int) -> None:
+        """Count one more file (``unread``: its bytes, when it was not read) for progress.
+        Reported every ``PROGRESS_FILES`` files or ``PROGRESS_STEP`` bytes, not per file: a
+        no-change backup of 78,000 files spent 0.26 s in the callback alone."""
+        self.pending_files += 1
+        self.pending_bytes += unread
+        if self.pending_files >= PROGRESS_FILES or self.pending_bytes >= PROGRESS_STEP:
+            self.report_progress()
+
+    def report_progress(self) -> None:
+        """Hand the callback what is pending (a daemon stopping the run hears it here too)."""
+        files, unread = self.pending_files, self.pending_bytes
+        self.pending_files = self.pending_bytes = 0
+        if unread:
+            self.progress("bytes", unread)
+        if files:
+            self.progress("file", files)
 
     def report(self, path: str, exc: BaseException) -> None:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -125,6 +146,8 @@ Known = tuple[int, tuple[bytes, ...]]
 
 #: bytes read between two "bytes" progress events of one file
 PROGRESS_STEP = 1024 * 1024
+#: files done between two "file" progress events
+PROGRESS_FILES = 64
 
 #: entries the backup loop looks ahead to start reading files early (``SourceEntry.prefetch``)
 READ_AHEAD_ENTRIES = 32
@@ -330,6 +353,7 @@ class _Backup:
                     stack[-1].nodes.append(node)
         while len(stack) > 1:
             close_top()
+        session.report_progress()
         root = self._store_blob(session, "tree", encode_tree(stack[0].nodes))
         return SourceSummary(
             name=source.name,
@@ -355,8 +379,8 @@ class _Backup:
         assert entry.opener is not None
         token = entry.change_token
         index = self._index
-        if known is not None and all(b in index for b in known[1]):
-            session.progress("bytes", entry.size)  # done, unread: a bar's total counts it too
+        if known is not None and index.has_all(known[1]):
+            # done, unread: a bar's total counts its bytes too
             return self._file_node(
                 entry, known[1], entry.size, session, source_name, token, kept=known[0]
             )
@@ -396,7 +420,7 @@ class _Backup:
         row it was found unchanged in, kept as it is) unless it changed too recently."""
         session.files += 1
         session.size += size
-        session.progress("file", 1)
+        session.file_done(size if kept >= 0 else 0)
         if token is not None and entry.mtime_ns < session.started_ns - SAFETY_NS:
             cached = session.cached[source_name]
             if kept >= 0:
