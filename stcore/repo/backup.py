@@ -124,21 +124,6 @@ class _BackupSession:
         message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         self.errors.append((path, message))
 
-    def recorded_content(self, source_name: str, entry: SourceEntry) -> Known | None:
-        """The files-cache row recorded for ``entry`` at the last backup and its content, if
-        its change token still matches (whether those blobs are all still stored is the
-        caller's check)."""
-        token = entry.change_token
-        if token is None:
-            return None
-        cached = self.cached.get(source_name)
-        if cached is None:
-            return None
-        row = cached.find("/".join(entry.path))
-        if row < 0 or cached.token(row) != token:
-            return None
-        return row, cached.content(row)
-
 
 #: a file's files-cache row and the blob ids it records
 Known = tuple[int, tuple[bytes, ...]]
@@ -160,11 +145,19 @@ def _read_ahead(
     and each file's ``prefetch`` called ``READ_AHEAD_ENTRIES`` before the loop reaches it,
     unless the files cache will spare reading it."""
     window: collections.deque[tuple[SourceEntry, Known | None]] = collections.deque()
-    recorded = session.recorded_content
+    cached = session.cached.get(source_name)
+    has_rows = cached is not None and len(cached) > 0
     for entry in entries:
         known = None
         if entry.kind == "file":
-            known = recorded(source_name, entry)
+            # the row recorded at the last backup, if the change token still matches (whether
+            # its blobs are all still stored is the caller's check)
+            token = entry.change_token
+            if has_rows and token is not None:
+                assert cached is not None
+                row = cached.find("/".join(entry.path))
+                if row >= 0 and cached.token(row) == token:
+                    known = row, cached.content(row)
             if known is None and entry.prefetch is not None:
                 entry.prefetch()
         window.append((entry, known))

@@ -65,6 +65,8 @@ _TOKEN_ERRORS = "surrogatepass"
 
 def _split_ids(joined: bytes) -> tuple[bytes, ...]:
     """Blob ids stored joined, one 32-byte id each again."""
+    if len(joined) == 32:  # most files are one blob
+        return (joined,)
     return tuple(joined[i : i + 32] for i in range(0, len(joined), 32))
 
 
@@ -151,21 +153,14 @@ class RecordedFiles:
             self._tokens.append(token.encode("utf-8", _TOKEN_ERRORS))
             self._content.append(content)
         self._kept = bytearray(self._rows.rows)
-        self._keys: dict[str, bytes] = {}
 
     def key(self, path: str) -> bytes:
-        """``path``'s hashed key. The last few are remembered: a backup asks for each file's
-        key two or three times within a few entries (read-ahead, read, record)."""
-        key = self._keys.get(path)
-        if key is None:
-            if len(self._keys) >= 256:
-                self._keys.clear()
-            key = self._keys[path] = self._cache.path_key(self._source, path)
-        return key
+        """``path``'s hashed key."""
+        return self._cache.path_key(self._source, path)
 
     def find(self, path: str) -> int:
         """The row recorded for ``path``, or -1."""
-        return self._rows.find(self.key(path)) if len(self._rows) else -1
+        return self._rows.find(self._cache.path_key(self._source, path)) if len(self._rows) else -1
 
     def token(self, row: int) -> str:
         return self._tokens[row].decode("utf-8", _TOKEN_ERRORS)
