@@ -102,7 +102,7 @@ CLEARED_ENV = (
     "http_proxy",
     "https_proxy",
     # Set on some machines; an installed package has its bytecode, and the children must too
-    # (see _compile_bytecode), or every child compiles stcore again while it is being timed.
+    # (testsupport.bytecode), or every child compiles stcore again while it is being timed.
     "PYTHONDONTWRITEBYTECODE",
 )
 #: the snapshot times: fixed, so ids sort the same way in every run
@@ -811,32 +811,16 @@ class Case:
         }
 
 
-def _compile_bytecode() -> None:
-    """Write the bytecode of this checkout's modules, as installing a wheel does, so no child
-    compiles them while it is timed (a lazily imported source plugin would be)."""
-    import compileall
-    import importlib.util
-
-    for name in ("stcore", "st_local", "st_s3", "cloud_storage_manager"):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            continue
-        origin = Path(spec.origin)
-        if origin.name == "__init__.py":
-            compileall.compile_dir(origin.parent, quiet=1)
-        else:
-            compileall.compile_file(origin, quiet=1)
-
-
 def run_benchmark(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import stcore
+    from testsupport.bytecode import compile_packages
     from testsupport.s3_server import MotoServer
 
     load_before = os.getloadavg()
     sizes = Sizes(args.scale)
     selected = set(args.cases)
     dataset = Dataset(work, sizes)
-    _compile_bytecode()
+    compile_packages()  # the children then load bytecode, as from a wheel
     setup_cache = work / "setup-cache"
     print(f"stcore imported from {Path(stcore.__file__).parent} ({_commit(stcore.__file__)})")
     print(f"work directory {work}; generating the dataset (scale {args.scale})...", flush=True)
