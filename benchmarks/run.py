@@ -6,7 +6,7 @@
 For each tool and repetition: first backup, no-change backup, incremental backup (after
 `dataset.py mutate`, or `linux_tree.py mutate` on a private copy of the Linux source tree),
 full restore, and check with full data read. Reports medians of wall time, CPU time and peak
-RSS (of the tool's process tree, from wait4), plus repository sizes, as a Markdown table with
+RSS (the largest process's, from wait4), plus repository sizes, as a Markdown table with
 ratios against restic, under the command line, the dataset and the page cache state (warm, or
 cold with ``--cold``: dropped before every measured command, where root and /proc allow it).
 Tools are interleaved within each repetition so machine noise hits all of them alike.
@@ -382,7 +382,7 @@ def report(tools, results, sizes, args) -> None:  # type: ignore[no-untyped-def]
     if "stcore-aes" in names:
         header += " | encrypted/plain wall"
     print(header + " |")
-    print("|" + "---|" * (header.count("|") - 1))
+    print("|" + "---|" * header.count("|"))  # one per column: each column's cell starts a "|"
     for phase in PHASES:
         cells, medians = [], {}
         for name in names:

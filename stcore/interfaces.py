@@ -13,8 +13,9 @@ from typing import Any, BinaryIO, Literal, Protocol, runtime_checkable
 import attrs
 
 #: Long operations report progress through one of these: called with an event name and an
-#: amount, e.g. ("bytes", n) as data is read, ("file", 1) per file, ("object", 1) per upload,
-#: ("pack", 1) per pack checked, and ("total", n) once, when the bytes to come are known.
+#: amount, e.g. ("bytes", n) as data is read, ("file", n) as files are done (a backup sums
+#: them per 64 files or MiB), ("object", 1) per upload, ("pack", 1) per pack checked, and
+#: ("total", n) once, when the bytes to come are known.
 ProgressCallback = Callable[[str, int], None]
 
 
