@@ -9,13 +9,17 @@ measures the most it could buy: the tree is split in two halves of about the sam
 top-level folders, and a folder holding a third of the files or more by its own entries,
 balanced by an estimate from file count and bytes), and each half is backed up by its own
 ``stcore backup`` process into its own repository, both at once. No merging, no hand-over, no
-shared index: a real design can only do worse.
+shared index. Each part of a half is a source of its own (a files source's excludes cannot name
+a top-level entry alone), so the same parts are also backed up by one process ("one process,
+same parts"): the pair against that run is the gain of splitting, each source's own cost
+(its files-cache load, its root tree) paid alike.
 
-Beside the pair, in the same repetition, interleaved: one ``stcore backup`` of the whole tree
-and one ``restic backup``. For the first and a no-change backup it reports wall time (the pair's:
-until both end) and peak RSS (the pair's: the sum of the two processes' peaks, which may not
-coincide; an upper bound on what the machine held at once), medians of ``--repeat`` runs, with
-ratios against restic's in the same repetition.
+Beside them, in the same repetition, in an order that turns from one repetition to the next:
+one ``stcore backup`` of the whole tree and one ``restic backup``. For the first and a
+no-change backup it reports wall time (the pair's: until both end) and peak RSS (the pair's:
+the sum of the two processes' peaks, which may not coincide; an upper bound on what the
+machine held at once), medians of ``--repeat`` runs, with ratios against restic's in the same
+repetition.
 """
 
 from __future__ import annotations
@@ -85,21 +89,29 @@ def write_config(paths: list[Path], tree: Path, target: Path) -> None:
     target.write_text("\n".join(lines))
 
 
-def wait_all(argvs: list[tuple[list[str], dict[str, str]]]) -> tuple[float, int]:
-    """Run the commands at once; wall seconds until all end, and the sum of their peak RSS."""
+def wait_all(argvs: list[tuple[list[str], dict[str, str]]], log: Path) -> tuple[float, int]:
+    """Run the commands at once (their errors to ``log``); wall seconds until all end, and the
+    sum of their peak RSS. One that fails stops the others and the benchmark."""
     os.sync()
     started = time.perf_counter()
-    processes = [
-        subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for argv, env in argvs
-    ]
+    with log.open("ab") as errors:
+        processes = [
+            subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+            for argv, env in argvs
+        ]
     peak = 0
-    for process in processes:
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            message = process.stderr.read().decode() if process.stderr else ""
-            raise RuntimeError(f"{process.args!r} failed: {message}")
-        peak += usage.ru_maxrss * 1024
+    try:
+        for process in processes:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                raise RuntimeError(f"{process.args!r} failed: see {log}")
+            peak += usage.ru_maxrss * 1024
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                process.wait()
     return time.perf_counter() - started, peak
 
 
@@ -118,7 +130,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         stcore: dict[str, dict[str, str]] = {}
-        for name in ("half-a", "half-b", "whole"):
+        for name in ("half-a", "half-b", "parts", "whole"):
             stcore[name] = {
                 **os.environ,
                 "STCORE_REPO": str(work / f"repo-{name}"),
@@ -129,6 +141,7 @@ def main() -> None:
             )
         for half, paths in zip(("half-a", "half-b"), halves, strict=True):
             write_config(paths, tree, work / f"{half}.toml")
+        write_config([*halves[0], *halves[1]], tree, work / "parts.toml")
         restic = Restic(work)
         subprocess.run(restic.init(), env=restic.env, check=True, stdout=subprocess.DEVNULL)
         pair = [
@@ -136,23 +149,31 @@ def main() -> None:
             for half in ("half-a", "half-b")
         ]
         for phase in ("first backup", "no-change backup"):
-            commands = {
-                "two processes": pair,
-                "one process": [([*STCORE, "backup", str(tree)], stcore["whole"])],
-                "restic": [(["restic", "backup", "--quiet", str(tree)], restic.env)],
-            }
-            for label, argvs in commands.items():
-                runs.setdefault((phase, label), []).append(wait_all(argvs))
+            parts = [*STCORE, "--config", str(work / "parts.toml"), "backup"]
+            commands = list(
+                {
+                    "two processes": pair,
+                    "one process, same parts": [(parts, stcore["parts"])],
+                    "one process": [([*STCORE, "backup", str(tree)], stcore["whole"])],
+                    "restic": [(["restic", "backup", "--quiet", str(tree)], restic.env)],
+                }.items()
+            )
+            turn = repetition % len(commands)  # no command always first after the copy
+            for label, argvs in commands[turn:] + commands[:turn]:
+                runs.setdefault((phase, label), []).append(
+                    wait_all(argvs, work.parent / "errors.log")
+                )
                 print(f"  run {repetition + 1}: {phase}, {label}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
     print(f"Linux tree {tree}, {args.repeat} repetitions, medians; ratios against restic")
     print()
-    print("| phase | stcore, two processes | stcore, one process | restic |")
-    print("|---|---|---|---|")
+    labels = ("two processes", "one process, same parts", "one process", "restic")
+    print(f"| phase | {' | '.join(labels)} |")
+    print("|---|" + "---|" * len(labels))
     for phase in ("first backup", "no-change backup"):
         cells = []
         peer = runs[(phase, "restic")]
-        for label in ("two processes", "one process", "restic"):
+        for label in labels:
             ours = runs[(phase, label)]
             wall = statistics.median(t for t, _ in ours)
             rss = statistics.median(m for _, m in ours) / 2**20

@@ -463,8 +463,34 @@ def test_a_backup_reports_files_in_batches_and_every_one_by_the_end(tmp_path: Pa
         assert (manifest.added_bytes < 3000) is again
         counted = [n for e, n in events if e == "file"]
         assert sum(counted) == manifest.files == 300
-        assert len(counted) <= 300 // 64 + 1  # a callback per batch, not per file
+        if again:  # unchanged: a callback per batch, not per file
+            assert len(counted) <= 300 // 64 + 1
         assert _bytes(events) == manifest.size == 3000
+    repo.close()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_callback_that_stops_a_backup_is_heard_after_the_file_being_read(
+    tmp_path: Path,
+) -> None:
+    """The daemon stops a run from its progress callback: a file that was read (even an empty
+    one, which reports no bytes) is reported at once, so the run stops after it."""
+    repo = stcore.init_repository(str(tmp_path / "repo"))
+    source = _fill(tmp_path / "src", {f"empty{i:02}": 0 for i in range(40)})
+    events, record = recorder()
+
+    def stop_at_first_file(event: str, amount: int) -> None:
+        record(event, amount)
+        if event == "file":
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        repo.backup(stcore.sources_for_paths([str(source)]), progress=stop_at_first_file)
+    assert [e for e in events if e[0] == "file"] == [("file", 1)]
+    assert repo.snapshots() == []
     repo.close()
 
 

@@ -146,3 +146,34 @@ def test_a_tree_is_written_in_its_canonical_form(nodes: list[TreeNode]) -> None:
     document = {"nodes": [node.to_json() for node in nodes]}
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     assert encode_tree(nodes) == canonical
+
+
+#: trees as every version before this one wrote them (encoded by commit 45713fa): a tree's id
+#: is the hash of these bytes, so an unchanged directory must keep them
+_GOLDEN_NODES = [
+    TreeNode(
+        name="a.txt",
+        kind="file",
+        mode=0o644,
+        mtime_ns=1_700_000_000_123_456_789,
+        size=5,
+        content=(bytes(range(32)),),
+    ),
+    TreeNode(name="d\u00e9j\u00e0 \udcff", kind="dir", mode=0o755, mtime_ns=-1, subtree=bytes(32)),
+    TreeNode(name="empty dir", kind="dir", mode=0o700, mtime_ns=0, subtree=None),
+    TreeNode(name="link", kind="symlink", mode=0o777, mtime_ns=2**62, target='../a "q"\n'),
+    TreeNode(name="two", kind="file", mode=0, mtime_ns=1, size=0, content=()),
+]
+_GOLDEN_TREE = (
+    b'{"nodes":[{"content":["000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"],'
+    b'"mode":420,"mtime_ns":1700000000123456789,"name":"a.txt","size":5,"type":"file"},'
+    b'{"mode":493,"mtime_ns":-1,"name":"d\\u00e9j\\u00e0 \\udcff","subtree":'
+    b'"0000000000000000000000000000000000000000000000000000000000000000","type":"dir"},'
+    b'{"mode":448,"mtime_ns":0,"name":"empty dir","subtree":null,"type":"dir"},'
+    b'{"mode":511,"mtime_ns":4611686018427387904,"name":"link","target":"../a \\"q\\"\\n",'
+    b'"type":"symlink"},{"content":[],"mode":0,"mtime_ns":1,"name":"two","size":0,"type":"file"}]}'
+)
+
+
+def test_trees_keep_the_bytes_earlier_versions_wrote() -> None:
+    assert encode_tree(_GOLDEN_NODES) == _GOLDEN_TREE

@@ -211,8 +211,9 @@ class _FileOpener:
 
     @property
     def shown(self) -> str:
-        """The path messages and the test hook see; made when asked (rarely: an error), not
-        for each of the files of a walk."""
+        """The path messages and the test hook see; made when asked (the file is opened, or
+        an error names it), not for every file a walk lists: most of an unchanged tree's
+        files are never opened."""
         return self._show(self._parts)
 
     def prefetch(self) -> None:
