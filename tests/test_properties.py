@@ -108,32 +108,26 @@ def test_pack_round_trip(blobs: list[tuple[bytes, str]], compressor_index: int) 
 #: surrogates (``surrogateescape``)
 _names = st.text(st.one_of(st.characters(), st.sampled_from(["\udc80", "\udcff", "\ud800"])))
 _ids = st.binary(min_size=32, max_size=32)
+
+
+def _nodes_of(kind: str, **fields: st.SearchStrategy[object]) -> st.SearchStrategy[TreeNode]:
+    """Tree entries of one ``kind``, with any name, mode and time and the given ``fields``."""
+    return st.builds(
+        TreeNode,
+        name=_names,
+        kind=st.just(kind),
+        mode=st.integers(0, 0o7777),
+        mtime_ns=st.integers(-(2**63), 2**63 - 1),
+        **fields,
+    )
+
+
 _nodes = st.one_of(
-    st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just("file"),
-        mode=st.integers(0, 0o7777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
-        size=st.integers(0, 2**63 - 1),
-        content=st.lists(_ids, max_size=4).map(tuple),
+    _nodes_of(
+        "file", size=st.integers(0, 2**63 - 1), content=st.lists(_ids, max_size=4).map(tuple)
     ),
-    st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just("dir"),
-        mode=st.integers(0, 0o7777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
-        subtree=st.one_of(st.none(), _ids),
-    ),
-    st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just("symlink"),
-        mode=st.integers(0, 0o7777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
-        target=_names,
-    ),
+    _nodes_of("dir", subtree=st.one_of(st.none(), _ids)),
+    _nodes_of("symlink", target=_names),
 )
 
 

@@ -152,15 +152,15 @@ def _read_ahead(
     unless the files cache will spare reading it."""
     window: collections.deque[tuple[SourceEntry, Known | None]] = collections.deque()
     cached = session.cached.get(source_name)
-    has_rows = cached is not None and len(cached) > 0
+    if cached is not None and not len(cached):
+        cached = None  # nothing recorded: no path to hash
     for entry in entries:
         known = None
         if entry.kind == "file":
             # the row recorded at the last backup, if the change token still matches (whether
             # its blobs are all still stored is the caller's check)
             token = entry.change_token
-            if has_rows and token is not None:
-                assert cached is not None
+            if cached is not None and token is not None:
                 row = cached.find("/".join(entry.path))
                 if row >= 0 and cached.token(row) == token:
                     known = row, cached.content(row)

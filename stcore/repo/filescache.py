@@ -160,7 +160,7 @@ class RecordedFiles:
 
     def find(self, path: str) -> int:
         """The row recorded for ``path``, or -1."""
-        return self._rows.find(self._cache.path_key(self._source, path)) if len(self._rows) else -1
+        return self._rows.find(self.key(path)) if len(self._rows) else -1
 
     def token(self, row: int) -> str:
         return self._tokens[row].decode("utf-8", _TOKEN_ERRORS)
