@@ -49,10 +49,18 @@ class PluginInfo:
 
 
 def _distribution_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    """The distribution and version that installed ``entry_point``, for messages only.
+
+    A distribution whose metadata cannot be read (pip is replacing it under us, or it was
+    half-removed by hand) is "unknown", not a reason to refuse the plugin or every command.
+    """
     dist = entry_point.dist
     if dist is None:
         return ("unknown", "unknown")
-    return (dist.metadata["Name"] or "unknown", dist.version)
+    try:
+        return (dist.metadata["Name"] or "unknown", dist.version or "unknown")
+    except Exception:  # each Python version fails differently on unreadable metadata
+        return ("unknown", "unknown")
 
 
 @attrs.define

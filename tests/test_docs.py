@@ -249,21 +249,55 @@ def test_readme_commands_exist() -> None:
     assert "scripts/test" in ci
 
 
+def _copy_of_this_checkout(dest: Path) -> Path:
+    """The checkout's files (tracked, and new ones not ignored) under ``dest``; no .venv.
+
+    Its ``.cache/pip`` is this checkout's pip cache, so the copy's install reads the wheels the
+    test setup already downloaded instead of fetching them again.
+    """
+    import shutil
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is not copied
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / ".cache").mkdir(exist_ok=True)
+    (ROOT / ".cache" / "pip").mkdir(parents=True, exist_ok=True)
+    (dest / ".cache" / "pip").symlink_to(ROOT / ".cache" / "pip")
+    return dest
+
+
 @pytest.mark.slow
 def test_the_readme_demo_command_backs_up_and_lists(tmp_path: Path) -> None:
+    """On a copy of the checkout with no .venv, as on a fresh machine.
+
+    Not in this checkout: its ``pip install -e`` would reinstall stcore and st-local in the
+    environment the other test workers are importing from, and for a moment they would find
+    no local backend.
+    """
     import os
     import subprocess
 
+    checkout = _copy_of_this_checkout(tmp_path / "checkout")
     env = {**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data")}
-    env.pop("STCORE_REPO", None)
+    for name in ("STCORE_REPO", "VIRTUAL_ENV", "PYTHONPATH"):
+        env.pop(name, None)
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "demo")],
+        ["bash", str(checkout / "scripts" / "demo")],
         capture_output=True,
         text=True,
         env=env,
         timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "==> creating .venv" in result.stdout
+    assert (checkout / ".venv" / "bin" / "stcore").is_file()
     assert (tmp_path / "data" / "stcore" / "repo" / "config").is_file()
     assert "1 snapshot\n" in result.stdout or "1 snapshot " in result.stdout
     assert "no errors found" in result.stdout

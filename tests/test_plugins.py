@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import types
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +38,26 @@ def test_each_call_builds_an_independent_manager() -> None:
 def test_entry_point_plugins_are_found() -> None:
     host = stcore.make_plugin_manager()
     assert "local" in host.backends
+
+
+def test_a_distribution_with_unreadable_metadata_still_provides_its_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As while pip replaces a distribution: its entry points are listed, its METADATA is gone.
+
+    The plugin loads; only where it came from is unknown.
+    """
+    info = tmp_path / "st_ghost-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[stcore]\nghost = st_local.plugin\n")
+    dist = importlib.metadata.PathDistribution(info)
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: dist.entry_points.select(group=group)
+    )
+    host = stcore.make_plugin_manager()
+    assert "local" in host.backends and host.broken == []
+    (ghost,) = [p for p in host.plugins() if p.name == "ghost"]
+    assert (ghost.distribution, ghost.version) == ("unknown", "unknown")
 
 
 def test_a_plugin_whose_hook_raises_is_isolated_and_reported() -> None:
