@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from stcore import jsondoc
 from stcore.access.lent import LentBuffer, lend
 from stcore.errors import CorruptObjectError, NotADatabaseError, PathNotFoundError
 from stcore.globs import match_path
@@ -362,7 +363,7 @@ class SourceView:
         return self.read_bytes(path).decode(encoding)
 
     def read_json(self, path: str) -> Any:
-        return json.loads(self.read_bytes(path))
+        return jsondoc.loads(self.read_bytes(path))
 
     def iter_jsonl(self, path: str | Iterable[str]) -> Iterator[Any]:
         """The records of a JSON-lines file, or of several (a list of paths, read together

@@ -10,7 +10,6 @@ from __future__ import annotations
 import bisect
 import errno
 import io
-import json
 import os
 import shutil
 import sqlite3
@@ -25,6 +24,7 @@ from typing import Any, BinaryIO
 
 import attrs
 
+from stcore import jsondoc
 from stcore.errors import ConfigError, LeftOut, SourceError
 from stcore.globs import match_any
 from stcore.interfaces import ErrorReporter, SourceEntry
@@ -889,12 +889,7 @@ class JsonSource:
                 report_error(str(file), exc)
                 continue
             try:
-                if file.suffix == ".jsonl":
-                    for line in body.splitlines():
-                        if line.strip():
-                            json.loads(line)
-                else:
-                    json.loads(body)
+                (jsondoc.loads_lines if file.suffix == ".jsonl" else jsondoc.loads)(body)
             except ValueError as exc:
                 report_error(str(file), ValueError(f"not valid JSON ({exc}); stored as bytes"))
             yield SourceEntry(
@@ -915,10 +910,8 @@ class JsonSource:
         documents: dict[str, Any] = {}
         paths = [info.path for info in view.files() if info.kind == "file"]
         for path, body in view.read_many(paths):  # in bulk: a few requests for many files
-            if path.endswith(".jsonl"):
-                documents[path] = [json.loads(x) for x in body.splitlines() if x.strip()]
-            else:
-                documents[path] = json.loads(body)
+            parse = jsondoc.loads_lines if path.endswith(".jsonl") else jsondoc.loads
+            documents[path] = parse(body)
         if view.summary.options.get("single") and len(documents) == 1:
             return next(iter(documents.values()))
         return documents
