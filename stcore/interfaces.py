@@ -167,6 +167,20 @@ class BatchCompressor(Compressor, Protocol):
     def compress_many(self, items: Sequence[bytes]) -> list[bytes]: ...
 
 
+@runtime_checkable
+class PagedCompressor(Compressor, Protocol):
+    """A compressor that has other settings for database pages (optional).
+
+    ``for_pages()`` returns the compressor to use for the runs of pages a paged file (a SQLite
+    database) is cut into: small inputs of one or a few pages each, compressed one by one. Its
+    frames must carry the same ``code`` and decode with the same ``decompress``: only how hard
+    it compresses may differ. The built-in zstd compressor uses a level that suits such small
+    inputs better, unless the repository sets a level.
+    """
+
+    def for_pages(self) -> Compressor: ...
+
+
 class CompressorFactory(Protocol):
     """What a compressor registration's ``load()`` returns; ``level`` None means its default."""
 

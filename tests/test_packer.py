@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -175,3 +175,40 @@ def test_an_encrypted_batch_unseals_blob_by_blob(bodies: list[bytes]) -> None:
         assert codec.unseal_blob(blob_id, stored, len(body)) == body
         with pytest.raises(CorruptObjectError):  # bound to its own id, as one sealed alone
             codec.unseal_blob(bytes(32), stored, len(body))
+
+
+class _RecordingCodec(Codec):
+    """The repository's codec, recording each batch it seals and whether it was page runs."""
+
+    def __init__(self, codec: Codec) -> None:
+        super().__init__(
+            compressors=codec.compressors,
+            compressor=codec.compressor,
+            encryptor=codec.encryptor,
+            id_key=codec.id_key,
+            page_compressor=codec.page_compressor,
+        )
+        self.batches: list[tuple[bool, list[bytes]]] = []
+
+    def seal_blobs(
+        self, blobs: Sequence[tuple[bytes, bytes]], *, paged: bool = False
+    ) -> list[bytes]:
+        self.batches.append((paged, [data for _, data in blobs]))
+        return super().seal_blobs(blobs, paged=paged)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=40))
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_batch_is_all_page_runs_or_none(repo: Repository, kinds: list[bool]) -> None:
+    """Page runs are compressed as pages: a batch never mixes them with other blobs."""
+    codec = _RecordingCodec(repo.codec)
+    packer = Packer(repo.backend, codec, pack_size=1 << 20, workers=1)
+    added = {}
+    for n, paged in enumerate(kinds):
+        data = (b"page %d " if paged else b"chunk %d ") % n * 500
+        added[data] = paged
+        packer.add(codec.blob_id(data), "data", data, paged)
+    packer.finish()
+    sealed = [(paged, data) for paged, batch in codec.batches for data in batch]
+    assert sorted(data for _, data in sealed) == sorted(added)
+    assert all(added[data] == paged for paged, data in sealed)

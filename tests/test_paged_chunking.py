@@ -8,11 +8,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stcore
 from stcore.repo.chunker import Chunker, ChunkerParams
+from stcore.repo.format import object_key
 from stcore.repository import Repository
 from stcore.streams import sqlite_page_size
 
@@ -181,3 +183,42 @@ def test_config_without_page_run_size_reads_as_the_default() -> None:
     )
     assert params.page_run_size == 4096
     assert ChunkerParams.from_json(ChunkerParams().to_json()) == ChunkerParams()
+
+
+def _frames(repo: Repository, path: str) -> list[tuple[bytes, bytes]]:
+    """(raw chunk, stored frame) for each chunk of ``path`` in the latest snapshot of an
+    unencrypted repository."""
+    store = repo.store
+    view = repo.snapshot("latest").sources["data"]
+    out = []
+    for blob_id in view._file(path).content:
+        entry = store.index[blob_id]
+        stored = store.read_object_range(
+            object_key("data", entry.pack_id), entry.offset, entry.stored_length
+        )
+        out.append((repo.read_blob(blob_id), stored))
+    return out
+
+
+@pytest.mark.parametrize(("level", "page_level"), [(None, 4), (3, 3), (9, 9)])
+def test_page_runs_compress_at_the_page_level_and_other_chunks_at_the_repositorys(
+    tmp_path: Path, level: int | None, page_level: int
+) -> None:
+    """At the default level, a database's pages compress at zstd level 4 (smaller on 4 KiB
+    inputs) and everything else at 3; a level the repository sets applies to both."""
+    data = tmp_path / "data"
+    data.mkdir()
+    make_database(data / "state.db", 4000)
+    (data / "notes.txt").write_text(" ".join(random.Random(3).choices(WORDS, k=200_000)))
+    repo = stcore.init_repository(str(tmp_path / "repo"), compression_level=level)
+    try:
+        repo.backup([stcore.make_source("data", "files", {"path": str(data)})])
+        pages, text = _frames(repo, "state.db"), _frames(repo, "notes.txt")
+        assert len(pages) > 50 and len(text) > 1
+        for chunks, expected in ((pages, page_level), (text, level or 3)):
+            zstd = zstandard.ZstdCompressor(level=expected, write_content_size=True)
+            assert [frame for _, frame in chunks] == [
+                b"\x01" + zstd.compress(raw) for raw, _ in chunks
+            ]
+    finally:
+        repo.close()

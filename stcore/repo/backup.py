@@ -293,10 +293,13 @@ class _Backup:
         self.store.host.notify_backup_finished(self.store.location, manifest)
         return BackupResult(manifest=manifest, errors=tuple(session.errors))
 
-    def _store_blob(self, session: _BackupSession, blob_type: BlobType, data: bytes) -> bytes:
+    def _store_blob(
+        self, session: _BackupSession, blob_type: BlobType, data: bytes, paged: bool = False
+    ) -> bytes:
         blob_id = self._blob_id(data)
         if blob_id not in self._index:
-            session.packer.add(blob_id, blob_type, data)  # once: it skips one added already
+            # once: it skips one added already
+            session.packer.add(blob_id, blob_type, data, paged)
         return blob_id
 
     def _backup_source(self, source: Source, session: _BackupSession) -> SourceSummary:
@@ -388,8 +391,9 @@ class _Backup:
         try:
             with entry.opener() as stream:
                 hint = entry.size if entry.size >= 0 else None  # unknown: never read whole
-                for chunk in chunker.chunks(stream, hint, entry.page_size):
-                    content.append(self._store_blob(session, "data", chunk))
+                paged, chunks = chunker.cut(stream, hint, entry.page_size)
+                for chunk in chunks:
+                    content.append(self._store_blob(session, "data", chunk, paged))
                     size += len(chunk)
                     unreported += len(chunk)
                     if unreported >= PROGRESS_STEP:  # not per 4 KiB page: a bar update is slow

@@ -76,14 +76,21 @@ class Chunker:
 
         ``page_size`` says the stream is paged; when it is None, a SQLite header is looked for.
         """
+        return self.cut(stream, size_hint, page_size)[1]
+
+    def cut(
+        self, stream: BinaryIO, size_hint: int | None = None, page_size: int | None = None
+    ) -> tuple[bool, Iterator[bytes]]:
+        """:meth:`chunks`, and whether they are page runs (a paged file's, cut at pages)."""
         if size_hint is not None and size_hint <= self.params.min_size:
-            yield from self.chunk_bytes(stream.read())  # it may have grown since the hint
-            return
+            return False, self.chunk_bytes(stream.read())  # it may have grown since the hint
         if page_size is None:
             page_size = self._sniff_page_size(stream, size_hint)
         if page_size is not None:
-            yield from self._page_runs(stream, self.run_size(page_size))
-            return
+            return True, self._page_runs(stream, self.run_size(page_size))
+        return False, self._cut_stream(stream)
+
+    def _cut_stream(self, stream: BinaryIO) -> Iterator[bytes]:
         # cut_stream's views are only valid until the next chunk, so each is copied out.
         for chunk in self._cdc.cut_stream(stream):
             yield bytes(chunk.data)

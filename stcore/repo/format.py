@@ -96,6 +96,9 @@ class Codec:
     compressor: Compressor
     encryptor: Encryptor
     id_key: bytes | None = None
+    #: what compresses a paged file's page runs (:class:`~stcore.interfaces.PagedCompressor`);
+    #: None: ``compressor``. Its frames carry the same code, so readers need nothing else.
+    page_compressor: Compressor | None = None
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
         """BLAKE3 of the plaintext; keyed when encrypted, so that ids leak nothing."""
@@ -106,15 +109,10 @@ class Codec:
     def seal(self, data: bytes | memoryview, associated_data: bytes) -> bytes:
         """Compress (unless that does not shrink it), frame, encrypt."""
         raw = bytes(data)
+        compressor = self.compressor
         return self.encryptor.encrypt(
-            self._frame(raw, self.compressor.compress(raw)), associated_data
+            _frame(compressor.code, raw, compressor.compress(raw)), associated_data
         )
-
-    def _frame(self, raw: bytes, compressed: bytes) -> bytes:
-        """The compressed frame, or the raw one (code 0) when compressing did not shrink it."""
-        if len(compressed) < len(raw):
-            return bytes((self.compressor.code,)) + compressed
-        return b"\x00" + raw
 
     def unseal(
         self,
@@ -144,17 +142,20 @@ class Codec:
     def seal_blob(self, blob_id: bytes, data: bytes | memoryview) -> bytes:
         return self.seal(data, b"blob:" + blob_id)
 
-    def seal_blobs(self, blobs: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+    def seal_blobs(
+        self, blobs: Sequence[tuple[bytes, bytes]], *, paged: bool = False
+    ) -> list[bytes]:
         """``[seal_blob(id, data) for id, data in blobs]``, compressed in one call when the
-        compressor can (:class:`~stcore.interfaces.BatchCompressor`)."""
-        many = getattr(self.compressor, "compress_many", None)
-        if many is None:
-            return [self.seal_blob(blob_id, data) for blob_id, data in blobs]
-        encrypt, frame = self.encryptor.encrypt, self._frame
-        compressed = many([data for _, data in blobs])
+        compressor can (:class:`~stcore.interfaces.BatchCompressor`). ``paged``: the blobs are
+        a paged file's page runs, compressed by :attr:`page_compressor` when there is one."""
+        compressor = (paged and self.page_compressor) or self.compressor
+        many = getattr(compressor, "compress_many", None)
+        raws = [bytes(data) for _, data in blobs]
+        compressed = many(raws) if many is not None else [compressor.compress(r) for r in raws]
+        encrypt, code = self.encryptor.encrypt, compressor.code
         return [
-            encrypt(frame(raw, packed), b"blob:" + blob_id)
-            for (blob_id, raw), packed in zip(blobs, compressed, strict=True)
+            encrypt(_frame(code, raw, packed), b"blob:" + blob_id)
+            for (blob_id, _), raw, packed in zip(blobs, raws, compressed, strict=True)
         ]
 
     def unseal_blob(self, blob_id: bytes, stored: bytes, raw_length: int) -> bytes:
@@ -163,6 +164,13 @@ class Codec:
         if len(data) != raw_length or self.blob_id(data) != blob_id:
             raise CorruptObjectError(f"blob {blob_id.hex()} does not match its hash")
         return data
+
+
+def _frame(code: int, raw: bytes, compressed: bytes) -> bytes:
+    """The compressed frame, or the raw one (code 0) when compressing did not shrink it."""
+    if len(compressed) < len(raw):
+        return bytes((code,)) + compressed
+    return b"\x00" + raw
 
 
 # --- packs -----------------------------------------------------------------------------------

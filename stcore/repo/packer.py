@@ -106,6 +106,8 @@ class Packer:
         )
         self._pending: list[tuple[bytes, BlobType, bytes]] = []
         self._pending_bytes = 0
+        # whether the pending batch is a paged file's page runs (a batch is one or the other)
+        self._pending_paged = False
         # raw bytes handed to sealing and not yet in a pack; bounded, so memory is too
         self._flow = threading.Condition()
         self._inflight = 0
@@ -138,11 +140,14 @@ class Packer:
     def is_known(self, blob_id: bytes) -> bool:
         return self._added.find(blob_id) >= 0
 
-    def add(self, blob_id: bytes, blob_type: BlobType, data: bytes) -> None:
+    def add(self, blob_id: bytes, blob_type: BlobType, data: bytes, paged: bool = False) -> None:
         """Queue a new blob, unless it was added already; returns quickly unless the bounded
-        queues are full."""
+        queues are full. ``paged``: it is a run of a paged file's pages (compressed as such)."""
         if self._added.insert(blob_id) < 0:
             return
+        if paged != self._pending_paged:
+            self._submit()
+            self._pending_paged = paged
         self._pending.append((blob_id, blob_type, data))
         self._pending_bytes += len(data)
         if self._pending_bytes >= BATCH_BYTES:
@@ -161,14 +166,19 @@ class Packer:
             if self._error is not None:
                 raise self._error
             self._inflight += size
-        self._tasks.append(self._seal_pool.submit(self._seal_and_pack, batch, size))
+        self._tasks.append(
+            self._seal_pool.submit(self._seal_and_pack, batch, size, self._pending_paged)
+        )
         while self._tasks and self._tasks[0].done():
             self._tasks.popleft().result()
 
-    def _seal_and_pack(self, batch: list[tuple[bytes, BlobType, bytes]], size: int) -> None:
+    def _seal_and_pack(
+        self, batch: list[tuple[bytes, BlobType, bytes]], size: int, paged: bool
+    ) -> None:
         """On a sealing thread: seal a batch, append it to the pack, start writing full packs."""
         try:
-            sealed = self._codec.seal_blobs([(blob_id, data) for blob_id, _, data in batch])
+            blobs = [(blob_id, data) for blob_id, _, data in batch]
+            sealed = self._codec.seal_blobs(blobs, paged=paged)
             full: list[tuple[ObjectWriter, bytes, list[PackedBlob], int]] = []
             with self._pack_lock:
                 parts: list[bytes] = []  # written in one call: a system call per blob is slow

@@ -29,7 +29,7 @@ from stcore.errors import (
     RepositoryNotFoundError,
     SnapshotNotFoundError,
 )
-from stcore.interfaces import Backend, Compressor
+from stcore.interfaces import Backend, Compressor, PagedCompressor
 from stcore.localfiles import atomic_write, make_private_dir
 from stcore.models import IndexEntry, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost
@@ -111,6 +111,7 @@ def make_codec(host: PluginHost, config: RepositoryConfig, master: MasterKey | N
         compressor=default,
         encryptor=encryptor,
         id_key=master.ids if master else None,
+        page_compressor=default.for_pages() if isinstance(default, PagedCompressor) else None,
     )
 
 

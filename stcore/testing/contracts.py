@@ -217,6 +217,19 @@ class CompressorContract:
         for batch in (items, items[2:4], items[:1], [], [items[2]] * 3):
             assert many(batch) == [compressor.compress(item) for item in batch]
 
+    def test_the_page_compressor_writes_frames_this_one_reads_when_offered(
+        self, compressor: Compressor
+    ) -> None:
+        """``for_pages`` is optional (:class:`~stcore.interfaces.PagedCompressor`); what it
+        returns writes frames with the same code, which this compressor decodes."""
+        for_pages = getattr(compressor, "for_pages", None)
+        if for_pages is None:
+            pytest.skip("no for_pages: page runs are compressed like other chunks")
+        pages = for_pages()
+        assert pages.code == compressor.code
+        page = (b"\x0d\x00\x00\x00\x01\x0f\xf4" + b"row payload " * 400)[:4096]
+        assert compressor.decompress(pages.compress(page), len(page)) == page
+
     def test_has_a_name_and_a_frame_code(self, compressor: Compressor) -> None:
         assert isinstance(compressor.name, str) and compressor.name
         assert isinstance(compressor.code, int) and 0 <= compressor.code <= 255
