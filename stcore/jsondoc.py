@@ -23,33 +23,76 @@ from __future__ import annotations
 import gc
 import json
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 _lock = threading.Lock()
-#: parses running now, and whether the collector was on when the first of them began
-_running = 0
-_was_enabled = False
+
+
+class _Token:
+    """One pause under way; the pause's frame holds it, so it lives exactly as long as that."""
+
+    __slots__ = ("__weakref__",)
+
+
+#: the pauses under way, weakly: a pause interrupted before it could take itself off (an
+#: exception raised at the very start of its ``finally``) drops out once its frame is gone
+_holders: list[weakref.ref[_Token]] = []
+#: whether the collector goes back on when the last pause ends: it was on when the first began,
+#: or a pause turned it off and was interrupted before it could turn it on again
+_restore = False
 
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic collector off for the duration (reference counting still frees everything
-    that is not in a cycle), then as it was before the outermost pause began."""
-    global _running, _was_enabled
-    with _lock:
-        if _running == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _running += 1
+    that is not in a cycle), then as it was before the outermost pause began.
+
+    An exception at any point (Ctrl-C in a notebook lands between two bytecodes) does not leave
+    the collector off for good: the bookkeeping is undone in ``finally`` and finished even if a
+    second interrupt arrives there, and a pause interrupted before even that leaves
+    ``_restore`` set and drops out of ``_holders`` when its frame is released, so the next pause
+    to end turns the collector back on."""
+    token = _Token()
     try:
+        _enter(token)
         yield
     finally:
-        with _lock:
-            _running -= 1
-            if _running == 0 and _was_enabled:
-                gc.enable()
+        _leave(token)
+
+
+def _live_holders() -> None:
+    """Drop the pauses whose frames are gone (call with the lock held)."""
+    _holders[:] = [ref for ref in _holders if ref() is not None]
+
+
+def _enter(token: _Token) -> None:
+    global _restore
+    with _lock:
+        _live_holders()
+        if not _holders:
+            _restore = _restore or gc.isenabled()
+        _holders.append(weakref.ref(token))
+        gc.disable()
+
+
+def _leave(token: _Token) -> None:
+    global _restore
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            with _lock:
+                _holders[:] = [ref for ref in _holders if ref() not in (None, token)]
+                if not _holders and _restore:
+                    gc.enable()
+                    _restore = False
+            break
+        except BaseException as exc:  # an interrupt while tidying up: finish, then raise it
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
 
 
 def loads(data: bytes | str) -> Any:

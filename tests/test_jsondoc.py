@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +105,78 @@ def test_overlapping_parses_on_threads_leave_the_collector_on() -> None:
     holder.join(timeout=10)
     assert states == [False, False]
     assert gc.isenabled()
+
+
+def _lines_run_by_a_parse() -> list[tuple[int, int]]:
+    """(line, occurrence) of every line event inside stcore/jsondoc.py while one parse runs."""
+    seen: list[tuple[int, int]] = []
+    counts: dict[int, int] = {}
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            counts[frame.f_lineno] = counts.get(frame.f_lineno, 0) + 1
+            seen.append((frame.f_lineno, counts[frame.f_lineno]))
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == jsondoc.__file__ else None
+
+    sys.settrace(tracer)
+    try:
+        jsondoc.loads(b"[1]")
+    finally:
+        sys.settrace(None)
+    return seen
+
+
+def _interrupt_at(line: int, occurrence: int) -> None:
+    """One parse, with KeyboardInterrupt raised at the ``occurrence``-th time ``line`` runs
+    (as Ctrl-C does between two bytecodes) and nowhere else."""
+    counts: dict[int, int] = {}
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line":
+            counts[frame.f_lineno] = counts.get(frame.f_lineno, 0) + 1
+            if (frame.f_lineno, counts[frame.f_lineno]) == (line, occurrence):
+                sys.settrace(None)
+                raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return local if frame.f_code.co_filename == jsondoc.__file__ else None
+
+    sys.settrace(tracer)
+    try:
+        jsondoc.loads(b"[1]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector-on", "collector-off"])
+def test_an_interrupt_anywhere_in_a_parse_never_leaves_the_collector_changed(
+    enabled: bool,
+) -> None:
+    """Every line the pause runs, interrupted in turn: after the next parse that completes,
+    the collector is as the application left it and no pause is counted as running.
+
+    Not the ``with _lock:`` lines themselves: an exception raised exactly as a ``with`` block
+    is entered or left can leave its lock held, in any Python code (CPython issue 29988), so
+    that is not something this module could guard against."""
+    source = Path(jsondoc.__file__).read_text().splitlines()
+    places = [
+        (line, n)
+        for line, n in _lines_run_by_a_parse()
+        if not source[line - 1].strip().startswith("with ")
+    ]
+    assert len(places) > 10
+    (gc.enable if enabled else gc.disable)()
+    try:
+        for line, occurrence in places:
+            _interrupt_at(line, occurrence)
+            jsondoc.loads(b"[2]")
+            assert gc.isenabled() is enabled, (line, occurrence)
+            assert jsondoc._holders == [], (line, occurrence)
+    finally:
+        gc.enable()

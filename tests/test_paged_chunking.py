@@ -13,8 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stcore
+from stcore.builtins.compressors import GzipCompressor, ZstdCompressor
 from stcore.repo.chunker import Chunker, ChunkerParams
 from stcore.repo.format import object_key
+from stcore.repo.store import _page_compressor
 from stcore.repository import Repository
 from stcore.streams import sqlite_page_size
 
@@ -222,3 +224,27 @@ def test_page_runs_compress_at_the_page_level_and_other_chunks_at_the_repository
             ]
     finally:
         repo.close()
+
+
+class _Faulty(ZstdCompressor):
+    def __init__(self, pages: object) -> None:
+        super().__init__()
+        self._pages = pages
+
+    def for_pages(self) -> ZstdCompressor:
+        if isinstance(self._pages, Exception):
+            raise self._pages
+        return self._pages  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(
+    "pages", [RuntimeError("plugin bug"), GzipCompressor()], ids=["raises", "other-code"]
+)
+def test_a_faulty_for_pages_is_set_aside_and_pages_compress_as_usual(
+    pages: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plugin's for_pages() that fails, or whose frames would carry another code (which the
+    repository's readers may not decode), is not used; the repository still opens."""
+    assert _page_compressor(_Faulty(pages)) is None
+    assert "for_pages()" in caplog.text
+    assert _page_compressor(ZstdCompressor()).level == 4  # type: ignore[union-attr]

@@ -15,7 +15,12 @@ from stcore.repository import (
 
 @cli.command()
 @click.option("--compression", default=None, help="Compressor for new data (default: zstd).")
-@click.option("--level", type=int, default=None, help="Compression level (zstd default: 3).")
+@click.option(
+    "--level",
+    type=int,
+    default=None,
+    help="Compression level (zstd default: 3, and 4 for database pages).",
+)
 @click.option(
     "--create-bucket", is_flag=True, help="Create the bucket/container/directory if it is missing."
 )

@@ -13,6 +13,7 @@ the environment, a configuration file or the current directory.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -60,6 +61,8 @@ from stcore.repo.keys import MasterKey, PasswordSource, key_ids, open_master_key
 from stcore.repo.objectcache import DEFAULT_CACHE_BYTES, ObjectCache
 from stcore.repo.plaincache import PlainCache
 from stcore.repo.reader import LOCAL_RANGE_BYTES, MAX_RANGE_BYTES, BlobReader
+
+log = logging.getLogger(__name__)
 
 #: listings of ``index/`` while loading the index, if objects keep being replaced meanwhile
 INDEX_LISTINGS = 5
@@ -111,8 +114,32 @@ def make_codec(host: PluginHost, config: RepositoryConfig, master: MasterKey | N
         compressor=default,
         encryptor=encryptor,
         id_key=master.ids if master else None,
-        page_compressor=default.for_pages() if isinstance(default, PagedCompressor) else None,
+        page_compressor=_page_compressor(default),
     )
+
+
+def _page_compressor(default: Compressor) -> Compressor | None:
+    """What compresses page runs: the compressor's ``for_pages()`` when it offers one whose
+    frames carry its own code (readers decode by code); else None, and page runs are
+    compressed like other chunks. A plugin's faulty ``for_pages`` must not stop anyone
+    reading or backing up, so it is set aside with a warning."""
+    if not isinstance(default, PagedCompressor):
+        return None
+    try:
+        pages = default.for_pages()
+    except Exception as exc:
+        log.warning(
+            "compressor %s: for_pages() failed (%s); pages use its usual settings",
+            default.name,
+            exc,
+        )
+        return None
+    if getattr(pages, "code", None) != default.code:
+        log.warning(
+            "compressor %s: for_pages() gives frames of another code; not used", default.name
+        )
+        return None
+    return pages
 
 
 def manifest_context(snapshot_id: str) -> bytes:
