@@ -63,15 +63,15 @@ def collector_paused() -> Iterator[None]:
         _leave(token)
 
 
-def _live_holders() -> None:
-    """Drop the pauses whose frames are gone (call with the lock held)."""
-    _holders[:] = [ref for ref in _holders if ref() is not None]
+def _drop_holders(token: _Token | None = None) -> None:
+    """Drop ``token``'s pause and those whose frames are gone (call with the lock held)."""
+    _holders[:] = [ref for ref in _holders if ref() not in (None, token)]
 
 
 def _enter(token: _Token) -> None:
     global _restore
     with _lock:
-        _live_holders()
+        _drop_holders()
         if not _holders:
             _restore = _restore or gc.isenabled()
         _holders.append(weakref.ref(token))
@@ -84,7 +84,7 @@ def _leave(token: _Token) -> None:
     while True:
         try:
             with _lock:
-                _holders[:] = [ref for ref in _holders if ref() not in (None, token)]
+                _drop_holders(token)
                 if not _holders and _restore:
                     gc.enable()
                     _restore = False

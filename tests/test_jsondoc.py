@@ -6,7 +6,7 @@ import gc
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +107,20 @@ def test_overlapping_parses_on_threads_leave_the_collector_on() -> None:
     assert gc.isenabled()
 
 
-def _lines_run_by_a_parse() -> list[tuple[int, int]]:
-    """(line, occurrence) of every line event inside stcore/jsondoc.py while one parse runs."""
-    seen: list[tuple[int, int]] = []
+def _parse_traced(at_line: Callable[[tuple[int, int]], None]) -> None:
+    """One parse, calling ``at_line((line, occurrence))`` at every line event inside
+    stcore/jsondoc.py; an exception it raises is raised in the parse, on that line (as Ctrl-C
+    is, between two bytecodes), and tracing stops there."""
     counts: dict[int, int] = {}
 
     def local(frame: Any, event: str, arg: Any) -> Any:
         if event == "line":
             counts[frame.f_lineno] = counts.get(frame.f_lineno, 0) + 1
-            seen.append((frame.f_lineno, counts[frame.f_lineno]))
+            try:
+                at_line((frame.f_lineno, counts[frame.f_lineno]))
+            except BaseException:
+                sys.settrace(None)
+                raise
         return local
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
@@ -126,32 +131,19 @@ def _lines_run_by_a_parse() -> list[tuple[int, int]]:
         jsondoc.loads(b"[1]")
     finally:
         sys.settrace(None)
-    return seen
 
 
-def _interrupt_at(line: int, occurrence: int) -> None:
-    """One parse, with KeyboardInterrupt raised at the ``occurrence``-th time ``line`` runs
-    (as Ctrl-C does between two bytecodes) and nowhere else."""
-    counts: dict[int, int] = {}
+def _interrupt_at(place: tuple[int, int]) -> None:
+    """One parse, with KeyboardInterrupt raised at ``place`` (line, occurrence) only."""
 
-    def local(frame: Any, event: str, arg: Any) -> Any:
-        if event == "line":
-            counts[frame.f_lineno] = counts.get(frame.f_lineno, 0) + 1
-            if (frame.f_lineno, counts[frame.f_lineno]) == (line, occurrence):
-                sys.settrace(None)
-                raise KeyboardInterrupt
-        return local
+    def interrupt(here: tuple[int, int]) -> None:
+        if here == place:
+            raise KeyboardInterrupt
 
-    def tracer(frame: Any, event: str, arg: Any) -> Any:
-        return local if frame.f_code.co_filename == jsondoc.__file__ else None
-
-    sys.settrace(tracer)
     try:
-        jsondoc.loads(b"[1]")
+        _parse_traced(interrupt)
     except KeyboardInterrupt:
         pass
-    finally:
-        sys.settrace(None)
 
 
 @pytest.mark.parametrize("enabled", [True, False], ids=["collector-on", "collector-off"])
@@ -165,18 +157,16 @@ def test_an_interrupt_anywhere_in_a_parse_never_leaves_the_collector_changed(
     is entered or left can leave its lock held, in any Python code (CPython issue 29988), so
     that is not something this module could guard against."""
     source = Path(jsondoc.__file__).read_text().splitlines()
-    places = [
-        (line, n)
-        for line, n in _lines_run_by_a_parse()
-        if not source[line - 1].strip().startswith("with ")
-    ]
+    run: list[tuple[int, int]] = []
+    _parse_traced(run.append)
+    places = [(line, n) for line, n in run if not source[line - 1].strip().startswith("with ")]
     assert len(places) > 10
     (gc.enable if enabled else gc.disable)()
     try:
-        for line, occurrence in places:
-            _interrupt_at(line, occurrence)
+        for place in places:
+            _interrupt_at(place)
             jsondoc.loads(b"[2]")
-            assert gc.isenabled() is enabled, (line, occurrence)
-            assert jsondoc._holders == [], (line, occurrence)
+            assert gc.isenabled() is enabled, place
+            assert jsondoc._holders == [], place
     finally:
         gc.enable()
