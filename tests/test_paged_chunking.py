@@ -16,7 +16,7 @@ import stcore
 from stcore.builtins.compressors import GzipCompressor, ZstdCompressor
 from stcore.repo.chunker import Chunker, ChunkerParams
 from stcore.repo.format import object_key
-from stcore.repo.store import _page_compressor
+from stcore.repo.store import page_compressor
 from stcore.repository import Repository
 from stcore.streams import sqlite_page_size
 
@@ -191,9 +191,10 @@ def _frames(repo: Repository, path: str) -> list[tuple[bytes, bytes]]:
     """(raw chunk, stored frame) for each chunk of ``path`` in the latest snapshot of an
     unencrypted repository."""
     store = repo.store
-    view = repo.snapshot("latest").sources["data"]
+    root = repo.snapshot("latest").manifest.sources["data"].root
+    (node,) = [n for n in store.read_tree(root) if n.name == path]
     out = []
-    for blob_id in view._file(path).content:
+    for blob_id in node.content:
         entry = store.index[blob_id]
         stored = store.read_object_range(
             object_key("data", entry.pack_id), entry.offset, entry.stored_length
@@ -245,6 +246,6 @@ def test_a_faulty_for_pages_is_set_aside_and_pages_compress_as_usual(
 ) -> None:
     """A plugin's for_pages() that fails, or whose frames would carry another code (which the
     repository's readers may not decode), is not used; the repository still opens."""
-    assert _page_compressor(_Faulty(pages)) is None
+    assert page_compressor(_Faulty(pages)) is None
     assert "for_pages()" in caplog.text
-    assert _page_compressor(ZstdCompressor()).level == 4  # type: ignore[union-attr]
+    assert page_compressor(ZstdCompressor()).level == 4  # type: ignore[union-attr]

@@ -114,11 +114,11 @@ def make_codec(host: PluginHost, config: RepositoryConfig, master: MasterKey | N
         compressor=default,
         encryptor=encryptor,
         id_key=master.ids if master else None,
-        page_compressor=_page_compressor(default),
+        page_compressor=page_compressor(default),
     )
 
 
-def _page_compressor(default: Compressor) -> Compressor | None:
+def page_compressor(default: Compressor) -> Compressor | None:
     """What compresses page runs: the compressor's ``for_pages()`` when it offers one whose
     frames carry its own code (readers decode by code); else None, and page runs are
     compressed like other chunks. A plugin's faulty ``for_pages`` must not stop anyone
