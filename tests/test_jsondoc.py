@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from stcore import jsondoc
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
     max_leaves=30,
 )
@@ -45,12 +45,99 @@ def _large_document() -> bytes:
     ).encode()
 
 
+#: a JSON number as anyone may write it: long mantissas, huge and tiny exponents, -0
+NUMBER = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+#: the characters that change what a JSON text means, and a few that make it invalid
+MUTATION = st.sampled_from(list('{}[]",:0123456789.eE+-\\/ntfrub \t\n\x00\x7f\ud800\ufeffé'))
+
+
+def outcome(parse: Callable[[Any], Any], data: bytes | str) -> tuple[str, str]:
+    """What a parse gives, types and all (``repr`` tells 1 from 1.0 and 0.0 from -0.0), or the
+    error it raises, message and all."""
+    try:
+        return ("value", repr(parse(data)))
+    except (ValueError, RecursionError) as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def same_as_json_loads(data: bytes | str) -> None:
+    assert outcome(jsondoc.parse, data) == outcome(json.loads, data)
+
+
 @given(JSON)
 def test_documents_parse_as_json_loads_parses_them(value: Any) -> None:
     text = json.dumps(value)
-    assert jsondoc.loads(text) == jsondoc.loads(text.encode()) == json.loads(text)
+    assert repr(jsondoc.loads(text)) == repr(jsondoc.loads(text.encode())) == repr(json.loads(text))
     lines = "\n".join(json.dumps(value) for _ in range(3)) + "\n\n"
-    assert jsondoc.loads_lines(lines) == [json.loads(text)] * 3
+    assert repr(jsondoc.loads_lines(lines)) == repr([json.loads(text)] * 3)
+    same_as_json_loads(json.dumps(value, ensure_ascii=False))
+
+
+@given(st.lists(NUMBER, min_size=1, max_size=4))
+def test_numbers_parse_to_the_same_type_and_value(numbers: list[str]) -> None:
+    """Integers past 64 bits stay exact, floats are rounded as json.loads rounds them."""
+    same_as_json_loads(f"[{','.join(numbers)}]")
+    same_as_json_loads(f"[{','.join(numbers)}]".encode())
+
+
+@given(JSON, st.data())
+def test_a_damaged_document_gives_json_loads_result_or_its_error(value: Any, data: Any) -> None:
+    text = json.dumps(value, ensure_ascii=data.draw(st.booleans()))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 1))
+        text = text[:at] + data.draw(MUTATION) + text[at + cut :]
+    same_as_json_loads(text)
+    same_as_json_loads(text.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"NaN",
+        b"[Infinity, -Infinity]",
+        b"[1e400, -1e400, 1e-400]",
+        b'"\\ud800"',
+        '"\ud800"',
+        b"\xef\xbb\xbf{}",
+        "\ufeff{}",
+        b"[18446744073709551615, 18446744073709551616, -9223372036854775809]",
+        b"[9223372036854775807, -9223372036854775808, 1234567890123456789012]",
+        b'{"a": 1, "b": 2, "a": 3}',
+        '{"é": [1, 2]}'.encode("utf-16"),
+        '{"é": [1, 2]}'.encode("utf-32-le"),
+        b'"\xff"',
+        b"[" * 5000 + b"]" * 5000,
+        b"",
+        b" ",
+        b"[1,]",
+        b'{"a" 1}',
+    ],
+    ids=repr,
+)
+def test_what_msgspec_refuses_gets_json_loads_answer(data: bytes | str) -> None:
+    same_as_json_loads(data)
+
+
+def test_msgspec_parses_a_plain_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path is taken: json.loads is not called for a plain document, and is for one
+    with a NaN in it."""
+    calls: list[object] = []
+    real = json.loads
+
+    def counted(data: Any) -> Any:
+        calls.append(data)
+        return real(data)
+
+    monkeypatch.setattr(jsondoc.json, "loads", counted)
+    assert jsondoc.loads(_large_document())[-1]["id"] == 19_999
+    assert calls == []
+    assert jsondoc.loads(b"[12345678901234567890]") == [12345678901234567890]
+    assert calls == []
+    assert repr(jsondoc.loads(b"[NaN]")) == "[nan]"
+    assert len(calls) == 1
 
 
 def test_no_collection_runs_during_a_parse(collections: list[int]) -> None:
