@@ -581,14 +581,14 @@ class Repository:
 
 
 def init_repository(
-    url: str,
+    url: str | os.PathLike[str],
     *,
     compression: str = "zstd",
     compression_level: int | None = None,
     encryption: str = "none",
     create: bool = True,
     host: PluginHost | None = None,
-    cache_root: Path | None = None,
+    cache_root: str | os.PathLike[str] | None = None,
     chunker: ChunkerParams | None = None,
     pack_size: int | None = None,
     options: Mapping[str, Any] | None = None,
@@ -605,9 +605,9 @@ def init_repository(
     ``0750``).
     """
     store = create_store(
-        url,
+        os.fspath(url),
         host or make_plugin_manager(),
-        cache_root=cache_root or default_cache_root(),
+        cache_root=_cache_root(cache_root),
         compression=compression,
         compression_level=compression_level,
         encryption=encryption,
@@ -624,10 +624,10 @@ def init_repository(
 
 
 def open_repository(
-    url: str,
+    url: str | os.PathLike[str],
     *,
     host: PluginHost | None = None,
-    cache_root: Path | None = None,
+    cache_root: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     options: Mapping[str, Any] | None = None,
     cache: bool | None = None,
@@ -642,9 +642,9 @@ def open_repository(
     one raises :class:`~stcore.errors.PasswordError`.
     """
     store = open_store(
-        url,
+        os.fspath(url),
         host or make_plugin_manager(),
-        cache_root=cache_root or default_cache_root(),
+        cache_root=_cache_root(cache_root),
         workers=workers or _default_workers(),
         options=options,
         cache=cache,
@@ -654,11 +654,16 @@ def open_repository(
     return Repository(store)
 
 
+def _cache_root(given: str | os.PathLike[str] | None) -> Path:
+    """Where local caches go: ``given`` (a path, as a string or a ``Path``) or the default."""
+    return Path(given) if given is not None and os.fspath(given) else default_cache_root()
+
+
 def open_remote_repository(
     remote: RemoteConfig,
     *,
     host: PluginHost | None = None,
-    cache_root: Path | None = None,
+    cache_root: str | os.PathLike[str] | None = None,
     password: PasswordSource = None,
 ) -> Repository:
     """The remote as a repository of its own (restore and reads straight from the cloud).

@@ -24,6 +24,23 @@ def test_init_writes_a_config_and_opens_it(tmp_path: Path) -> None:
         assert again.id == repo.id
 
 
+def test_paths_may_be_given_as_path_objects_or_strings(tmp_path: Path) -> None:
+    """A library user passes ``Path`` objects and strings alike, for the repository and for
+    the cache: both reach the same repository and the cache folder asked for."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("a")
+    cache = tmp_path / "cache"
+    with stcore.init_repository(tmp_path / "repo", cache_root=str(cache)) as repo:
+        repo.backup([stcore.make_source("d", "files", {"path": str(tmp_path / "data")})])
+    with stcore.open_repository(tmp_path / "repo", cache_root=str(cache)) as again:
+        assert again.id == repo.id and len(again.snapshots()) == 1
+    with stcore.open_repository(str(tmp_path / "repo"), cache_root=cache) as again:
+        assert again.id == repo.id
+    assert [p.name for p in cache.iterdir()] and all(
+        p.name.startswith(repo.id) for p in cache.iterdir()
+    )
+
+
 def test_init_refuses_an_existing_repository_and_leaves_it_alone(tmp_path: Path) -> None:
     first = stcore.init_repository(str(tmp_path / "repo"))
     config = (tmp_path / "repo" / "config").read_bytes()
