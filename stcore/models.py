@@ -10,9 +10,10 @@ import datetime as dt
 import os
 import re
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import attrs
+import msgspec
 
 from stcore.errors import CorruptObjectError
 
@@ -35,9 +36,14 @@ class IndexEntry:
     raw_length: int
 
 
-@attrs.frozen(kw_only=True)
-class TreeNode:
-    """One entry of a directory listing (a tree blob)."""
+class TreeNode(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One entry of a directory listing (a tree blob).
+
+    A msgspec ``Struct``: made in C, so a restore or a check that reads every tree of the Linux
+    source (83,000 entries) builds its nodes in a quarter of the time an attrs class took; and,
+    holding only strings, numbers and ids, never part of a reference cycle, so the cyclic
+    collector does not track it (``gc=False``). ``msgspec.structs.replace`` makes a changed copy.
+    """
 
     name: str
     kind: Literal["file", "dir", "symlink"]
@@ -126,6 +132,48 @@ class TreeNode:
             raise CorruptObjectError(f"malformed tree entry: directory {name!r} has no subtree")
         return node
 
+    @classmethod
+    def list_from_tree(cls, data: bytes) -> list[TreeNode] | None:
+        """The entries of a tree blob (``{"nodes": [...]}``), parsed and checked in C by msgspec
+        against the rules :meth:`from_json` applies; ``None`` for anything msgspec refuses or a
+        rule rejects, rightly or not (a name that is not UTF-8 is stored as a lone surrogate,
+        which msgspec does not read), so the caller parses it entry by entry and reports a
+        problem in :meth:`from_json`'s words. A third of the time a check or a restore of the
+        Linux source spent on its trees."""
+        try:
+            wire = _decode_tree(data)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+        nodes: list[TreeNode] = []
+        append = nodes.append
+        try:
+            for entry in wire.nodes:
+                kind = _KINDS[entry.type]
+                subtree = entry.subtree
+                if subtree is not None:
+                    subtree = _blob_id(subtree, "subtree")
+                elif kind == "dir":
+                    return None
+                target = entry.target if kind == "symlink" else None
+                if kind == "symlink" and type(target) is not str:
+                    return None
+                mode = entry.mode
+                append(
+                    cls(
+                        name=entry.name,
+                        kind=kind,
+                        mode=_MODES.setdefault(mode, mode),
+                        mtime_ns=entry.mtime_ns,
+                        size=entry.size,
+                        content=tuple(map(bytes.fromhex, entry.content)),
+                        subtree=subtree,
+                        target=target,
+                    )
+                )
+        except (ValueError, TypeError):  # an id that is not hex, a subtree that is not text
+            return None
+        return nodes
+
 
 #: each kind's one string: the JSON decoder makes a new one per entry, and a restore holds
 #: every entry of the snapshot (with :data:`_MODES`, 6 MiB for 78,000 files)
@@ -142,6 +190,31 @@ def _blob_id_fast(value: object) -> bytes:
 
 #: the largest mode a tree may record: permission bits plus the file type bits of ``st_mode``
 MAX_MODE = 0o177777
+
+
+#: a content id as :meth:`TreeNode.from_json` takes it: 64 characters (hex, checked after)
+_WireId = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
+
+
+class _WireNode(msgspec.Struct):
+    """A tree entry as stored, with :meth:`TreeNode.from_json`'s types and ranges (a field
+    checked there only for some kinds is taken as anything here, and checked after)."""
+
+    type: Literal["file", "dir", "symlink"]
+    name: str
+    mode: Annotated[int, msgspec.Meta(ge=0, le=MAX_MODE)]
+    mtime_ns: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    size: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+    content: list[_WireId] = []
+    subtree: Any = None
+    target: Any = None
+
+
+class _WireTree(msgspec.Struct):
+    nodes: list[_WireNode]
+
+
+_decode_tree = msgspec.json.Decoder(_WireTree).decode
 
 
 def _short(exc: BaseException) -> str:

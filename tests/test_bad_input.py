@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-import attrs
+import msgspec
 import pytest
 
 import stcore
@@ -105,7 +105,9 @@ def _forge(repo: Repository, tmp_path: Path, nodes: list[TreeNode], source: str 
     content = b"owned\n"
     content_id = repo.codec.blob_id(content)
     packer.add(content_id, "data", content)
-    fixed = [attrs.evolve(n, content=(content_id,)) if n.kind == "file" else n for n in nodes]
+    fixed = [
+        msgspec.structs.replace(n, content=(content_id,)) if n.kind == "file" else n for n in nodes
+    ]
     tree = encode_tree(fixed)
     tree_id = repo.codec.blob_id(tree)
     packer.add(tree_id, "tree", tree)

@@ -370,6 +370,17 @@ def encode_tree(nodes: Iterable[TreeNode]) -> bytes:
 
 
 def decode_tree(data: bytes) -> list[TreeNode]:
+    """A tree blob's entries; a tree that is not sound raises :class:`CorruptObjectError`.
+
+    msgspec parses and checks it in one pass; what it cannot take is parsed again by
+    ``json.loads`` and checked entry by entry, which also says what is wrong."""
+    nodes = TreeNode.list_from_tree(data)
+    if nodes is not None:
+        return nodes
+    return _decode_tree_checked(data)
+
+
+def _decode_tree_checked(data: bytes) -> list[TreeNode]:
     try:
         document = json.loads(data)
         nodes = document["nodes"] if isinstance(document, dict) else None

@@ -21,6 +21,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 import attrs
+import msgspec
 
 from stcore.errors import (
     ConfigError,
@@ -299,7 +300,7 @@ class _Rewriter:
                 if subtree is None:
                     self.changes.append(f"removed directory {name} (its listing is lost)")
                     continue
-                kept.append(attrs.evolve(node, subtree=subtree))
+                kept.append(msgspec.structs.replace(node, subtree=subtree))
             elif node.kind == "file":
                 good = 0
                 while good < len(node.content) and self.sound(node.content[good]):
@@ -312,7 +313,7 @@ class _Rewriter:
                     content = node.content[:good]
                     size = sum(self.store.index[b].raw_length for b in content)
                     self.changes.append(f"truncated file {name} to {size} of {node.size} bytes")
-                    kept.append(attrs.evolve(node, content=content, size=size))
+                    kept.append(msgspec.structs.replace(node, content=content, size=size))
             else:
                 kept.append(node)
         if kept == nodes:
