@@ -142,14 +142,15 @@ def test_msgspec_parses_a_plain_document(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_no_collection_runs_during_a_parse(collections: list[int]) -> None:
     """The plain parse starts a collection every 700 containers; the paused one starts none,
-    and its containers are looked at by at most one young collection, once it has resumed."""
+    and its containers are looked at by at most one collection, once it has resumed (of
+    whichever generation the counts call for: a middle one every tenth time)."""
     body = _large_document()
     json.loads(body)
     plain = list(collections)
     collections.clear()
     document = jsondoc.loads(body)
     assert len(plain) >= 20
-    assert collections in ([], [0])
+    assert len(collections) <= 1, collections
     assert len(document) == 20_000 and gc.isenabled()
 
 
