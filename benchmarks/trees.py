@@ -1,4 +1,4 @@
-"""What reading a snapshot's trees costs: decoding them, reading them, and check's walk.
+"""What a snapshot's trees cost: decoding and encoding them, reading them, and check's walk.
 
     python benchmarks/trees.py REPO [--against CHECKOUT] [--rounds 3] [--repeat 5]
 
@@ -10,6 +10,7 @@ the same measurements with ``CHECKOUT`` (another commit's working tree, for inst
 medians of ``--repeat`` inside each round:
 
 - ``decode``: ``decode_tree`` of every tree's plaintext (read beforehand);
+- ``encode``: ``encode_tree`` of every decoded tree (what every backup does for each folder);
 - ``read_trees``: ``Store.read_trees`` of the snapshot's roots (read, unseal, decode);
 - ``check walk``: ``check``'s walk over every snapshot's trees (``_check_snapshots``);
 - ``held MiB``: what ``tracemalloc`` sees the decoded trees hold.
@@ -21,6 +22,7 @@ phase, which a noisy host hides inside a whole command's spread.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -35,10 +37,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parents[1]
 
 
+def _encode_all(encode: Any, trees: list[Any]) -> list[bytes]:
+    return [encode(nodes) for nodes in trees]
+
+
 def measure(repo_path: str, repeat: int) -> dict[str, Any]:
     import stcore
     from stcore.repo import check
-    from stcore.repo.format import decode_tree
+    from stcore.repo.format import decode_tree, encode_tree
 
     def median_time(action: Any) -> float:
         times = []
@@ -63,6 +69,7 @@ def measure(repo_path: str, repeat: int) -> dict[str, Any]:
         held = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         entries = sum(map(len, trees))
+        encoded = median_time(functools.partial(_encode_all, encode_tree, trees))
         del trees
         index = store.load_index(cached=False)
         store.set_index(index)
@@ -71,6 +78,7 @@ def measure(repo_path: str, repeat: int) -> dict[str, Any]:
             "trees": len(tree_ids),
             "entries": entries,
             "decode": median_time(lambda: [decode_tree(data) for data in plaintexts]),
+            "encode": encoded,
             "read_trees": median_time(lambda: store.read_trees(*roots)),
             "check walk": median_time(lambda: check._check_snapshots(store, snapshot_ids, index)),
             "held MiB": held / 2**20,
@@ -113,7 +121,9 @@ def main() -> None:
     print(f"{first['trees']:,} trees, {first['entries']:,} entries; medians of {args.repeat}")
     print("| measured | " + " | ".join(sides) + " |")
     print("|---|" + "---|" * len(sides))
-    for key, unit in (("decode", "s"), ("read_trees", "s"), ("check walk", "s"), ("held MiB", "")):
+    measured = ("decode", "encode", "read_trees", "check walk", "held MiB")
+    for key in measured:
+        unit = "" if key == "held MiB" else "s"
         cells = [
             " / ".join(f"{run[key]:.2f}" for run in rounds[name]) + (f" {unit}" if unit else "")
             for name in sides
