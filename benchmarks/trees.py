@@ -12,6 +12,7 @@ medians of ``--repeat`` inside each round:
 - ``decode``: ``decode_tree`` of every tree's plaintext (read beforehand);
 - ``encode``: ``encode_tree`` of every decoded tree (what every backup does for each folder);
 - ``read_trees``: ``Store.read_trees`` of the snapshot's roots (read, unseal, decode);
+- ``read each``: ``Store.read_tree`` of every tree in turn, one read apiece (as check walks);
 - ``check walk``: ``check``'s walk over every snapshot's trees (``_check_snapshots``);
 - ``held MiB``: what ``tracemalloc`` sees the decoded trees hold.
 
@@ -42,6 +43,8 @@ def _encode_all(encode: Any, trees: list[Any]) -> list[bytes]:
 
 
 def measure(repo_path: str, repeat: int) -> dict[str, Any]:
+    import st_local
+
     import stcore
     from stcore.repo import check
     from stcore.repo.format import decode_tree, encode_tree
@@ -75,11 +78,13 @@ def measure(repo_path: str, repeat: int) -> dict[str, Any]:
         store.set_index(index)
         return {
             "stcore": str(Path(stcore.__file__).parent),
+            "st_local": str(Path(st_local.__file__).parent),
             "trees": len(tree_ids),
             "entries": entries,
             "decode": median_time(lambda: [decode_tree(data) for data in plaintexts]),
             "encode": encoded,
             "read_trees": median_time(lambda: store.read_trees(*roots)),
+            "read each": median_time(lambda: [store.read_tree(tree) for tree in tree_ids]),
             "check walk": median_time(lambda: check._check_snapshots(store, snapshot_ids, index)),
             "held MiB": held / 2**20,
         }
@@ -87,14 +92,15 @@ def measure(repo_path: str, repeat: int) -> dict[str, Any]:
 
 def child(repo: str, repeat: int, checkout: str | None) -> dict[str, Any]:
     env = dict(os.environ)
-    path = [checkout] if checkout else [str(HERE)]
+    root = Path(checkout or HERE)
+    path = [str(root), str(root / "plugins" / "st_local" / "src")]  # the local backend too
     env["PYTHONPATH"] = os.pathsep.join([*path, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     argv = [sys.executable, __file__, repo, "--child", "--repeat", str(repeat)]
     output = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(output)
-    expected = Path(checkout or HERE).resolve() / "stcore"
-    if Path(result["stcore"]).resolve() != expected:
-        raise SystemExit(f"the child imported {result['stcore']}, not {expected}")
+    for name in ("stcore", "st_local"):
+        if not Path(result[name]).resolve().is_relative_to(root.resolve()):
+            raise SystemExit(f"the child imported {result[name]}, not {name} from {root}")
     return result
 
 
@@ -121,7 +127,7 @@ def main() -> None:
     print(f"{first['trees']:,} trees, {first['entries']:,} entries; medians of {args.repeat}")
     print("| measured | " + " | ".join(sides) + " |")
     print("|---|" + "---|" * len(sides))
-    measured = ("decode", "encode", "read_trees", "check walk", "held MiB")
+    measured = ("decode", "encode", "read_trees", "read each", "check walk", "held MiB")
     for key in measured:
         unit = "" if key == "held MiB" else "s"
         cells = [

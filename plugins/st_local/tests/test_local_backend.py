@@ -51,6 +51,25 @@ def test_keys_cannot_escape_the_root(tmp_path: Path) -> None:
             backend.write(key, b"x")
 
 
+@pytest.mark.parametrize("pread", ["short", "absent"], ids=["pread-returns-3-bytes", "no-pread"])
+def test_reads_are_whole_however_the_system_call_splits_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pread: str
+) -> None:
+    """Reads use ``os.pread``, which may return fewer bytes than asked; where it is missing
+    (Windows) they seek and read. Either way every range reads as the file holds it."""
+    backend = LocalBackend.open(str(tmp_path), options={})
+    data = bytes(range(256)) * 4
+    backend.write("data/ab/k", data)
+    if pread == "short":
+        real = os.pread
+        monkeypatch.setattr(os, "pread", lambda fd, n, at: real(fd, min(n, 3), at))
+    else:
+        monkeypatch.delattr(os, "pread")
+    for offset, length in [(0, None), (0, 1024), (5, 17), (1000, None), (1000, 100), (2000, 5)]:
+        end = None if length is None else offset + length
+        assert backend.read("data/ab/k", offset, length) == data[offset:end]
+
+
 def test_no_temporary_file_is_left_behind_after_a_failed_write(tmp_path: Path) -> None:
     backend = LocalBackend.open(str(tmp_path), options={})
     backend.write("data/aa/x", b"1")

@@ -129,10 +129,11 @@ class LocalBackend:
     # --- helpers --------------------------------------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) for p in parts):
-            raise BackendError(f"invalid object key {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*_key_parts(key))
+
+    def _file(self, key: str) -> str:
+        """:meth:`_path` as text, made without ``pathlib`` (a read's path cost 4.5 µs)."""
+        return os.path.join(self.location, *_key_parts(key))
 
     def _ensure_dir(self, directory: Path) -> None:
         if directory in self._known_dirs:
@@ -234,16 +235,25 @@ class LocalBackend:
             raise _map_os_error(exc, path) from exc
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        path = self._path(key)
+        """The object's bytes from ``offset``, ``length`` of them or to its end.
+
+        With ``os.pread`` on a bare descriptor: a buffered file object cost 18 µs more per
+        read, and a check or a restore reads every tree of a snapshot on its own."""
+        path = self._file(key)
         try:
-            with open(path, "rb") as handle:
-                if offset:
-                    handle.seek(offset)
-                return handle.read() if length is None else handle.read(length)
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             raise ObjectNotFoundError(f"{key} does not exist in {self.location}") from None
         except OSError as exc:
-            raise _map_os_error(exc, path) from exc
+            raise _map_os_error(exc, Path(path)) from exc
+        try:
+            if length is None:
+                length = max(os.fstat(fd).st_size - offset, 0)
+            return _read_at(fd, offset, length)
+        except OSError as exc:
+            raise _map_os_error(exc, Path(path)) from exc
+        finally:
+            os.close(fd)
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -326,6 +336,38 @@ class _LocalWriter:
         except OSError:
             pass  # a failed flush of bytes we are throwing away
         self._temp.unlink(missing_ok=True)
+
+
+def _key_parts(key: str) -> list[str]:
+    """The path components of object ``key``; a key that could leave the repository or name a
+    temporary file is refused."""
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") or p.startswith(TEMP_PREFIX) for p in parts):
+        raise BackendError(f"invalid object key {key!r}")
+    return parts
+
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _read_at(fd: int, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` (fewer at the end of the file), whatever each call of
+    ``os.pread`` returns; a system without ``pread`` seeks and reads."""
+    pieces: list[bytes] = []
+    while length > 0:
+        if hasattr(os, "pread"):
+            piece = os.pread(fd, length, offset)
+        else:  # Windows
+            os.lseek(fd, offset, os.SEEK_SET)
+            piece = os.read(fd, length)
+        if not piece:
+            break
+        if not pieces and len(piece) == length:
+            return piece  # the usual case: one call, no copy
+        pieces.append(piece)
+        offset += len(piece)
+        length -= len(piece)
+    return b"".join(pieces)
 
 
 def _map_os_error(exc: OSError, path: Path) -> BackendError:
