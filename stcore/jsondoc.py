@@ -114,8 +114,8 @@ def parse(data: bytes | str) -> Any:
     try:
         return _decode(data)
     except (msgspec.DecodeError, UnicodeEncodeError, RecursionError):
-        # NaN, 1e400, a lone surrogate, a byte-order mark, deep nesting, or not JSON at all
-        return json.loads(data)
+        pass  # NaN, 1e400, a lone surrogate, a byte-order mark, deep nesting, or not JSON at all
+    return json.loads(data)  # outside the handler: its error is not chained to msgspec's
 
 
 def loads(data: bytes | str) -> Any:

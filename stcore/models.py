@@ -150,12 +150,10 @@ class TreeNode(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             for entry in wire.nodes:
                 kind = _KINDS[entry.type]
                 subtree = entry.subtree
-                if subtree is not None:
-                    subtree = _blob_id(subtree, "subtree")
-                elif kind == "dir":
+                if subtree is None and kind == "dir":
                     return None
                 target = entry.target if kind == "symlink" else None
-                if kind == "symlink" and type(target) is not str:
+                if kind == "symlink" and target is None:
                     return None
                 mode = entry.mode
                 append(
@@ -166,11 +164,11 @@ class TreeNode(msgspec.Struct, frozen=True, kw_only=True, gc=False):
                         mtime_ns=entry.mtime_ns,
                         size=entry.size,
                         content=tuple(map(bytes.fromhex, entry.content)),
-                        subtree=subtree,
+                        subtree=_blob_id(subtree, "subtree") if subtree is not None else None,
                         target=target,
                     )
                 )
-        except (ValueError, TypeError):  # an id that is not hex, a subtree that is not text
+        except ValueError:  # an id that is not hex, or a subtree id not 64 characters long
             return None
         return nodes
 
@@ -196,9 +194,12 @@ MAX_MODE = 0o177777
 _WireId = Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
 
 
-class _WireNode(msgspec.Struct):
-    """A tree entry as stored, with :meth:`TreeNode.from_json`'s types and ranges (a field
-    checked there only for some kinds is taken as anything here, and checked after)."""
+class _WireNode(msgspec.Struct, forbid_unknown_fields=True):
+    """A tree entry as stored, with :meth:`TreeNode.from_json`'s types and ranges, or stricter:
+    a key stcore does not write, or a ``target`` that is not text on an entry that is not a
+    link, sends the tree to the checked parse, which decides as it always did. (msgspec skips
+    a key it does not know without reading it: a damaged key byte would drop a field, and an
+    undecodable value in it would pass.)"""
 
     type: Literal["file", "dir", "symlink"]
     name: str
@@ -206,11 +207,11 @@ class _WireNode(msgspec.Struct):
     mtime_ns: Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
     size: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
     content: list[_WireId] = []
-    subtree: Any = None
-    target: Any = None
+    subtree: str | None = None
+    target: str | None = None
 
 
-class _WireTree(msgspec.Struct):
+class _WireTree(msgspec.Struct, forbid_unknown_fields=True):
     nodes: list[_WireNode]
 
 

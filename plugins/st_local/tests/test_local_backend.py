@@ -70,6 +70,22 @@ def test_reads_are_whole_however_the_system_call_splits_them(
         assert backend.read("data/ab/k", offset, length) == data[offset:end]
 
 
+def test_a_folder_where_an_object_belongs_is_an_error_whatever_the_range(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    (tmp_path / "data" / "ab" / "k").mkdir(parents=True)
+    for offset, length in [(0, None), (0, 0), (0, 10), (10**6, None)]:
+        with pytest.raises(BackendError, match="Is a directory"):
+            backend.read("data/ab/k", offset, length)
+
+
+def test_a_negative_range_is_refused(tmp_path: Path) -> None:
+    backend = LocalBackend.open(str(tmp_path), options={})
+    backend.write("k", b"abc")
+    for offset, length in [(-1, None), (0, -1), (0, -5)]:
+        with pytest.raises(ValueError, match="no such range"):
+            backend.read("k", offset, length)
+
+
 def test_no_temporary_file_is_left_behind_after_a_failed_write(tmp_path: Path) -> None:
     backend = LocalBackend.open(str(tmp_path), options={})
     backend.write("data/aa/x", b"1")

@@ -21,6 +21,7 @@ import errno
 import os
 import secrets
 import shlex
+import stat
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -239,6 +240,8 @@ class LocalBackend:
 
         With ``os.pread`` on a bare descriptor: a buffered file object cost 18 µs more per
         read, and a check or a restore reads every tree of a snapshot on its own."""
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError(f"no such range of {key}: offset {offset}, length {length}")
         path = self._file(key)
         try:
             fd = os.open(path, _READ_FLAGS)
@@ -247,8 +250,11 @@ class LocalBackend:
         except OSError as exc:
             raise _map_os_error(exc, Path(path)) from exc
         try:
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):  # a folder opens for reading; say so, as open() did
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
             if length is None:
-                length = max(os.fstat(fd).st_size - offset, 0)
+                length = max(info.st_size - offset, 0)
             return _read_at(fd, offset, length)
         except OSError as exc:
             raise _map_os_error(exc, Path(path)) from exc
