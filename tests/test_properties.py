@@ -22,6 +22,7 @@ from stcore.repo.format import (
     encode_pack_trailer,
     encode_tree,
 )
+from tests.trees import tree_nodes
 
 SMALL = ChunkerParams(min_size=256, avg_size=1024, max_size=4096)
 COMPRESSORS = [ZstdCompressor(), GzipCompressor(), LzmaCompressor(), NoCompressor()]
@@ -112,14 +113,7 @@ _ids = st.binary(min_size=32, max_size=32)
 
 def _nodes_of(kind: str, **fields: st.SearchStrategy[object]) -> st.SearchStrategy[TreeNode]:
     """Tree entries of one ``kind``, with any name, mode and time and the given ``fields``."""
-    return st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just(kind),
-        mode=st.integers(0, 0o7777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
-        **fields,
-    )
+    return tree_nodes(kind, names=_names, max_mode=0o7777, **fields)
 
 
 _nodes = st.one_of(
@@ -150,14 +144,7 @@ _ascii_names = st.text(st.characters(max_codepoint=0x7F))
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.builds(
-            TreeNode,
-            name=_ascii_names,
-            kind=st.just("symlink"),
-            mode=st.integers(0, 0o7777),
-            mtime_ns=st.integers(-(2**63), 2**63 - 1),
-            target=_ascii_names,
-        ),
+        tree_nodes("symlink", names=_ascii_names, max_mode=0o7777, target=_ascii_names),
         max_size=6,
     )
 )

@@ -13,37 +13,22 @@ from hypothesis import strategies as st
 from stcore.errors import CorruptObjectError
 from stcore.models import TreeNode
 from stcore.repo.format import _TREE_JSON, _decode_tree_checked, decode_tree, encode_tree
+from tests.trees import tree_nodes
 
 _ids = st.binary(min_size=32, max_size=32)
 _text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 _names = st.one_of(_text, st.text(st.sampled_from(["a", "\udc80", "\udcff"]), min_size=1))
 
 _nodes = st.one_of(
-    st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just("file"),
-        mode=st.integers(0, 0o177777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
+    tree_nodes(
+        "file",
+        names=_names,
+        max_mode=0o177777,
         size=st.integers(0, 2**63 - 1),
         content=st.lists(_ids, max_size=3).map(tuple),
     ),
-    st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just("dir"),
-        mode=st.integers(0, 0o177777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
-        subtree=_ids,
-    ),
-    st.builds(
-        TreeNode,
-        name=_names,
-        kind=st.just("symlink"),
-        mode=st.integers(0, 0o177777),
-        mtime_ns=st.integers(-(2**63), 2**63 - 1),
-        target=_names,
-    ),
+    tree_nodes("dir", names=_names, max_mode=0o177777, subtree=_ids),
+    tree_nodes("symlink", names=_names, max_mode=0o177777, target=_names),
 )
 
 #: any JSON value, of the kinds a hostile tree puts where a field belongs

@@ -7,6 +7,11 @@ import os
 import random
 import stat
 from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from stcore.models import TreeNode
 
 
 def make_sample_tree(root: Path, *, big_size: int = 20 * 1024 * 1024, seed: int = 7) -> Path:
@@ -57,3 +62,18 @@ def snapshot_of_tree(root: Path) -> dict[str, tuple]:
                     path.read_bytes(),
                 )
     return result
+
+
+def tree_nodes(
+    kind: str, *, names: st.SearchStrategy[str], max_mode: int, **fields: st.SearchStrategy[Any]
+) -> st.SearchStrategy[TreeNode]:
+    """Tree entries of one ``kind``, with a name from ``names``, any mode up to ``max_mode``,
+    any time, and the given ``fields``."""
+    return st.builds(
+        TreeNode,
+        name=names,
+        kind=st.just(kind),
+        mode=st.integers(0, max_mode),
+        mtime_ns=st.integers(-(2**63), 2**63 - 1),
+        **fields,
+    )
