@@ -56,6 +56,15 @@ def match_path(pattern: str, relative_path: str, *, ignore_case: bool = False) -
     return _compile(pattern, ignore_case).match(relative_path) is not None
 
 
+def portable(pattern: str, *, ignore_case: bool = False) -> tuple[str, int, bool]:
+    """``pattern`` as plain values another process can match with ``re`` alone: the regular
+    expression's source and flags, and whether it is matched against the whole relative path
+    (else against its last component), as :func:`match_path` matches it."""
+    pattern = pattern.strip("/")
+    compiled = _compile(pattern, ignore_case)
+    return compiled.pattern, compiled.flags, "/" in pattern
+
+
 def match_any(patterns: Iterable[str], relative_path: str, *, ignore_case: bool = False) -> bool:
     return any(match_path(p, relative_path, ignore_case=ignore_case) for p in patterns)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import bisect
 import errno
+import inspect
 import io
+import itertools
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,8 +28,9 @@ from typing import Any, BinaryIO
 import attrs
 
 from stcore import jsondoc
+from stcore.builtins import statahead
 from stcore.errors import ConfigError, LeftOut, SourceError
-from stcore.globs import match_any
+from stcore.globs import match_any, portable
 from stcore.interfaces import ErrorReporter, SourceEntry
 from stcore.streams import sqlite_page_size
 
@@ -703,8 +706,31 @@ class FilesSource:
         Iterative, and every name is read relative to its directory's descriptor, so the depth
         of a tree is unbounded. Only the deepest ``HELD_LEVELS`` directories stay open; going
         back up past them reopens each ancestor through ``..`` and checks it is the directory
-        that was scanned (a directory moved meanwhile ends the walk, listed).
+        that was scanned (a directory moved meanwhile ends the walk, listed). A tree of more
+        than ``statahead.START_AFTER`` entries gets a helper process warming the kernel's
+        caches ahead of the walk.
         """
+        entries = self._walk_levels(root, st, names, report_error)
+        helper = None  # a process warming the caches ahead of this walk: see statahead
+        try:
+            yield from itertools.islice(entries, statahead.START_AFTER)
+            if inspect.getgeneratorstate(entries) != inspect.GEN_CLOSED:  # a tree worth it
+                helper = statahead.start(
+                    str(self.root),
+                    exclude=[
+                        *(portable(p) for p in self.exclude),
+                        *(portable(p, ignore_case=True) for p in self.iexclude),
+                    ],
+                    one_file_system=self.one_file_system,
+                )
+            yield from entries
+        finally:
+            entries.close()
+            statahead.stop(helper)
+
+    def _walk_levels(
+        self, root: _Dir, st: os.stat_result, names: list[str], report_error: ErrorReporter
+    ) -> Generator[SourceEntry, None, None]:
         stack = [_Level(listing=names, identity=(st.st_dev, st.st_ino), directory=root)]
         root_device = st.st_dev
         show = self._shown  # looked up once: every file's opener keeps it
