@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 import stcore
 from stcore.builtins import sources as builtin_sources
-from stcore.repo.filescache import FilesCache, NewRows
+from stcore.repo.filescache import FilesCache, NewRows, RecordedFiles
 from stcore.repository import Repository
 
 
@@ -338,3 +339,59 @@ def test_a_path_key_is_the_keyed_hash_of_source_and_path(source: str, path: str)
             b"path", source.encode("utf-8", "surrogateescape"),
             path.encode("utf-8", "surrogateescape"),
         )  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([bytes([n]) * 32 for n in range(6)]),
+            st.text(max_size=8) | st.just("\udcff lone surrogate"),
+            st.lists(_keys, max_size=3).map(b"".join),
+        ),
+        max_size=30,
+    ),
+    batch=st.integers(1, 7),
+)
+def test_rows_load_in_batches_as_one_by_one_the_first_of_a_path_winning(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[bytes, str, bytes]],
+    batch: int,
+) -> None:
+    cache = FilesCache(tmp_path_factory.mktemp("fc") / "files.sqlite")
+    try:
+        with mock.patch("stcore.repo.filescache._BATCH", batch):
+            loaded = RecordedFiles(cache, "src", rows, count=len(rows))
+        first: dict[bytes, tuple[str, bytes]] = {}
+        for key, token, joined in rows:
+            first.setdefault(key, (token, joined))
+        assert len(loaded) == len(first)
+        for key, (token, joined) in first.items():
+            assert loaded.stored(key) == (token, joined)
+    finally:
+        cache.close()
+
+
+def test_unchanged_gives_the_row_and_ids_only_for_the_recorded_token(tmp_path: Path) -> None:
+    cache = FilesCache(tmp_path / "files.sqlite")
+    try:
+        odd = os.fsdecode(b"dir/\xff\xfe")  # a path that is not UTF-8
+        one, two = (b"a" * 32,), (b"b" * 32, b"c" * 32)
+        cache.replace(
+            "src",
+            [
+                (cache.path_key("src", "x/y"), "1:2:3:4", one),
+                (cache.path_key("src", odd), "5:6:7:8", two),
+                (cache.path_key("src", "empty"), "0:1:1:1", ()),
+            ],
+        )
+        loaded = cache.load("src")
+        x_row = loaded.find("x/y")
+        assert loaded.unchanged("x/y", "1:2:3:4") == (x_row, one)
+        assert loaded.unchanged(odd, "5:6:7:8") == (loaded.find(odd), two)
+        assert loaded.unchanged("empty", "0:1:1:1") == (loaded.find("empty"), ())
+        assert loaded.unchanged("x/y", "1:2:3:5") is None  # another token: read again
+        assert loaded.unchanged("x/z", "1:2:3:4") is None  # never recorded
+        assert cache.load("other").unchanged("x/y", "1:2:3:4") is None  # another source
+    finally:
+        cache.close()

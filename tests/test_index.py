@@ -9,6 +9,7 @@ first bytes), and the table is forced through many rebuilds.
 from __future__ import annotations
 
 import os
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +19,7 @@ from stcore.builtins.compressors import NoCompressor
 from stcore.builtins.encryptors import NoEncryptor
 from stcore.models import IndexEntry
 from stcore.repo.format import Codec, decode_index, encode_index
+from stcore.repo.idtable import IdTable
 from stcore.repo.index import BlobIndex
 
 _ids = st.builds(
@@ -142,3 +144,64 @@ def test_an_id_that_is_not_32_bytes_is_refused() -> None:
         BlobIndex().add_fields(b"x" * 31, 0, b"p" * 32, 0, 0, 0)
     with pytest.raises(KeyError):
         BlobIndex()[b"x" * 32]
+
+
+_rows = st.lists(
+    st.tuples(
+        _ids,
+        st.integers(0, 1),
+        st.integers(0, 3),
+        st.integers(0, 2**32 - 1),
+        st.integers(0, 9),
+        st.integers(0, 9),
+    ),
+    max_size=80,
+)
+
+
+@given(objects=st.lists(_rows, max_size=4), batch=st.integers(1, 9), discards=st.lists(_ids))
+@settings(max_examples=200, deadline=None)
+def test_rows_added_in_bulk_give_the_index_added_one_by_one(
+    objects: list[list[tuple[bytes, int, int, int, int, int]]],
+    batch: int,
+    discards: list[bytes],
+) -> None:
+    """Loading index objects (``add_rows``, in batches) is ``add_fields`` row by row: the same
+    rows, copies, order and pack numbers, tombstones included."""
+    packs = [bytes([n]) * 32 for n in range(4)]
+    bulk, single = BlobIndex(), BlobIndex()
+    for blob_id in discards:  # rows removed before the load: tombstones to reuse
+        for index in (bulk, single):
+            index.add_fields(blob_id, 0, packs[0], 0, 0, 0)
+            index.discard(blob_id)
+    with mock.patch("stcore.repo.index._BATCH", batch):
+        for rows in objects:
+            object_packs = packs[::-1]  # an object numbers its packs its own way
+            bulk.add_rows(object_packs, rows)
+            for blob_id, code, number, offset, stored, raw in rows:
+                single.add_fields(blob_id, code, object_packs[number], offset, stored, raw)
+    assert list(bulk.fields()) == list(single.fields())
+    assert list(bulk) == list(single) and len(bulk) == len(single)
+    for blob_id in single:
+        assert bulk[blob_id] == single[blob_id] and bulk.copies(blob_id) == single.copies(blob_id)
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["insert_all", "remove"]), st.lists(_ids, max_size=30)),
+        max_size=12,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_insert_all_answers_as_insert_does_key_by_key(steps: list[tuple[str, list[bytes]]]) -> None:
+    bulk, single = IdTable(), IdTable()
+    for kind, keys in steps:
+        if kind == "remove":
+            for key in keys:
+                assert bulk.remove(key) == single.remove(key)
+            continue
+        assert bulk.insert_all(keys) == [single.insert(key) for key in keys]
+        assert [bulk.find(key) for key in keys] == [single.find(key) for key in keys]
+    assert len(bulk) == len(single) and list(bulk.live_rows()) == list(single.live_rows())
+    with pytest.raises(ValueError, match="32 bytes"):
+        bulk.insert_all([b"k" * 32, b"short"])

@@ -161,9 +161,7 @@ def _read_ahead(
             # its blobs are all still stored is the caller's check)
             token = entry.change_token
             if cached is not None and token is not None:
-                row = cached.find("/".join(entry.path))
-                if row >= 0 and cached.token(row) == token:
-                    known = row, cached.content(row)
+                known = cached.unchanged("/".join(entry.path), token)
             if known is None and entry.prefetch is not None:
                 entry.prefetch()
         window.append((entry, known))

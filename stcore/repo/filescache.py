@@ -19,6 +19,7 @@ and its pages wiped: the next backup reads every file once and records them agai
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sqlite3
 from array import array
 from collections.abc import Iterable, Iterator
@@ -59,6 +60,9 @@ def files_cache_key(master: MasterKey | None) -> bytes:
     return master.derive("files cache") if master is not None else PLAIN_KEY
 
 
+#: rows :class:`RecordedFiles` loads at a time
+_BATCH = 4096
+
 #: how tokens are held as bytes: any ``str`` round-trips, lone surrogates included
 _TOKEN_ERRORS = "surrogatepass"
 
@@ -83,6 +87,13 @@ class _PackedBytes:
     def append(self, item: bytes) -> None:
         self._data += item
         self._ends.append(len(self._data))
+
+    def extend(self, items: list[bytes]) -> None:
+        """:meth:`append` of each item in turn."""
+        ends = itertools.accumulate(map(len, items), initial=len(self._data))
+        next(ends)  # where the first item starts: not an end
+        self._ends.extend(ends)
+        self._data += b"".join(items)
 
     def __getitem__(self, row: int) -> bytes:
         start = self._ends[row - 1] if row else 0
@@ -146,12 +157,13 @@ class RecordedFiles:
         self._tokens = _PackedBytes()
         self._content = _PackedBytes()
         self._rows.reserve(count)  # ``count`` rows expected: the table is not rebuilt
-        insert = self._rows.insert
-        for key, token, content in rows:  # checked by the query (FilesCache.load)
-            if insert(key) < 0:
-                continue
-            self._tokens.append(token.encode("utf-8", _TOKEN_ERRORS))
-            self._content.append(content)
+        rows = iter(rows)  # checked by the query (FilesCache.load)
+        while batch := list(itertools.islice(rows, _BATCH)):
+            found = self._rows.insert_all([key for key, _, _ in batch])
+            if min(found) < 0:  # a path twice (not from FilesCache.load): the first one wins
+                batch = [row for row, at in zip(batch, found, strict=True) if at >= 0]
+            self._tokens.extend([token.encode("utf-8", _TOKEN_ERRORS) for _, token, _ in batch])
+            self._content.extend([content for _, _, content in batch])
         self._kept = bytearray(self._rows.rows)
 
     def key(self, path: str) -> bytes:
@@ -160,7 +172,17 @@ class RecordedFiles:
 
     def find(self, path: str) -> int:
         """The row recorded for ``path``, or -1."""
-        return self._rows.find(self.key(path)) if len(self._rows) else -1
+        return self._rows.find(self.key(path))
+
+    def unchanged(self, path: str, token: str) -> tuple[int, tuple[bytes, ...]] | None:
+        """``(row, blob ids)`` recorded for ``path`` if it was recorded with ``token``: what a
+        backup asks for each file (one call; the token compared as stored)."""
+        row = self._rows.find(self._cache.path_key(self._source, path))
+        if row < 0:
+            return None
+        if self._tokens[row] != token.encode("utf-8", _TOKEN_ERRORS):
+            return None
+        return row, _split_ids(self._content[row])
 
     def token(self, row: int) -> str:
         return self._tokens[row].decode("utf-8", _TOKEN_ERRORS)

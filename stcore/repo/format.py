@@ -284,6 +284,10 @@ class IndexObject:
     body: bytes
     count: int
 
+    def packed_rows(self) -> Iterator[tuple[bytes, int, int, int, int, int]]:
+        """The rows with each pack as its number in :attr:`packs`."""
+        return INDEX_ENTRY.iter_unpack(self.body)
+
     def rows(self) -> Iterator[IndexRow]:
         packs = self.packs
         for blob_id, code, number, offset, stored, raw in INDEX_ENTRY.iter_unpack(self.body):

@@ -13,8 +13,9 @@ Offsets and lengths are 32-bit, as in the index objects on storage (packs are fa
 
 from __future__ import annotations
 
+import itertools
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from stcore.models import BLOB_TYPE_CODES, BLOB_TYPES_BY_CODE, BlobType, IndexEntry
 from stcore.repo.idtable import IdTable
@@ -22,6 +23,9 @@ from stcore.repo.idtable import IdTable
 #: one location as plain fields (a row of an index object): blob id, type code, pack id,
 #: offset, stored length, raw length
 IndexRow = tuple[bytes, int, bytes, int, int, int]
+
+#: rows :meth:`BlobIndex.add_rows` takes at a time
+_BATCH = 4096
 
 
 def entry_row(entry: IndexEntry) -> IndexRow:
@@ -102,6 +106,41 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
         self._raw.append(raw_length)
         self._type.append(type_code)
         return True
+
+    def add_rows(
+        self, packs: Sequence[bytes], rows: Iterable[tuple[bytes, int, int, int, int, int]]
+    ) -> None:
+        """:meth:`add_fields` for each row of an index object: ``(blob id, type code, pack
+        number into packs, offset, stored length, raw length)``, taken in batches (loading an
+        index is a loop over every blob of the repository)."""
+        numbers = []
+        for pack_id in packs:
+            number = self._pack_numbers.get(pack_id)
+            if number is None:
+                number = self._pack_numbers[pack_id] = len(self._packs)
+                self._packs.append(pack_id)
+            numbers.append(number)
+        pack, offset, stored, raw, kind = (
+            self._pack,
+            self._offset,
+            self._stored,
+            self._raw,
+            self._type,
+        )
+        insert_all = self._ids.insert_all
+        rows = iter(rows)
+        while batch := list(itertools.islice(rows, _BATCH)):
+            for found, (blob_id, code, number, at, length, plain) in zip(
+                insert_all([row[0] for row in batch]), batch, strict=True
+            ):
+                if found < 0:
+                    self._add_copy(-1 - found, blob_id, code, packs[number], at, length, plain)
+                    continue
+                pack.append(numbers[number])
+                offset.append(at)
+                stored.append(length)
+                raw.append(plain)
+                kind.append(code)
 
     def _add_copy(
         self,
@@ -218,10 +257,12 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
     def __contains__(self, blob_id: object) -> bool:
         return isinstance(blob_id, bytes) and self._ids.find(blob_id) >= 0
 
-    def has_all(self, blob_ids: Iterable[bytes]) -> bool:
+    def has_all(self, blob_ids: Sequence[bytes]) -> bool:
         """Whether every one of ``blob_ids`` is here (a files-cache row's content, checked for
         each unchanged file of a backup: one call, not a membership test per blob)."""
         find = self._ids.find
+        if len(blob_ids) == 1:  # most files: one blob, no generator
+            return find(blob_ids[0]) >= 0
         return all(find(blob_id) >= 0 for blob_id in blob_ids)
 
     def __iter__(self) -> Iterator[bytes]:

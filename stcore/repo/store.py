@@ -319,9 +319,7 @@ class Store:
                         continue
                     done.add(key)
                     index.reserve(len(index) + found.count)
-                    add = index.add_fields
-                    for row in found.rows():
-                        add(*row)
+                    index.add_rows(found.packs, found.packed_rows())
             if not gone:
                 break
         else:
