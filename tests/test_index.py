@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from unittest import mock
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -113,6 +114,16 @@ def test_the_index_agrees_with_a_dict_after_every_step(ops: list[tuple]) -> None
     merged = BlobIndex()
     merged.merge(index)
     assert list(merged.fields()) == list(index.fields())
+    # into an index that knows some of the blobs already: as adding each location in turn
+    into, one_by_one = BlobIndex(), BlobIndex()
+    for entry in list(model.first.values())[::2] + [e for c in model.copies.values() for e in c]:
+        moved = attrs.evolve(entry, pack_id=entry.pack_id[::-1])
+        into.add(moved)
+        one_by_one.add(moved)
+    into.merge(index)
+    for row in index.fields():
+        one_by_one.add_fields(*row)
+    assert list(into.fields()) == list(one_by_one.fields())
     codec = Codec(compressors={0: NoCompressor()}, compressor=NoCompressor(),
                   encryptor=NoEncryptor())  # fmt: skip
     encoded = encode_index(codec, index)
@@ -193,15 +204,30 @@ def test_rows_added_in_bulk_give_the_index_added_one_by_one(
     )
 )
 @settings(max_examples=200, deadline=None)
-def test_insert_all_answers_as_insert_does_key_by_key(steps: list[tuple[str, list[bytes]]]) -> None:
-    bulk, single = IdTable(), IdTable()
+def test_inserts_in_batches_agree_with_a_dict(steps: list[tuple[str, list[bytes]]]) -> None:
+    """``insert_all`` (and ``insert``, one key at a time through it) numbers rows as a dict of
+    ids to rows would, across removals (tombstones reused) and rebuilds."""
+    table, added = IdTable(), 0
+    rows: dict[bytes, int] = {}
     for kind, keys in steps:
         if kind == "remove":
             for key in keys:
-                assert bulk.remove(key) == single.remove(key)
+                assert table.remove(key) == rows.pop(key, -1)
             continue
-        assert bulk.insert_all(keys) == [single.insert(key) for key in keys]
-        assert [bulk.find(key) for key in keys] == [single.find(key) for key in keys]
-    assert len(bulk) == len(single) and list(bulk.live_rows()) == list(single.live_rows())
+        expected = []
+        for key in keys:
+            if key in rows:
+                expected.append(-1 - rows[key])
+            else:
+                rows[key] = added
+                expected.append(added)
+                added += 1
+        if len(keys) == 1:
+            assert [table.insert(keys[0])] == expected
+        else:
+            assert table.insert_all(keys) == expected
+        assert [table.find(key) for key in keys] == [rows[key] for key in keys]
+    assert len(table) == len(rows) and list(table.live_rows()) == sorted(rows.values())
+    assert table.rows == added
     with pytest.raises(ValueError, match="32 bytes"):
-        bulk.insert_all([b"k" * 32, b"short"])
+        table.insert_all([b"k" * 32, b"short"])

@@ -18,7 +18,7 @@ against 0.2 us for a dict (``benchmarks/index_memory.py``).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 #: the length of every id in the table
 ID_BYTES = 32
@@ -63,35 +63,11 @@ class IdTable:
 
     def insert(self, key: bytes) -> int:
         """Add ``key`` and return its new row; if it is there already, ``-1 - its row``."""
-        if len(key) != ID_BYTES:
-            raise ValueError(f"an id is {ID_BYTES} bytes, not {len(key)}")
-        table, ids, mask = self._table, self._ids, self._mask
-        slot = hash(key) & mask
-        free = -1
-        while value := table[slot]:  # one walk: find it, or the slot it goes in
-            if value == _GONE:
-                if free < 0:
-                    free = slot
-            else:
-                start = (value - 1) * ID_BYTES
-                if ids[start : start + ID_BYTES] == key:
-                    return -value
-            slot = (slot + 1) & mask
-        row = len(ids) // ID_BYTES
-        ids += key
-        if free >= 0:
-            table[free] = row + 1
-        else:
-            table[slot] = row + 1
-            self._used += 1
-            if self._used * 3 >= (mask + 1) * 2:
-                # double when live rows fill it; the same size when tombstones do
-                self._rebuild((mask + 1) * (2 if len(self) * 3 >= mask + 1 else 1))
-        return row
+        return self.insert_all((key,))[0]
 
-    def insert_all(self, keys: list[bytes]) -> list[int]:
-        """:meth:`insert` of each key in turn, what it returns for each: the bulk path of
-        loading an index or a files cache, without a method call per key."""
+    def insert_all(self, keys: Sequence[bytes]) -> list[int]:
+        """:meth:`insert` of each key in turn, what it returns for each: one loop, so loading
+        an index or a files cache makes no method call per key."""
         results = []
         table, ids, mask = self._table, self._ids, self._mask
         for key in keys:
@@ -99,7 +75,7 @@ class IdTable:
                 raise ValueError(f"an id is {ID_BYTES} bytes, not {len(key)}")
             slot = hash(key) & mask
             free = -1
-            while value := table[slot]:
+            while value := table[slot]:  # one walk: find it, or the slot it goes in
                 if value == _GONE:
                     if free < 0:
                         free = slot

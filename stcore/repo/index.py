@@ -198,10 +198,36 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
             yield from map(entry_row, copies)
 
     def merge(self, other: BlobIndex) -> None:
-        """Add every location ``other`` knows, as :meth:`add` would one by one."""
-        add = self.add_fields
-        for blob_id, type_code, pack_id, offset, stored, raw in other.fields():
-            add(blob_id, type_code, pack_id, offset, stored, raw)
+        """Add every location ``other`` knows, as :meth:`add` would one by one (in batches,
+        through :meth:`add_rows`: a first backup merges a row for each of its blobs)."""
+        packs = list(other._packs)
+        numbers = dict(other._pack_numbers)
+        for copies in other._copies.values():
+            for copy in copies:
+                if copy.pack_id not in numbers:
+                    numbers[copy.pack_id] = len(packs)
+                    packs.append(copy.pack_id)
+        self.add_rows(packs, other._numbered_rows(numbers))
+
+    def _numbered_rows(
+        self, numbers: Mapping[bytes, int]
+    ) -> Iterator[tuple[bytes, int, int, int, int, int]]:
+        """:meth:`fields`, with each pack as its number in ``numbers`` (:meth:`add_rows`)."""
+        ids, pack = self._ids, self._pack
+        kind, offset, stored, raw = self._type, self._offset, self._stored, self._raw
+        for row in ids.live_rows():
+            yield ids.key(row), kind[row], pack[row], offset[row], stored[row], raw[row]
+        for copies in self._copies.values():
+            for copy in copies:
+                code = BLOB_TYPE_CODES[copy.blob_type]
+                yield (
+                    copy.blob_id,
+                    code,
+                    numbers[copy.pack_id],
+                    copy.offset,
+                    copy.stored_length,
+                    copy.raw_length,
+                )
 
     def all_entries(self) -> Iterator[IndexEntry]:
         """Every known location of every blob, copies included."""
