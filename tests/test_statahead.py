@@ -183,7 +183,11 @@ def _tree_of(root: Path, files: int) -> None:
         (folder / f"f{number}").write_text(str(number))
 
 
-def _watch_starts(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes] | None]:
+def _watch_starts(
+    monkeypatch: pytest.MonkeyPatch, after: int
+) -> list[subprocess.Popen[bytes] | None]:
+    """Start helpers once a walk passes ``after`` entries; the list of every one started."""
+    monkeypatch.setattr(statahead, "START_AFTER", after)
     started: list[subprocess.Popen[bytes] | None] = []
     real = statahead.start
 
@@ -198,8 +202,7 @@ def _watch_starts(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[byte
 def test_a_backup_of_a_large_tree_starts_the_helper_and_reaps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(statahead, "START_AFTER", 10)
-    started = _watch_starts(monkeypatch)
+    started = _watch_starts(monkeypatch, after=10)
     _tree_of(tmp_path / "big", 40)
     (tmp_path / "small").mkdir()
     (tmp_path / "small" / "one").write_text("1")
@@ -215,8 +218,7 @@ def test_a_backup_of_a_large_tree_starts_the_helper_and_reaps_it(
 def test_an_abandoned_walk_kills_its_helper(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(statahead, "START_AFTER", 5)
-    started = _watch_starts(monkeypatch)
+    started = _watch_starts(monkeypatch, after=5)
     _tree_of(tmp_path / "big", 5000)
     scan = FilesSource("s", {"path": str(tmp_path / "big")}).scan(lambda _p, _e: None)
     for _ in range(10):
@@ -234,7 +236,7 @@ def test_an_abandoned_walk_kills_its_helper(
 def test_a_backup_goes_on_where_the_helper_cannot_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
-    monkeypatch.setattr(statahead, "START_AFTER", 3)
+    started = _watch_starts(monkeypatch, after=3)
     if why == "an application server":
         monkeypatch.setattr(sys, "executable", "/usr/bin/uwsgi")
     elif why == "a frozen app":
@@ -245,7 +247,6 @@ def test_a_backup_goes_on_where_the_helper_cannot_run(
             raise BlockingIOError(11, "Resource temporarily unavailable")
 
         monkeypatch.setattr(subprocess, "Popen", refuse)
-    started = _watch_starts(monkeypatch)
     _tree_of(tmp_path / "big", 20)
     with stcore.init_repository(tmp_path / "repo") as repo:
         result = repo.backup(stcore.sources_for_paths([str(tmp_path / "big")]))
