@@ -16,10 +16,9 @@ import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stcore.access.catalog import Catalog, open_catalog, resolve_snapshot, resolve_snapshot_id
-from stcore.access.views import Snapshot
 from stcore.config import (
     RemoteConfig,
     Settings,
@@ -39,15 +38,8 @@ from stcore.interfaces import Backend, ProgressCallback, Source
 from stcore.models import SNAPSHOT_ID, SnapshotManifest, TreeNode
 from stcore.plugins import PluginHost, make_plugin_manager
 from stcore.repo import backup as _backup
-from stcore.repo import check as _check
-from stcore.repo import forget as _forget
 from stcore.repo import prune as _prune
-from stcore.repo import repair as _repair
-from stcore.repo import restore as _restore
-from stcore.repo import stats as _stats
-from stcore.repo import tag as _tag
 from stcore.repo.backup import BackupResult
-from stcore.repo.check import CheckResult, ReadSubset
 from stcore.repo.chunker import ChunkerParams
 from stcore.repo.format import Codec, RepositoryConfig
 from stcore.repo.index import BlobIndex
@@ -56,18 +48,18 @@ from stcore.repo.keys import KdfParams, KeyInfo, PasswordSource, add_key, descri
 from stcore.repo.locks import EXCLUSIVE_LOCK_WAIT, LockInfo, list_locks, remove_locks
 from stcore.repo.objectcache import ObjectCache
 from stcore.repo.prune import DEFAULT_REPACK_THRESHOLD, PruneResult
-from stcore.repo.repair import RepairIndexResult, RepairPacksResult, RepairSnapshotsResult
-from stcore.repo.restore import Overwrite, RestoreResult
-from stcore.repo.stats import RepositoryStats
 from stcore.repo.store import Store, open_store
-from stcore.repo.tag import TagResult
-from stcore.sync import (
-    SyncOptions,
-    SyncResult,
-    remote_container_missing,
-    remote_from_url,
-    sync,
-)
+
+# Imported where used: a backup (the command most often run) need not load restore, check,
+# repair or sync (the command line's start-up time, docs/architecture.md).
+if TYPE_CHECKING:
+    from stcore.access.views import Snapshot
+    from stcore.repo.check import CheckResult, ReadSubset
+    from stcore.repo.repair import RepairIndexResult, RepairPacksResult, RepairSnapshotsResult
+    from stcore.repo.restore import Overwrite, RestoreResult
+    from stcore.repo.stats import RepositoryStats
+    from stcore.repo.tag import TagResult
+    from stcore.sync import SyncOptions, SyncResult
 
 
 def _default_workers() -> int:
@@ -316,6 +308,8 @@ class Repository:
     def snapshot(self, ref: str, *, as_of: dt.datetime | dt.date | str | None = None) -> Snapshot:
         """A lazy view of the snapshot ``ref`` names (see :meth:`resolve`, ``as_of`` too):
         nothing is fetched until data is read."""
+        from stcore.access.views import Snapshot
+
         return Snapshot(self.store, self.resolve(ref, as_of=as_of))
 
     def refresh(self) -> tuple[int, int]:
@@ -334,6 +328,8 @@ class Repository:
     def forget(self, snapshot_ids: Iterable[str]) -> list[str]:
         """Remove snapshots (their manifests) and return the ids removed; see
         :func:`stcore.repo.forget.forget`."""
+        from stcore.repo import forget as _forget
+
         removed = _forget.forget(self.store, snapshot_ids)
         if self._catalog is not None:
             self._catalog.remove(removed)
@@ -353,6 +349,7 @@ class Repository:
         snapshot gets a new id (same time part); the catalog follows. Takes the exclusive lock,
         waiting up to ``wait`` seconds (default :attr:`lock_wait`); see :mod:`stcore.repo.tag`.
         """
+        from stcore.repo import tag as _tag
 
         def listed(tags: str | Iterable[str]) -> tuple[str, ...]:
             return (tags,) if isinstance(tags, str) else tuple(tags)  # one tag, not its letters
@@ -428,6 +425,8 @@ class Repository:
         has is kept if it matches, else replaced (``overwrite``: ``always``, ``if-changed``,
         ``if-newer``, ``never``); ``delete`` removes what the restored directories hold beyond
         the snapshot; ``dry_run`` only plans. See :mod:`stcore.repo.restore`."""
+        from stcore.repo import restore as _restore
+
         return _restore.restore(
             self.store,
             self.resolve(ref),
@@ -450,8 +449,10 @@ class Repository:
         """Verify structure and, with ``read_data``, every byte; with ``read_subset`` (``2/5``,
         ``10%``, ``500M``: restic's forms), the bytes of some packs. See
         :mod:`stcore.repo.check`."""
+        from stcore.repo import check as _check
+
         if isinstance(read_subset, str):
-            read_subset = ReadSubset.parse(read_subset)
+            read_subset = _check.ReadSubset.parse(read_subset)
         return _check.check(
             self.store, read_data=read_data, read_subset=read_subset, progress=progress
         )
@@ -483,18 +484,24 @@ class Repository:
         self, *, dry_run: bool = False, progress: ProgressCallback | None = None
     ) -> RepairIndexResult:
         """Rebuild the index from the packs' own trailers; see :mod:`stcore.repo.repair`."""
+        from stcore.repo import repair as _repair
+
         return _repair.repair_index(self.store, dry_run=dry_run, progress=progress)
 
     def repair_packs(
         self, pack_ids: Iterable[str] = (), *, progress: ProgressCallback | None = None
     ) -> RepairPacksResult:
         """Salvage what still verifies of damaged packs and delete them."""
+        from stcore.repo import repair as _repair
+
         return _repair.repair_packs(self.store, pack_ids, progress=progress)
 
     def repair_snapshots(
         self, *, dry_run: bool = False, forget: bool = False
     ) -> RepairSnapshotsResult:
         """Rewrite the snapshots that reference lost data (tagged ``repaired``)."""
+        from stcore.repo import repair as _repair
+
         result = _repair.repair_snapshots(
             self.store, dry_run=dry_run, forget=forget, lock_wait=self.lock_wait
         )
@@ -508,6 +515,8 @@ class Repository:
 
     def stats(self) -> RepositoryStats:
         """Sizes and counts: what is stored versus what the snapshots hold."""
+        from stcore.repo import stats as _stats
+
         totals = self.catalog.totals()
         return _stats.stats(
             self.store, snapshots=totals["snapshots"], snapshot_bytes=totals["size"]
@@ -531,6 +540,8 @@ class Repository:
         The catalog is brought up to date first (:meth:`refresh`): a long-lived Repository (the
         in-app scheduler's) must also upload the snapshots other processes made since it opened.
         """
+        from stcore.sync import remote_from_url, sync
+
         if not isinstance(remote, RemoteConfig):
             if isinstance(remote, str) and ("://" in remote or os.sep in remote):
                 remote = remote_from_url(remote)
@@ -682,4 +693,6 @@ def open_remote_repository(
             password=password,
         )
     except ContainerNotFoundError as exc:  # nothing was synced there: say how to start
+        from stcore.sync import remote_container_missing
+
         raise remote_container_missing(remote, exc) from exc

@@ -32,7 +32,6 @@ from stcore.repo.forget import Decision, Policy, apply_policy
 from stcore.repo.prune import PruneResult
 from stcore.repository import Repository
 from stcore.sources import make_source
-from stcore.sync import pending
 
 #: the scheduler's state file and lock, in the repository's cache directory
 STATE_FILE = "daemon.json"
@@ -153,6 +152,8 @@ def remote_status(
     now: float | None = None,
 ) -> dict[str, Any]:
     """Where one remote stands: last good sync, what is pending, the last error, the next run."""
+    from stcore.sync import pending  # here: a backup, which imports this module, needs no sync
+
     now = time.time() if now is None else now
     catalog = repo.catalog
     summary = catalog.sync_summary(remote.name, not_failures=[ABANDONED])

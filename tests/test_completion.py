@@ -204,12 +204,13 @@ def test_every_snapshot_argument_completes_to_snapshot_ids(
 
 
 def test_the_snapshot_arguments_listed_are_the_clis() -> None:
+    commands = cli.every_command()
     for command, names in SNAPSHOT_ARGUMENTS.items():
-        params = {p.name: p for p in cli.commands[command].params}
+        params = {p.name: p for p in commands[command].params}
         for name in names:
             assert isinstance(params[name].type, SnapshotRef), (command, name)
     # and no argument naming snapshots was missed
-    for command in cli.commands.values():
+    for command in commands.values():
         for param in command.params:
             if param.name in ("snap", "snaps") or (param.metavar or "").startswith("SNAP"):
                 assert isinstance(param.type, SnapshotRef), (command.name, param.name)

@@ -81,6 +81,7 @@ def _walk(command: click.Command, path: str) -> Iterator[tuple[str, click.Comman
             yield from _walk(sub, f"{path} {name}")
 
 
+cli.every_command()  # each imported, so each group's .commands lists them all
 COMMANDS = dict(_walk(cli, "stcore"))
 
 

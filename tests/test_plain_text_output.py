@@ -361,6 +361,7 @@ def _commands(command: click.Command, path: str) -> Iterator[str]:
             yield from _commands(sub, f"{path} {name}")
 
 
+cli.every_command()  # each imported, so each group's .commands lists them all
 COMMAND_PATHS = list(_commands(cli, "stcore"))
 
 
