@@ -25,9 +25,12 @@ from testsupport.process import LOOPBACK, ServerProcess, free_port, wait_until_h
 
 __all__ = ["MotoServer", "free_port", "moto_s3_server"]
 
+#: moto's server with conditional writes made atomic, as S3 makes them (see the module)
+ATOMIC_MOTO = Path(__file__).with_name("moto_atomic.py")
+
 
 class MotoServer(ServerProcess):
-    """One ``python -m moto.server`` process; :meth:`start` waits until it answers HTTP.
+    """One moto server process (:data:`ATOMIC_MOTO`); :meth:`start` waits until it answers HTTP.
 
     Its log lives in a temporary directory of its own, removed by :meth:`stop`.
     """
@@ -43,7 +46,7 @@ class MotoServer(ServerProcess):
 
     def start(self) -> str:
         self.launch(
-            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+            [sys.executable, str(ATOMIC_MOTO), "-H", LOOPBACK, "-p", str(self.port)],
             extra_env=self._env,
             # The server must not inherit a proxy or a real endpoint meant for the tests' clients.
             unset_env=("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "HTTP_PROXY", "HTTPS_PROXY"),

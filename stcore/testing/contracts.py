@@ -174,7 +174,7 @@ class BackendContract:
             thread.start()
         for thread in threads:
             thread.join()
-        assert sorted(outcomes) == ["lost", "lost", "lost", "won"]
+        assert sorted(outcomes) == ["lost", "lost", "lost", "won"], outcomes
         assert backend.read("contended").startswith(b"writer ")
 
     def test_location_is_a_nonempty_string(self, backend: Backend) -> None:

@@ -1,6 +1,7 @@
 """st-s3 against the backend contract on a real moto S3 server, plus what only S3 can show.
 
-Every test talks HTTP to ``python -m moto.server`` on loopback. Where a test needs the wire to
+Every test talks HTTP to moto's server on loopback (``testsupport/moto_atomic.py``: its
+conditional writes made atomic, as S3's are). Where a test needs the wire to
 misbehave (a damaged download, a server without conditional writes, a 500 mid-upload) it uses a
 botocore event hook on the backend's own client, so the rest of the stack stays real.
 """
