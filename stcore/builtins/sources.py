@@ -342,29 +342,31 @@ def _entry_for(
 ) -> SourceEntry | None:
     """The entry for ``name`` in ``directory`` (None: ``name`` is a path); ``show(parts)``
     makes the path that messages and the test hook see."""
-    mode = stat.S_IMODE(st.st_mode)
-    dir_fd = None if directory is None else directory.fd
-    if stat.S_ISDIR(st.st_mode):
+    st_mode = st.st_mode
+    mode = stat.S_IMODE(st_mode)
+    kind = stat.S_IFMT(st_mode)  # one test per entry, not three
+    if kind == stat.S_IFREG:  # most entries
+        opener = _FileOpener(directory, name, show, parts, st, before_open)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+        return SourceEntry(
+            path=parts,
+            kind="file",
+            mode=mode,
+            mtime_ns=mtime_ns,
+            size=size,
+            opener=opener,
+            prefetch=opener.prefetch if _CAN_ADVISE else None,
+            change_token=f"{size}:{mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
+        )
+    if kind == stat.S_IFDIR:
         return SourceEntry(path=parts, kind="dir", mode=mode, mtime_ns=st.st_mtime_ns)
-    if stat.S_ISLNK(st.st_mode):
+    if kind == stat.S_IFLNK:
         return SourceEntry(
             path=parts,
             kind="symlink",
             mode=mode,
             mtime_ns=st.st_mtime_ns,
-            target=os.readlink(name, dir_fd=dir_fd),
-        )
-    if stat.S_ISREG(st.st_mode):
-        opener = _FileOpener(directory, name, show, parts, st, before_open)
-        return SourceEntry(
-            path=parts,
-            kind="file",
-            mode=mode,
-            mtime_ns=st.st_mtime_ns,
-            size=st.st_size,
-            opener=opener,
-            prefetch=opener.prefetch if _CAN_ADVISE else None,
-            change_token=f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}",
+            target=os.readlink(name, dir_fd=None if directory is None else directory.fd),
         )
     raise OSError(
         errno.EINVAL, f"is a {_special_kind(st.st_mode)}: not backed up (only its name is known)"
