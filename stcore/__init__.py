@@ -13,6 +13,7 @@ The public API lives here; everything else is an implementation detail::
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from stcore.version import __version__
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        # ``import stcore`` once loaded every submodule: ``stcore.errors.X`` still works
+        if not name.startswith("_") and importlib.util.find_spec(f"stcore.{name}") is not None:
+            return importlib.import_module(f"stcore.{name}")
         raise AttributeError(f"module 'stcore' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # once: later uses are plain attribute reads

@@ -69,5 +69,7 @@ def test_the_public_api_loads_on_first_use() -> None:
     assert set(stcore.__all__) <= set(dir(stcore))
     for name in stcore.__all__:
         assert getattr(stcore, name) is not None
+    loaded = _loaded_after("import stcore; print(stcore.errors.StcoreError, stcore.repository)")
+    assert {"stcore.errors", "stcore.repository"} <= loaded  # modules as attributes, as before
     with pytest.raises(AttributeError, match="no_such_name"):
         stcore.no_such_name  # type: ignore[attr-defined]  # noqa: B018
