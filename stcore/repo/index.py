@@ -207,27 +207,8 @@ class BlobIndex(Mapping[bytes, IndexEntry]):
                 if copy.pack_id not in numbers:
                     numbers[copy.pack_id] = len(packs)
                     packs.append(copy.pack_id)
-        self.add_rows(packs, other._numbered_rows(numbers))
-
-    def _numbered_rows(
-        self, numbers: Mapping[bytes, int]
-    ) -> Iterator[tuple[bytes, int, int, int, int, int]]:
-        """:meth:`fields`, with each pack as its number in ``numbers`` (:meth:`add_rows`)."""
-        ids, pack = self._ids, self._pack
-        kind, offset, stored, raw = self._type, self._offset, self._stored, self._raw
-        for row in ids.live_rows():
-            yield ids.key(row), kind[row], pack[row], offset[row], stored[row], raw[row]
-        for copies in self._copies.values():
-            for copy in copies:
-                code = BLOB_TYPE_CODES[copy.blob_type]
-                yield (
-                    copy.blob_id,
-                    code,
-                    numbers[copy.pack_id],
-                    copy.offset,
-                    copy.stored_length,
-                    copy.raw_length,
-                )
+        rows = other.fields()
+        self.add_rows(packs, ((b, c, numbers[p], o, s, r) for b, c, p, o, s, r in rows))
 
     def all_entries(self) -> Iterator[IndexEntry]:
         """Every known location of every blob, copies included."""
